@@ -1,0 +1,248 @@
+"""Lyapunov spectra and long-term-Jacobian diagnostics of any one-step map.
+
+Pure, differentiable functions over a step map ``step(state, x) -> state`` with states of shape
+(..., D) (any leading batch dimensions, e.g. an ensemble E and a batch B). They never import a model.
+
+Method (Benettin et al. 1980; as used for gradient flossing by Engelken, NeurIPS 2023): evolve k
+orthonormal tangent vectors with the one-step Jacobian, ``Q <- D_t Q``, re-orthonormalise by a QR
+decomposition every ``qr_every`` steps, and average ``log|R_ii|`` over the time after a transient.
+Everything, every QR included, is differentiable, which is what flossing differentiates through.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+# ------------------------------------------------------------------------------------ tangents
+def jvp_tangent(step):
+    """Tangent map from forward-mode AD: ``(state, x, new_state, Q (..., D, k)) -> D_t Q``.
+
+    One ``torch.func.jvp`` per tangent column, vectorised over the k columns with ``vmap``, so the
+    Jacobian D_t is never materialised. Works for any step built from differentiable torch ops.
+    """
+    def tangent(state, x, new, Q):
+        def one(v):
+            return torch.func.jvp(lambda s: step(s, x), (state,), (v,))[1]
+        return torch.func.vmap(one, in_dims=-1, out_dims=-1)(Q)
+    return tangent
+
+
+def random_orthonormal(d: int, k: int, *, generator: torch.Generator | None = None,
+                       dtype=torch.float32, device=None) -> torch.Tensor:
+    """A (d, k) matrix with orthonormal columns (QR of a Gaussian matrix)."""
+    q, _ = torch.linalg.qr(torch.randn(d, k, generator=generator, dtype=torch.float64))
+    return q.to(dtype=dtype, device=device)
+
+
+# -------------------------------------------------------------------------------------- QR
+def _qr_householder(Q: torch.Tensor):
+    Q, R = torch.linalg.qr(Q)
+    return Q, R.diagonal(dim1=-2, dim2=-1).abs()
+
+
+def _qr_cholesky(Q: torch.Tensor):
+    """CholeskyQR2 (Fukaya et al. 2014): two rounds of Q <- Q chol(QᵀQ)⁻ᵀ, matmuls and small
+    triangular solves only. Same Q and |R_ii| as Householder up to rounding while cond(Q)² · eps < 1."""
+    diag = None
+    for _ in range(2):
+        L = torch.linalg.cholesky(Q.mT @ Q)
+        Q = torch.linalg.solve_triangular(L, Q.mT, upper=False).mT
+        d = L.diagonal(dim1=-2, dim2=-1)
+        diag = d if diag is None else diag * d
+    return Q, diag
+
+
+QR_METHODS = {"householder": _qr_householder, "cholesky": _qr_cholesky}
+
+
+def _log_abs(d: torch.Tensor) -> torch.Tensor:
+    # guard log 0 (a tangent direction collapsed exactly): a very negative finite value, not -inf
+    return torch.log(d.clamp_min(torch.finfo(d.dtype).tiny))
+
+
+def _check(k: int, d: int, steps: int, transient: int, qr_every: int) -> None:
+    if not 1 <= k <= d:
+        raise ValueError(f"k must be in 1..{d}, got {k}")
+    if qr_every < 1:
+        raise ValueError(f"qr_every must be >= 1, got {qr_every}")
+    if transient < 0:
+        raise ValueError(f"transient must be >= 0, got {transient}")
+    first_counted = -(-transient // qr_every) * qr_every  # first QR boundary at or after the transient
+    if steps < 1 or first_counted >= steps:
+        raise ValueError(f"steps ({steps}) must exceed the transient ({transient}, rounded up to a "
+                         f"multiple of qr_every={qr_every}) so that some steps are averaged")
+
+
+def lyapunov_spectrum(step, state0: torch.Tensor, inputs, k: int, *, jacobian=None,
+                      transient: int = 0, qr_every: int = 1, Q0: torch.Tensor | None = None,
+                      generator: torch.Generator | None = None, qr: str = "householder",
+                      return_state: bool = False):
+    """The first k Lyapunov exponents of the map ``state_t = step(state_{t-1}, x_t)``.
+
+    Args:
+      step: ``(state (..., D), x) -> state (..., D)``; leading dims are independent systems.
+      state0: (..., D) initial state.
+      inputs: a tensor whose dim 0 is time (x_t = inputs[t]), or an int T for T autonomous steps
+        (x_t = None).
+      k: number of exponents, 1..D.
+      jacobian: optional analytic tangent map ``(state, x, new_state, Q (..., D, k)) -> D_t Q``;
+        default: forward-mode JVPs (``jvp_tangent``).
+      transient: steps discarded before averaging; with ``qr_every`` > 1 it is rounded up to the next
+        QR boundary.
+      qr_every: re-orthonormalise every this many steps (t_ons); the last step always gets a QR.
+      Q0: (D, k) or (..., D, k) orthonormal start; default a random one from ``generator``.
+      qr: 'householder' (LAPACK) or 'cholesky' (CholeskyQR2 from matmuls).
+    Returns:
+      exponents (..., k) in nats per step, sorted descending; with ``return_state`` also the final
+      state. Differentiable with respect to everything the step closes over.
+    """
+    steps = inputs if isinstance(inputs, int) else inputs.shape[0]
+    d = state0.shape[-1]
+    _check(k, d, steps, transient, qr_every)
+    if qr not in QR_METHODS:
+        raise ValueError(f"unknown qr {qr!r}; choose one of {', '.join(QR_METHODS)}")
+    orth = QR_METHODS[qr]
+    tangent = jacobian or jvp_tangent(step)
+    if Q0 is None:
+        Q0 = random_orthonormal(d, k, generator=generator, dtype=state0.dtype, device=state0.device)
+    Q = Q0.expand(*state0.shape[:-1], d, k)
+
+    state, total, counted, last_qr = state0, 0.0, 0, 0
+    for t in range(1, steps + 1):
+        x = None if isinstance(inputs, int) else inputs[t - 1]
+        new = step(state, x)
+        Q = tangent(state, x, new, Q)
+        state = new
+        if t % qr_every == 0 or t == steps:
+            Q, r = orth(Q)
+            if last_qr >= transient:
+                total = total + _log_abs(r)
+                counted += t - last_qr
+            last_qr = t
+    exponents = torch.sort(total / counted, dim=-1, descending=True).values
+    return (exponents, state) if return_state else exponents
+
+
+# ---------------------------------------------------------------- long-term Jacobian diagnostics
+def _graded_log_svdvals(logd: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
+    """log singular values of diag(exp(logd)) U (U unit upper triangular), float64, descending.
+
+    The graded factor may span far more than float64's range over long horizons, so the large
+    singular values come from the matrix scaled by its largest row and the small ones from its
+    inverse scaled by its smallest row; values that underflow in both (a dynamic range beyond about
+    1400 nats) fall back to the grading itself, which they equal asymptotically."""
+    hi = logd.max(dim=-1, keepdim=True).values
+    lo = logd.min(dim=-1, keepdim=True).values
+    s_top = torch.linalg.svdvals(torch.exp(logd - hi)[..., :, None] * U)       # σ_i / e^hi
+    Uinv = torch.linalg.solve_triangular(U, torch.eye(U.shape[-1], dtype=U.dtype), upper=True)
+    s_inv = torch.linalg.svdvals(Uinv * torch.exp(lo - logd)[..., None, :])     # e^lo / σ_i
+    floor = 1e-250
+    from_top = torch.log(s_top.clamp_min(floor)) + hi
+    from_bottom = (lo - torch.log(s_inv.clamp_min(floor))).flip(-1)
+    fallback = torch.sort(logd, dim=-1, descending=True).values
+    return torch.where(s_top > floor, from_top, torch.where(s_inv.flip(-1) > floor, from_bottom, fallback))
+
+
+@torch.no_grad()
+def long_term_jacobian(step, state0: torch.Tensor, inputs, horizons, *, jacobian=None,
+                       k: int | None = None) -> dict:
+    """Singular values of the long-term Jacobian T_t = D_t ⋯ D_1 = ∂state_t/∂state_0 at given horizons.
+
+    Stable for long horizons: T_t is kept as Q · diag(e^logd) · U with Q orthonormal (a QR every
+    step) and U unit upper triangular, so no product of raw Jacobians ever over- or underflows.
+
+    Args:
+      step, state0, inputs, jacobian: as for ``lyapunov_spectrum`` (full tangent space, k = D).
+      horizons: increasing ints in 1..T.
+      k: also report the condition number of the top-k subspace, σ_1/σ_k (default D).
+    Returns dict of tensors (H = len(horizons), leading dims of state0 as "...") on the CPU, float64:
+      ``horizons`` (H,), ``log_sv`` (H, ..., D) descending, ``log_kappa`` (H, ...) = log σ_1/σ_D,
+      ``log_kappa_k`` (H, ...) = log σ_1/σ_k.
+    """
+    steps = inputs if isinstance(inputs, int) else inputs.shape[0]
+    horizons = sorted(int(h) for h in horizons)
+    if not horizons or horizons[0] < 1 or horizons[-1] > steps:
+        raise ValueError(f"horizons must be in 1..{steps}, got {horizons}")
+    d = state0.shape[-1]
+    k = d if k is None else k
+    if not 1 <= k <= d:
+        raise ValueError(f"k must be in 1..{d}, got {k}")
+    tangent = jacobian or jvp_tangent(step)
+    batch = state0.shape[:-1]
+    Q = torch.eye(d, dtype=state0.dtype, device=state0.device).expand(*batch, d, d)
+    logd = torch.zeros(*batch, d, dtype=torch.float64)
+    U = torch.eye(d, dtype=torch.float64).expand(*batch, d, d)
+    state, out, want = state0, [], set(horizons)
+    for t in range(1, steps + 1):
+        x = None if isinstance(inputs, int) else inputs[t - 1]
+        new = step(state, x)
+        Q, R = torch.linalg.qr(tangent(state, x, new, Q))
+        state = new
+        R = R.to(dtype=torch.float64, device="cpu")
+        # T_{t} = Q' R diag(d) U = Q' diag(d) (diag(d)⁻¹ R diag(d)) U; re-grade so U keeps a unit diagonal
+        ratio = torch.exp((logd[..., None, :] - logd[..., :, None]).clamp(max=700.0))  # d_j / d_i
+        M = torch.triu(R * ratio) @ U
+        dm = M.diagonal(dim1=-2, dim2=-1)
+        logd = logd + _log_abs(dm.abs())
+        U = M / torch.where(dm == 0, torch.ones_like(dm), dm)[..., :, None]
+        if t in want:
+            out.append(_graded_log_svdvals(logd, U))
+        if t >= horizons[-1]:
+            break
+    log_sv = torch.stack(out)
+    return {"horizons": torch.tensor(horizons), "log_sv": log_sv,
+            "log_kappa": log_sv[..., 0] - log_sv[..., -1],
+            "log_kappa_k": log_sv[..., 0] - log_sv[..., k - 1]}
+
+
+def gradient_vs_horizon(step, state0: torch.Tensor, inputs, *, loss=None,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """How much error signal reaches τ steps back: ‖∂L/∂state_{T-τ}‖ for τ = 0..T.
+
+    Runs the map forward for T steps and backpropagates ``loss(state_T) -> (...)`` (one loss per
+    independent system; default a fixed random unit projection uᵀ state_T, so the result is
+    ‖T_{T←T-τ}ᵀ u‖). Returns (T + 1, ...) norms; index τ is the horizon.
+    """
+    steps = inputs if isinstance(inputs, int) else inputs.shape[0]
+    if loss is None:
+        u = torch.randn(state0.shape[-1], generator=generator, dtype=torch.float64)
+        u = (u / u.norm()).to(state0)
+        loss = lambda s: s @ u  # noqa: E731
+    with torch.enable_grad():
+        state = state0.detach().requires_grad_(True)
+        states = [state]
+        for t in range(steps):
+            state = step(state, None if isinstance(inputs, int) else inputs[t])
+            states.append(state)
+        grads = torch.autograd.grad(loss(state).sum(), states, allow_unused=True)
+    norms = [torch.zeros(state0.shape[:-1]) if g is None else g.detach().norm(dim=-1) for g in grads]
+    return torch.stack(norms[::-1])
+
+
+def volume_growth(step, state0: torch.Tensor, inputs, *, transient: int = 0) -> torch.Tensor:
+    """Time average of log|det D_t| after the transient, from explicit Jacobians (jacrev).
+
+    The sum of all D exponents must equal it (a check, meant for small D). Returns (...)."""
+    steps = inputs if isinstance(inputs, int) else inputs.shape[0]
+    d = state0.shape[-1]
+    flat = state0.reshape(-1, d)
+    total = torch.zeros(flat.shape[0], dtype=torch.float64)
+    state = state0
+    for t in range(steps):
+        x = None if isinstance(inputs, int) else inputs[t]
+        if t >= transient:
+            jac = torch.func.jacrev(lambda s: step(s, x))(state)  # (..., D, ..., D)
+            n = flat.shape[0]
+            jac = jac.reshape(n, d, n, d)
+            blocks = torch.stack([jac[i, :, i, :] for i in range(n)])
+            total += torch.linalg.slogdet(blocks.double()).logabsdet
+        state = step(state, x)
+    return (total / (steps - transient)).reshape(state0.shape[:-1])
+
+
+def forecast_horizon(lambda1: float, *, tol: float = 1e-3) -> float:
+    """Steps back a gradient can reach before shrinking below ``tol``: log(tol)/λ_1 for λ_1 < 0,
+    inf otherwise (no decay along the leading direction)."""
+    return math.log(tol) / lambda1 if lambda1 < 0 else math.inf

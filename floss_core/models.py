@@ -1,0 +1,243 @@
+"""Recurrent cells as one-step maps over an ensemble of E independent networks.
+
+Every architecture is three plain functions in the flat registry ``ARCHS``:
+
+* ``init(cfg, n_in, n_out, generator) -> params`` for ONE network (no E dimension),
+* ``drive(params, inputs) -> u``: the input-dependent part of the update, computed for all time
+  steps at once (one big matmul instead of T small ones),
+* ``step(params, state, u) -> state``: the recurrent part, batched over (E, B).
+
+Parameters of an ensemble are the per-network tensors stacked along a leading dimension E
+(``init_ensemble``), so E seeds run as one batched computation; E = 1 is the ordinary case.
+States are single tensors of shape (E, B, D): the LSTM's (h, c) is stored concatenated, D = 2N, so its
+tangent space has dimension 2N and every spectrum routine sees one uniform state layout.
+
+The vanilla RNN is the model of Engelken (NeurIPS 2023) in its reference form
+``x_t = J tanh(x_{t-1}) + b + W_in s_t / C`` with the logit readout ``r_t = w_out x_t + c``;
+its one-step Jacobian ``∂x_t/∂x_{t-1} = J diag(1 - tanh²(x_{t-1}))`` is written by hand because it is
+cheap (tests check it against ``torch.func.jacrev``). GRU and LSTM follow ``torch.nn.GRUCell`` /
+``torch.nn.LSTMCell`` exactly (same gate order), and their tangents come from forward-mode JVPs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "rnn"          # rnn | gru | lstm
+    hidden: int = 80           # N, hidden units (the LSTM's state dimension is 2N)
+    gain: float = 1.0          # g: recurrent weights ~ N(0, g²/N) (rnn) or g × PyTorch's default (gru, lstm)
+    orthogonal: bool = False   # rnn only: J = g × a random orthogonal matrix instead of Gaussian
+    bias: bool = True          # include the recurrent bias b (rnn) / b_ih, b_hh (gru, lstm)
+    relax_steps: int = 100     # steps the autonomous net runs from Gaussian noise to set the initial state
+
+
+# ---------------------------------------------------------------------------------------------- rnn
+def _rnn_init(cfg: ModelConfig, n_in: int, n_out: int, gen: torch.Generator) -> dict:
+    n = cfg.hidden
+    if cfg.orthogonal:
+        q, r = torch.linalg.qr(torch.randn(n, n, generator=gen))
+        J = cfg.gain * q * torch.sign(torch.diagonal(r))  # sign fix: Haar-distributed
+    else:
+        J = cfg.gain * torch.randn(n, n, generator=gen) / math.sqrt(n)
+    p = {"J": J, "W_in": torch.randn(n, n_in, generator=gen)}
+    if cfg.bias:
+        p["b"] = 0.1 * torch.rand(n, generator=gen)
+    return p
+
+
+def _rnn_drive(p: dict, inputs: torch.Tensor) -> torch.Tensor:
+    # inputs (T, E, B, C) -> u (T, E, B, N) = W_in s / C + b
+    u = torch.einsum("teBc,enc->teBn", inputs, p["W_in"]) / inputs.shape[-1]
+    return u + p["b"][:, None, :] if "b" in p else u
+
+
+def _rnn_step(p: dict, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    # x (E, B, N): x_t = J tanh(x_{t-1}) + u_t
+    return torch.baddbmm(u, torch.tanh(x), p["J"].transpose(1, 2))
+
+
+def _rnn_jacobian(p: dict, x_prev: torch.Tensor, u, x_new, Q: torch.Tensor) -> torch.Tensor:
+    """D_t Q with D_t = J diag(1 - tanh²(x_{t-1})): the derivative of tanh at the PREVIOUS state,
+    because this is the map on x (the paper's rate-map form diag(1 - tanh²(x_t)) J has the same exponents).
+    Q (E, B, N, k) -> (E, B, N, k)."""
+    sech2 = 1.0 - torch.tanh(x_prev) ** 2
+    return p["J"][:, None] @ (sech2[..., None] * Q)
+
+
+def _rnn_readout_state(p: dict, x: torch.Tensor) -> torch.Tensor:
+    return x  # the paper reads out from the pre-activation state
+
+
+# ------------------------------------------------------------------------------------- gru / lstm
+def _gated_init(n_gates: int):
+    def init(cfg: ModelConfig, n_in: int, n_out: int, gen: torch.Generator) -> dict:
+        n = cfg.hidden
+        s = 1.0 / math.sqrt(n)  # PyTorch's default U(-1/sqrt(N), 1/sqrt(N))
+
+        def u(*shape):
+            return (2 * torch.rand(*shape, generator=gen) - 1) * s
+
+        p = {"W_ih": u(n_gates * n, n_in), "W_hh": cfg.gain * u(n_gates * n, n)}
+        if cfg.bias:
+            p["b_ih"], p["b_hh"] = u(n_gates * n), u(n_gates * n)
+        return p
+    return init
+
+
+def _gated_drive(p: dict, inputs: torch.Tensor) -> torch.Tensor:
+    u = torch.einsum("teBc,egc->teBg", inputs, p["W_ih"])
+    return u + p["b_ih"][:, None, :] if "b_ih" in p else u
+
+
+def _hh(p: dict, h: torch.Tensor) -> torch.Tensor:
+    g = h @ p["W_hh"].transpose(1, 2)
+    return g + p["b_hh"][:, None, :] if "b_hh" in p else g
+
+
+def _gru_step(p: dict, h: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    # torch.nn.GRUCell: r, z, n gates in that order
+    ur, uz, un = u.chunk(3, dim=-1)
+    hr, hz, hn = _hh(p, h).chunk(3, dim=-1)
+    r = torch.sigmoid(ur + hr)
+    z = torch.sigmoid(uz + hz)
+    n = torch.tanh(un + r * hn)
+    return (1 - z) * n + z * h
+
+
+def _lstm_step(p: dict, hc: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    # torch.nn.LSTMCell: i, f, g, o gates; the state is cat(h, c) along the last dimension
+    h, c = hc.chunk(2, dim=-1)
+    i, f, g, o = (u + _hh(p, h)).chunk(4, dim=-1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    h = torch.sigmoid(o) * torch.tanh(c)
+    return torch.cat([h, c], dim=-1)
+
+
+def _h_part(p: dict, state: torch.Tensor) -> torch.Tensor:
+    return state[..., : p["w_out"].shape[-1]]
+
+
+@dataclass(frozen=True)
+class Arch:
+    init: object        # (cfg, n_in, n_out, generator) -> params of one network
+    drive: object       # (params, inputs (T,E,B,C)) -> u (T,E,B,G)
+    step: object        # (params, state (E,B,D), u (E,B,G)) -> state
+    jacobian: object    # (params, state_prev, u, state_new, Q (E,B,D,k)) -> D_t Q, or None: use JVPs
+    readout_state: object  # (params, state) -> the part of the state the readout sees
+    state_factor: int   # D = state_factor * N
+
+
+ARCHS: dict[str, Arch] = {
+    "rnn": Arch(_rnn_init, _rnn_drive, _rnn_step, _rnn_jacobian, _rnn_readout_state, 1),
+    "gru": Arch(_gated_init(3), _gated_drive, _gru_step, None, _h_part, 1),
+    "lstm": Arch(_gated_init(4), _gated_drive, _lstm_step, None, _h_part, 2),
+}
+
+READOUT = ("w_out", "c")     # trained by the task only
+INITIAL = ("h0",)            # trainable initial state, trained by the task only
+
+
+def validate_model(cfg: ModelConfig) -> None:
+    if cfg.arch not in ARCHS:
+        raise ValueError(f"unknown arch {cfg.arch!r}; choose one of {', '.join(ARCHS)}")
+    if not 1 <= cfg.hidden <= 4096:
+        raise ValueError(f"hidden must be in 1..4096, got {cfg.hidden}")
+    if not (math.isfinite(cfg.gain) and cfg.gain > 0):
+        raise ValueError(f"gain must be a positive number, got {cfg.gain}")
+    if cfg.orthogonal and cfg.arch != "rnn":
+        raise ValueError("orthogonal initialisation is only defined for arch 'rnn'")
+    if cfg.relax_steps < 0:
+        raise ValueError(f"relax_steps must be >= 0, got {cfg.relax_steps}")
+
+
+def state_dim(cfg: ModelConfig) -> int:
+    """D, the dimension of the state (and of its tangent space)."""
+    return ARCHS[cfg.arch].state_factor * cfg.hidden
+
+
+def init_network(cfg: ModelConfig, n_in: int, n_out: int, seed: int, *, batch: int = 1) -> dict:
+    """Parameters of one network from one integer seed (no E dimension).
+
+    Initial-state columns h0 (batch, D) are trainable; following the reference code they start from
+    Gaussian noise relaxed for ``cfg.relax_steps`` steps of the autonomous (input-free) network.
+    The readout follows the paper: w_out ~ N(0, 1), c = 0.001.
+    """
+    validate_model(cfg)
+    gen = torch.Generator().manual_seed(int(seed))
+    arch = ARCHS[cfg.arch]
+    p = arch.init(cfg, n_in, n_out, gen)
+    p["w_out"] = torch.randn(n_out, cfg.hidden, generator=gen)
+    p["c"] = torch.full((n_out,), 0.001)
+    h0 = torch.randn(batch, state_dim(cfg), generator=gen)
+    if cfg.arch == "lstm":
+        h0[:, cfg.hidden:] = 0.0  # cell state starts at zero, the hidden part from noise
+    p["h0"] = h0
+    if cfg.relax_steps:
+        e = {k: v[None] for k, v in p.items()}
+        u = arch.drive(e, torch.zeros(cfg.relax_steps, 1, batch, n_in))
+        x = e["h0"]
+        with torch.no_grad():
+            for t in range(cfg.relax_steps):
+                x = arch.step(e, x, u[t])
+        p["h0"] = x[0]
+    return p
+
+
+def init_ensemble(cfg: ModelConfig, n_in: int, n_out: int, seeds, *, batch: int = 1) -> dict:
+    """Stacked parameters of E = len(seeds) independent networks: every tensor gets a leading E.
+    Member e equals ``init_network(cfg, n_in, n_out, seeds[e])`` exactly."""
+    nets = [init_network(cfg, n_in, n_out, s, batch=batch) for s in seeds]
+    return {k: torch.stack([n[k] for n in nets]) for k in nets[0]}
+
+
+def drive(cfg: ModelConfig, params: dict, inputs: torch.Tensor) -> torch.Tensor:
+    """Input drive for all steps: inputs (T, E, B, C) -> (T, E, B, G)."""
+    return ARCHS[cfg.arch].drive(params, inputs)
+
+
+def step_fn(cfg: ModelConfig, params: dict):
+    """The one-step map ``step(state (E,B,D), u (E,B,G)) -> state`` with these parameters bound."""
+    step = ARCHS[cfg.arch].step
+    return lambda state, u: step(params, state, u)
+
+
+def jacobian_fn(cfg: ModelConfig, params: dict):
+    """Analytic tangent map ``(state_prev, u, state_new, Q) -> D_t Q`` where one is cheap, else None
+    (callers then use forward-mode JVPs)."""
+    jac = ARCHS[cfg.arch].jacobian
+    return None if jac is None else (lambda s, u, new, Q: jac(params, s, u, new, Q))
+
+
+def readout(cfg: ModelConfig, params: dict, states: torch.Tensor) -> torch.Tensor:
+    """Logits / predictions r = w_out x + c: states (..., E, B, D) -> (..., E, B, C_out)."""
+    x = ARCHS[cfg.arch].readout_state(params, states)
+    return torch.einsum("...eBn,eon->...eBo", x, params["w_out"]) + params["c"][:, None, :]
+
+
+def initial_state(params: dict, batch: int) -> torch.Tensor:
+    """(E, batch, D): the trainable initial-state columns, cycled when ``batch`` exceeds them."""
+    h0 = params["h0"]
+    reps = -(-batch // h0.shape[1])
+    return h0.repeat(1, reps, 1)[:, :batch]
+
+
+def run(cfg: ModelConfig, params: dict, state0: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """All states of a forward pass: inputs (T, E, B, C), state0 (E, B, D) -> states (T, E, B, D)."""
+    u = drive(cfg, params, inputs)
+    step = ARCHS[cfg.arch].step
+    x, out = state0, []
+    for t in range(u.shape[0]):
+        x = step(params, x, u[t])
+        out.append(x)
+    return torch.stack(out)
+
+
+def flossed_names(params: dict) -> list[str]:
+    """The parameters a flossing phase updates: recurrent weights, biases and input weights
+    (everything but the readout and the initial state), as in the reference protocol."""
+    return [k for k in params if k not in READOUT + INITIAL]

@@ -1,0 +1,75 @@
+"""When to floss: the schedules as data plus a few small decision functions.
+
+``pre`` and ``inter`` are the paper's (Engelken 2023: 500 flossing steps before training, 500 more at
+training steps 100 and 200); ``adaptive`` (floss only while the measured exponents are far from
+zero) and ``joint`` (the flossing loss added to the task loss) go beyond it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+NAMES = ("none", "pre", "inter", "pre+inter", "adaptive", "joint")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str = "none"                      # none | pre | inter | pre+inter | adaptive | joint
+    pre_steps: int = 500                    # pre, pre+inter: flossing steps before training
+    inter_steps: int = 500                  # inter, pre+inter: flossing steps per intermittent phase
+    inter_at: tuple[int, ...] = (100, 200)  # inter, pre+inter: training steps before which a phase runs
+    every: int = 100                        # adaptive: measure every M steps; joint: add the term every M steps
+    threshold: float = 0.1                  # adaptive: floss while max |λ_i| of the top exponents exceeds it
+    adaptive_k: int = 8                     # adaptive: exponents in the cheap measurement
+    adaptive_steps: int = 100               # adaptive: flossing steps per triggered phase
+    weight: float = 1.0                     # joint: loss = task + weight * flossing_loss
+
+
+def validate_schedule(s: Schedule) -> None:
+    if s.name not in NAMES:
+        raise ValueError(f"unknown schedule {s.name!r}; choose one of {', '.join(NAMES)}")
+    for field in ("pre_steps", "inter_steps", "adaptive_steps"):
+        if getattr(s, field) < 0:
+            raise ValueError(f"{field} must be >= 0, got {getattr(s, field)}")
+    if s.every < 1:
+        raise ValueError(f"every must be >= 1, got {s.every}")
+    if any(t < 0 for t in s.inter_at):
+        raise ValueError(f"inter_at steps must be >= 0, got {list(s.inter_at)}")
+    if s.adaptive_k < 1:
+        raise ValueError(f"adaptive_k must be >= 1, got {s.adaptive_k}")
+    if not s.threshold >= 0:
+        raise ValueError(f"threshold must be >= 0, got {s.threshold}")
+    if not s.weight >= 0:
+        raise ValueError(f"weight must be >= 0, got {s.weight}")
+
+
+def pre_steps(s: Schedule) -> int:
+    """Flossing steps before the first training step."""
+    return s.pre_steps if s.name in ("pre", "pre+inter") else 0
+
+
+def inter_steps(s: Schedule, step: int) -> int:
+    """Flossing steps to run just before training step ``step``."""
+    return s.inter_steps if s.name in ("inter", "pre+inter") and step in s.inter_at else 0
+
+
+def measures_at(s: Schedule, step: int) -> bool:
+    """Adaptive: is the cheap exponent measurement due before this training step?"""
+    return s.name == "adaptive" and step % s.every == 0
+
+
+def adaptive_steps(s: Schedule, max_abs_lambda: float) -> int:
+    """Adaptive: flossing steps to run given the measured max |λ_i| (0 when close enough to zero)."""
+    return s.adaptive_steps if max_abs_lambda > s.threshold else 0
+
+
+def joint_at(s: Schedule, step: int) -> bool:
+    """Joint: is the flossing term added to this training step's loss?"""
+    return s.name == "joint" and step % s.every == 0
+
+
+def planned_floss_steps(s: Schedule, train_steps: int) -> int:
+    """Flossing steps known in advance (for progress and cost estimates; adaptive counts its maximum)."""
+    n = pre_steps(s) + sum(inter_steps(s, t) for t in set(s.inter_at) if t < train_steps)
+    if s.name == "adaptive":
+        n += s.adaptive_steps * len(range(0, train_steps, s.every))
+    return n

@@ -1,0 +1,469 @@
+"""The one training loop: task training of an ensemble of E networks, with flossing phases per schedule.
+
+Reads top to bottom like the protocol (Engelken 2023, reference code): initialise E networks from E
+seeds; optionally floss before training; then train on a fresh batch per step with per-array
+gradient clipping and Adam, flossing in separate phases (or, for ``joint``, adding
+``weight * flossing_loss`` to the task loss where the reader can see it). Members are independent:
+every loss is per member and summed, the optimiser keeps per-member state, so an ensemble of E
+seeds gives exactly the numbers of E separate runs. A member whose loss or exponents turn NaN/inf is
+recorded as diverged (step and reason) and frozen; the others go on.
+"""
+from __future__ import annotations
+
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from . import models as M
+from . import schedules as S
+from . import tasks as T
+from .flossing import flossing_loss
+from .lyapunov import gradient_vs_horizon, long_term_jacobian, lyapunov_spectrum, random_orthonormal
+
+__version__ = "0.1.0"
+
+
+@dataclass(frozen=True)
+class FlossConfig:
+    k: int = 75                  # exponents flossed (1..state dimension)
+    seq_len: int = 55            # flossing window length
+    transient: int = 16          # window steps discarded before averaging
+    qr_every: int = 1            # re-orthonormalise every this many steps
+    batch: int = 1               # flossing sequences per step
+    lr: float = 1e-3             # its own Adam, no clipping
+    target: float = 0.0          # λ* the exponents are pushed to
+    qr: str = "householder"      # householder | cholesky
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 3001            # task training steps, a fresh batch each
+    lr: float = 1e-3             # Adam (betas 0.9/0.999, eps 1e-8)
+    clip: float = 0.03           # gradient norm clipped per parameter array (0 = off)
+    eval_every: int = 100        # evaluate on a fresh test batch every M steps (and at the end)
+    eval_batch: int = 64         # sequences per test batch
+    success_acc: float = 0.95    # success when test accuracy >= this (csv tasks: test R² >= r2_threshold)
+    log_every: int = 10          # record training loss / gradient norm every M steps
+    monitor_k: int = 8           # exponents measured cheaply at each evaluation (λ_1 over training)
+    diag_len: int = 300          # window of the spectrum / long-term-Jacobian snapshots
+    diag_transient: int = 50     # transient of the spectrum snapshots
+    diagnostics: bool = True     # full spectra, κ₂ and gradient-vs-horizon at phase boundaries
+
+
+@dataclass
+class _Member:
+    """Per-member bookkeeping (plain lists, turned into a run record at the end)."""
+    seed: int
+    diverged_step: int | None = None
+    reason: str | None = None
+    convergence_step: int | None = None
+    metrics: list = field(default_factory=list)
+    spectra: list = field(default_factory=list)
+    jacobian: list = field(default_factory=list)
+    final: dict = field(default_factory=dict)
+
+
+class Cancelled(Exception):
+    """Raised when ``should_stop()`` returns True; nothing of the ensemble is returned."""
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but no CUDA device is available; use auto or cpu")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}; choose one of auto, cpu, cuda")
+    return torch.device(device)
+
+
+def versions() -> dict:
+    import numpy
+    return {"floss_core": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "python": platform.python_version()}
+
+
+def validate_floss(f: FlossConfig, d: int) -> None:
+    if not 1 <= f.k <= d:
+        raise ValueError(f"k must be in 1..{d} (the state dimension), got {f.k}")
+    if f.qr_every < 1:
+        raise ValueError(f"qr_every must be >= 1, got {f.qr_every}")
+    if not 0 <= f.transient < f.seq_len:
+        raise ValueError(f"floss transient must be in 0..{f.seq_len - 1} (below the window length), got {f.transient}")
+    if f.batch < 1:
+        raise ValueError(f"floss batch must be >= 1, got {f.batch}")
+    if not f.lr > 0:
+        raise ValueError(f"floss lr must be > 0, got {f.lr}")
+    if f.qr not in ("householder", "cholesky"):
+        raise ValueError(f"unknown qr {f.qr!r}; choose one of householder, cholesky")
+
+
+def validate_train(t: TrainConfig) -> None:
+    if t.steps < 1:
+        raise ValueError(f"steps must be >= 1, got {t.steps}")
+    for name in ("eval_every", "eval_batch", "log_every", "monitor_k"):
+        if getattr(t, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(t, name)}")
+    if not t.lr > 0:
+        raise ValueError(f"lr must be > 0, got {t.lr}")
+    if not t.clip >= 0:
+        raise ValueError(f"clip must be >= 0, got {t.clip}")
+    if not 0 < t.success_acc <= 1:
+        raise ValueError(f"success_acc must be in (0, 1], got {t.success_acc}")
+    if not 0 <= t.diag_transient < t.diag_len:
+        raise ValueError(f"diag_transient must be in 0..{t.diag_len - 1}, got {t.diag_transient}")
+
+
+# ------------------------------------------------------------------------------ the optimiser
+class EnsembleAdam:
+    """Adam (Kingma & Ba) over stacked ensemble parameters with per-member step counts.
+
+    Exactly ``torch.optim.Adam`` for each member separately (tests check this), plus a per-member
+    ``active`` mask: inactive members (diverged, or not flossing in an adaptive phase) are not
+    touched at all, not even by momentum, so they stay what separate runs would be."""
+
+    def __init__(self, params: list[torch.Tensor], *, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.params, self.lr, self.betas, self.eps = params, lr, betas, eps
+        e = params[0].shape[0]
+        self.t = torch.zeros(e, dtype=torch.float64, device=params[0].device)
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+
+    @torch.no_grad()
+    def step(self, active: torch.Tensor) -> None:
+        b1, b2 = self.betas
+        self.t += active.to(self.t.dtype)
+        bc1 = (1 - b1 ** self.t).clamp_min(1e-300)
+        bc2 = (1 - b2 ** self.t).clamp_min(1e-300)
+        for p, m, v in zip(self.params, self.m, self.v):
+            if p.grad is None:
+                continue
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            a = active.view(shape)
+            g = p.grad
+            m.copy_(torch.where(a, b1 * m + (1 - b1) * g, m))
+            v.copy_(torch.where(a, b2 * v + (1 - b2) * g * g, v))
+            denom = (v / bc2.to(p.dtype).view(shape)).sqrt() + self.eps
+            update = self.lr * (m / bc1.to(p.dtype).view(shape)) / denom
+            p.copy_(torch.where(a, p - update, p))
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+
+@torch.no_grad()
+def clip_per_member(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Clip each parameter array of each member to norm ``max_norm`` on its own (the reference's
+    per-array clipping, as torch.nn.utils.clip_grad_norm_ applied to one array of one network).
+    Returns the members' total gradient norms before clipping, (E,)."""
+    total = 0.0
+    for p in params:
+        if p.grad is None:
+            continue
+        norm = p.grad.flatten(1).norm(dim=1)                       # (E,)
+        total = total + norm ** 2
+        if max_norm > 0:
+            coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)
+            p.grad.mul_(coef.view((-1,) + (1,) * (p.dim() - 1)))
+    return torch.sqrt(torch.as_tensor(total))
+
+
+# ------------------------------------------------------------------------------ building blocks
+def member_generators(seeds, stream: int) -> list[torch.Generator]:
+    """One generator per member and purpose (1 train data, 2 test data, 3 flossing data, 4 Q0,
+    5 diagnostics): the same for every schedule, so schedules see the same data."""
+    return [torch.Generator().manual_seed(int(s) * 1_000_003 + stream) for s in seeds]
+
+
+def _bits(generators, length: int, batch: int, channels: int, device) -> torch.Tensor:
+    """Driving input bits for flossing / diagnostics windows: (L, E, b, C)."""
+    x = torch.stack([torch.randint(0, 2, (length, batch, channels), generator=g) for g in generators], 1)
+    return x.to(device=device, dtype=torch.float32)
+
+
+def flossing_exponents(model: M.ModelConfig, params: dict, floss: FlossConfig, inputs: torch.Tensor,
+                       Q0: torch.Tensor) -> torch.Tensor:
+    """Exponents of one flossing window per member: inputs (L, E, b, C) -> (E, b, k).
+
+    Starts from the first initial-state column (detached, as in the reference code)."""
+    e, b = inputs.shape[1], inputs.shape[2]
+    x0 = params["h0"][:, :1].detach().expand(e, b, -1)
+    u = M.drive(model, params, inputs)
+    return lyapunov_spectrum(M.step_fn(model, params), x0, u, floss.k, jacobian=M.jacobian_fn(model, params),
+                             transient=floss.transient, qr_every=floss.qr_every, Q0=Q0, qr=floss.qr)
+
+
+def floss_phase(model: M.ModelConfig, params: dict, floss: FlossConfig, n_steps: int, *, opt: EnsembleAdam,
+                generators, Q0: torch.Tensor, channels: int, active: torch.Tensor, on_step=None) -> list:
+    """``n_steps`` flossing steps on the ensemble: loss = flossing_loss(λ) per member, summed.
+
+    Returns per-step (E,) flossing losses. ``on_step(i, loss, exponents)`` is called after each step;
+    a member whose exponents are not finite is reported through it and frozen by the caller."""
+    history = []
+    for i in range(n_steps):
+        inputs = _bits(generators, floss.seq_len, floss.batch, channels, Q0.device)
+        lam = flossing_exponents(model, params, floss, inputs, Q0)
+        loss = flossing_loss(lam, target=floss.target).mean(dim=1)       # (E,)
+        ok = torch.isfinite(lam).flatten(1).all(dim=1)
+        opt.zero_grad()
+        torch.where(ok & active, loss, torch.zeros_like(loss)).sum().backward()
+        opt.step(active & ok)
+        history.append(loss.detach())
+        if on_step:
+            on_step(i, loss.detach(), lam.detach())
+    return history
+
+
+def task_forward(model: M.ModelConfig, params: dict, batch: T.Batch, kind: str):
+    """Loss per member (E,) and the scored outputs of one batch: inputs (T, E, B, C)."""
+    x0 = M.initial_state(params, batch.inputs.shape[2])
+    states = M.run(model, params, x0, batch.inputs)
+    out = M.readout(model, params, states[batch.mask])
+    targets = batch.targets[batch.mask]
+    scored = torch.ones(out.shape[0], dtype=torch.bool, device=out.device)
+    return T.task_loss(out, targets, scored, kind), out, targets, scored
+
+
+# ------------------------------------------------------------------------------ the loop
+def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, floss: FlossConfig,
+          schedule: S.Schedule, seeds, *, device: str = "cpu", on_progress=None, should_stop=None) -> list[dict]:
+    """Train E = len(seeds) networks as one ensemble under one schedule.
+
+    Args:
+      on_progress: ``(done, total, phase: str)`` called as work progresses (units: flossing + training steps).
+      should_stop: ``() -> bool`` polled every few steps; True raises ``Cancelled``.
+    Returns:
+      one run record (dict) per seed: status done/diverged, success, convergence_step, final metrics,
+      metrics / spectra / jacobian rows, timings, device, versions, full config.
+    """
+    dev = resolve_device(device)
+    T.validate_task(task)
+    M.validate_model(model)
+    S.validate_schedule(schedule)
+    validate_train(train_cfg)
+    d = M.state_dim(model)
+    validate_floss(floss, d)
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must hold at least one seed")
+    kind = T.loss_kind(task)
+    n_in, n_out = T.task_dims(task)
+    e = len(seeds)
+    t_wall = time.perf_counter()
+
+    params = {k: v.to(dev).requires_grad_(True)
+              for k, v in M.init_ensemble(model, n_in, n_out, seeds, batch=task.batch).items()}
+    task_opt = EnsembleAdam(list(params.values()), lr=train_cfg.lr)
+    floss_names = M.flossed_names(params)
+    floss_opt = EnsembleAdam([params[k] for k in floss_names], lr=floss.lr)
+    g_train, g_test = member_generators(seeds, 1), member_generators(seeds, 2)
+    g_floss = member_generators(seeds, 3)
+    Q0 = random_orthonormal(d, floss.k, generator=member_generators(seeds[:1], 4)[0], device=dev)
+    diag_inputs = _bits(member_generators(seeds, 5), train_cfg.diag_len, 1, n_in, dev) if kind == "bce" else \
+        T.make_ensemble_batch(task, member_generators(seeds, 5), split="test", batch=1).inputs.to(dev)
+    members = [_Member(s) for s in seeds]
+    active = torch.ones(e, dtype=torch.bool, device=dev)
+    timing = {"floss": 0.0, "train": 0.0, "diag": 0.0}
+    total = S.planned_floss_steps(schedule, train_cfg.steps) + train_cfg.steps
+    done = [0]
+
+    def tick(n: int, phase: str) -> None:
+        done[0] += n
+        if on_progress:
+            on_progress(min(done[0], total), total, phase)
+        if should_stop and should_stop():
+            raise Cancelled()
+
+    def diverge(mask: torch.Tensor, step: int, reason: str) -> None:
+        for i in torch.nonzero(mask & active).flatten().tolist():
+            members[i].diverged_step, members[i].reason = step, reason
+        active.mul_(~mask)
+
+    def snapshot(step: int, phase: str) -> None:
+        """Spectrum, λ_1, κ₂, singular values and gradient-vs-horizon of every active member."""
+        if not train_cfg.diagnostics:
+            return
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            p = {k: v.detach() for k, v in params.items()}
+            x0 = p["h0"][:, :1]
+            u = M.drive(model, p, diag_inputs)
+            step_map, jac = M.step_fn(model, p), M.jacobian_fn(model, p)
+            lam = lyapunov_spectrum(step_map, x0, u, d, jacobian=jac, transient=train_cfg.diag_transient,
+                                    Q0=torch.eye(d, device=dev))[:, 0]
+            horizons = sorted({h for h in (1, 2, 5, 10, 20, 50, 100, 200, 300, 500, 1000) if h <= len(u)} | {len(u)})
+            ltj = long_term_jacobian(step_map, x0, u, horizons, jacobian=jac, k=min(floss.k, d))
+        grads = gradient_vs_horizon(step_map, x0, u, loss=lambda s: M.readout(model, p, s).sum(-1))[:, :, 0]
+        for i, m in enumerate(members):
+            if m.diverged_step is not None:
+                continue
+            m.spectra.append({"step": step, "phase": phase, "exponents": lam[i].tolist()})
+            for j, h in enumerate(horizons):
+                m.jacobian.append({"step": step, "phase": phase, "horizon": h,
+                                   "log_sv": ltj["log_sv"][j, i, 0].tolist(),
+                                   "log_kappa": float(ltj["log_kappa"][j, i, 0]),
+                                   "log_kappa_k": float(ltj["log_kappa_k"][j, i, 0]),
+                                   "grad_norm": float(grads[h, i])})
+            m.final.setdefault("lambda1_before", float(lam[i, 0]))
+            m.final.setdefault("log10_kappa_before", float(ltj["log_kappa"][-1, i, 0]) / math.log(10))
+            m.final["lambda1_after"] = float(lam[i, 0])
+            m.final["log10_kappa_after"] = float(ltj["log_kappa"][-1, i, 0]) / math.log(10)
+            if phase.endswith("_after"):
+                m.final["lambda1_flossed"] = float(lam[i, 0])
+        timing["diag"] += time.perf_counter() - t0
+
+    def run_floss(n: int, step: int, phase: str, who: torch.Tensor) -> None:
+        if n == 0 or not bool((who & active).any()):
+            return
+        snapshot(step, phase + "_before")
+        t0 = time.perf_counter()
+
+        def on_step(i, loss, lam):
+            bad = ~torch.isfinite(lam).flatten(1).all(dim=1)
+            if bool(bad.any()):
+                diverge(bad, step, f"flossing exponents became non-finite ({phase} flossing step {i})")
+            for j, m in enumerate(members):
+                if bool(who[j]) and m.diverged_step is None and i % train_cfg.log_every == 0:
+                    m.metrics.append({"step": step, "name": f"floss_loss_{phase}", "value": float(loss[j])})
+            tick(1, f"{phase} flossing")
+
+        floss_phase(model, params, floss, n, opt=floss_opt, generators=g_floss, Q0=Q0, channels=n_in,
+                    active=who & active, on_step=on_step)
+        timing["floss"] += time.perf_counter() - t0
+        snapshot(step, phase + "_after")
+
+    def evaluate(step: int) -> None:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            p = {k: v.detach() for k, v in params.items()}
+            batch = _to(T.make_ensemble_batch(task, g_test, split="test", batch=train_cfg.eval_batch), dev)
+            loss, out, targets, scored = task_forward(model, p, batch, kind)
+            if kind == "bce":
+                score = T.task_accuracy(out, targets, scored)
+                threshold, name = train_cfg.success_acc, "test_acc"
+            else:
+                score = T.r2_score(out, targets, scored)
+                threshold, name = task.r2_threshold, "test_r2"
+            mon_k = min(train_cfg.monitor_k, d)
+            lam = lyapunov_spectrum(M.step_fn(model, p), p["h0"][:, :1], M.drive(model, p, diag_inputs), mon_k,
+                                    jacobian=M.jacobian_fn(model, p), transient=train_cfg.diag_transient,
+                                    Q0=torch.eye(d, mon_k, device=dev))[:, 0]
+        for i, m in enumerate(members):
+            if m.diverged_step is not None:
+                continue
+            m.metrics += [{"step": step, "name": "test_loss", "value": float(loss[i])},
+                          {"step": step, "name": name, "value": float(score[i])},
+                          {"step": step, "name": "lambda1", "value": float(lam[i, 0])}]
+            m.final.update({"test_loss": float(loss[i]), name: float(score[i])})
+            if m.convergence_step is None and float(score[i]) >= threshold:
+                m.convergence_step = step
+        timing["diag"] += time.perf_counter() - t0
+        return lam
+
+    # -- before training
+    snapshot(0, "init")
+    run_floss(S.pre_steps(schedule), 0, "pre", torch.ones_like(active))
+
+    # -- training
+    for step in range(train_cfg.steps):
+        run_floss(S.inter_steps(schedule, step), step, "inter", torch.ones_like(active))
+        if step % train_cfg.eval_every == 0:
+            lam_mon = evaluate(step)
+            if S.measures_at(schedule, step):
+                k_a = min(schedule.adaptive_k, lam_mon.shape[1])
+                need = lam_mon[:, :k_a].abs().amax(dim=1) > schedule.threshold
+                run_floss(S.adaptive_steps(schedule, math.inf) if bool(need.any()) else 0, step, "adaptive", need)
+        elif S.measures_at(schedule, step):
+            raise ValueError("adaptive schedule: every must be a multiple of eval_every")
+        t0 = time.perf_counter()
+        batch = _to(T.make_ensemble_batch(task, g_train, split="train"), dev)
+        loss, *_ = task_forward(model, params, batch, kind)
+        total_loss = loss
+        if S.joint_at(schedule, step):
+            t1 = time.perf_counter()
+            lam = flossing_exponents(model, params, floss, _bits(g_floss, floss.seq_len, floss.batch, n_in, dev), Q0)
+            f_loss = flossing_loss(lam, target=floss.target).mean(dim=1)
+            total_loss = loss + schedule.weight * f_loss          # the joint objective, in plain view
+            timing["floss"] += time.perf_counter() - t1
+        bad = ~torch.isfinite(total_loss)
+        if bool(bad.any()):
+            diverge(bad, step, "task loss became non-finite")
+        task_opt.zero_grad()
+        torch.where(active, total_loss, torch.zeros_like(total_loss)).sum().backward()
+        gnorm = clip_per_member(list(params.values()), train_cfg.clip)
+        bad = ~torch.isfinite(gnorm)
+        if bool(bad.any()):
+            diverge(bad, step, "gradient became non-finite")
+        task_opt.step(active.clone())
+        timing["train"] += time.perf_counter() - t0
+        loss = loss.detach()
+        if step % train_cfg.log_every == 0:
+            for i, m in enumerate(members):
+                if m.diverged_step is None:
+                    m.metrics += [{"step": step, "name": "train_loss", "value": float(loss[i])},
+                                  {"step": step, "name": "grad_norm", "value": float(gnorm[i])}]
+        tick(1, "training")
+    if (train_cfg.steps - 1) % train_cfg.eval_every:
+        evaluate(train_cfg.steps - 1)
+    snapshot(train_cfg.steps, "final")
+
+    wall = time.perf_counter() - t_wall
+    config = {"model": asdict(model), "task": asdict(task), "train": asdict(train_cfg), "floss": asdict(floss),
+              "schedule": asdict(schedule)}
+    records = []
+    for i, m in enumerate(members):
+        status = "diverged" if m.diverged_step is not None else "done"
+        records.append({
+            "schedule": schedule.name, "seed": m.seed, "member": i, "config": {**config, "seed": m.seed},
+            "status": status, "success": status == "done" and m.convergence_step is not None,
+            "convergence_step": m.convergence_step, "diverged_step": m.diverged_step, "reason": m.reason,
+            "final": {**m.final, "ensemble_size": e},
+            # an ensemble's wall time is shared by its members: each run is charged its share
+            "floss_seconds": timing["floss"] / e, "train_seconds": timing["train"] / e,
+            "wall_seconds": wall / e, "device": str(dev), "versions": versions(),
+            "metrics": m.metrics, "spectra": m.spectra, "jacobian": m.jacobian})
+    return records
+
+
+def _to(batch: T.Batch, dev: torch.device) -> T.Batch:
+    if batch.inputs.device == dev:
+        return batch
+    return T.Batch(batch.inputs.to(dev), batch.targets.to(dev), batch.mask.to(dev))
+
+
+def measure_spectrum(model: M.ModelConfig, params: dict, k: int, *, steps: int = 1000, transient: int = 100,
+                     seed: int = 0, inputs: str = "bits", channels: int = 1) -> torch.Tensor:
+    """Long-window exponents (E, k) of an ensemble driven by random bits (or no input), from the first
+    initial-state column: the honest check of what flossing did beyond the window it optimises."""
+    p = {key: v.detach() for key, v in params.items()}
+    e, dev = p["h0"].shape[0], p["h0"].device
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 2, (steps, 1, 1, channels), generator=gen).float() if inputs == "bits" \
+        else torch.zeros(steps, 1, 1, channels)
+    u = M.drive(model, p, x.expand(steps, e, 1, channels).to(dev))
+    with torch.no_grad():
+        return lyapunov_spectrum(M.step_fn(model, p), p["h0"][:, :1], u, k, jacobian=M.jacobian_fn(model, p),
+                                 transient=transient, generator=gen)[:, 0]
+
+
+def floss_fresh(model: M.ModelConfig, floss: FlossConfig, n_steps: int, seeds, *, channels: int = 1,
+                device: str = "cpu", measure_steps: int = 1000) -> dict:
+    """Floss freshly initialised networks with no task: the first k long-window exponents before
+    and after ``n_steps`` flossing steps, (E, k) each."""
+    dev = resolve_device(device)
+    M.validate_model(model)
+    validate_floss(floss, M.state_dim(model))
+    params = {k: v.to(dev).requires_grad_(True)
+              for k, v in M.init_ensemble(model, channels, 1, seeds).items()}
+    before = measure_spectrum(model, params, floss.k, steps=measure_steps, channels=channels)
+    opt = EnsembleAdam([params[k] for k in M.flossed_names(params)], lr=floss.lr)
+    Q0 = random_orthonormal(M.state_dim(model), floss.k, generator=member_generators(seeds[:1], 4)[0], device=dev)
+    active = torch.ones(len(seeds), dtype=torch.bool, device=dev)
+    history = floss_phase(model, params, floss, n_steps, opt=opt, generators=member_generators(seeds, 3), Q0=Q0,
+                          channels=channels, active=active)
+    after = measure_spectrum(model, params, floss.k, steps=measure_steps, channels=channels)
+    return {"before": before, "after": after, "loss": torch.stack(history) if history else None, "params": params}
