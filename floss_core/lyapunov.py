@@ -78,7 +78,7 @@ def _check(k: int, d: int, steps: int, transient: int, qr_every: int) -> None:
 def lyapunov_spectrum(step, state0: torch.Tensor, inputs, k: int, *, jacobian=None,
                       transient: int = 0, qr_every: int = 1, Q0: torch.Tensor | None = None,
                       generator: torch.Generator | None = None, qr: str = "householder",
-                      return_state: bool = False):
+                      trajectory: torch.Tensor | None = None, return_state: bool = False):
     """The first k Lyapunov exponents of the map ``state_t = step(state_{t-1}, x_t)``.
 
     Args:
@@ -94,6 +94,8 @@ def lyapunov_spectrum(step, state0: torch.Tensor, inputs, k: int, *, jacobian=No
       qr_every: re-orthonormalise every this many steps (t_ons); the last step always gets a QR.
       Q0: (D, k) or (..., D, k) orthonormal start; default a random one from ``generator``.
       qr: 'householder' (LAPACK) or 'cholesky' (CholeskyQR2 from matmuls).
+      trajectory: optional precomputed states (T, ..., D) with state_t = trajectory[t-1] (e.g. from a
+        fused sequence kernel); then ``step`` is only used for JVP tangents, never to advance the state.
     Returns:
       exponents (..., k) in nats per step, sorted descending; with ``return_state`` also the final
       state. Differentiable with respect to everything the step closes over.
@@ -109,18 +111,19 @@ def lyapunov_spectrum(step, state0: torch.Tensor, inputs, k: int, *, jacobian=No
         Q0 = random_orthonormal(d, k, generator=generator, dtype=state0.dtype, device=state0.device)
     Q = Q0.expand(*state0.shape[:-1], d, k)
 
-    state, total, counted, last_qr = state0, 0.0, 0, 0
+    state, diags, counted, last_qr = state0, [], 0, 0
     for t in range(1, steps + 1):
         x = None if isinstance(inputs, int) else inputs[t - 1]
-        new = step(state, x)
+        new = step(state, x) if trajectory is None else trajectory[t - 1]
         Q = tangent(state, x, new, Q)
         state = new
         if t % qr_every == 0 or t == steps:
             Q, r = orth(Q)
             if last_qr >= transient:
-                total = total + _log_abs(r)
+                diags.append(r)
                 counted += t - last_qr
             last_qr = t
+    total = _log_abs(torch.stack(diags)).sum(dim=0)  # one log over all QR steps
     exponents = torch.sort(total / counted, dim=-1, descending=True).values
     return (exponents, state) if return_state else exponents
 

@@ -186,15 +186,19 @@ def _bits(generators, length: int, batch: int, channels: int, device) -> torch.T
 
 
 def flossing_exponents(model: M.ModelConfig, params: dict, floss: FlossConfig, inputs: torch.Tensor,
-                       Q0: torch.Tensor) -> torch.Tensor:
+                       Q0: torch.Tensor, *, fused: bool = True) -> torch.Tensor:
     """Exponents of one flossing window per member: inputs (L, E, b, C) -> (E, b, k).
 
-    Starts from the first initial-state column (detached, as in the reference code)."""
+    Starts from the first initial-state column (detached, as in the reference code). ``fused``
+    computes the state trajectory with the model's sequence kernel first (the tangent loop then only
+    propagates Q); False steps state and tangent together (the reference path)."""
     e, b = inputs.shape[1], inputs.shape[2]
     x0 = params["h0"][:, :1].detach().expand(e, b, -1)
     u = M.drive(model, params, inputs)
+    states = M.run_driven(model, params, x0, u, fused=fused) if fused else None
     return lyapunov_spectrum(M.step_fn(model, params), x0, u, floss.k, jacobian=M.jacobian_fn(model, params),
-                             transient=floss.transient, qr_every=floss.qr_every, Q0=Q0, qr=floss.qr)
+                             transient=floss.transient, qr_every=floss.qr_every, Q0=Q0, qr=floss.qr,
+                             trajectory=states)
 
 
 def floss_phase(model: M.ModelConfig, params: dict, floss: FlossConfig, n_steps: int, *, opt: EnsembleAdam,
