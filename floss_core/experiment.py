@@ -242,7 +242,7 @@ def summarize(records: list[dict]) -> list[dict]:
 def estimate_seconds(spec: ComparisonSpec, *, probe_steps: int = 2) -> float:
     """Estimated wall time of the whole comparison, from timing a few real training and flossing
     steps of this spec's ensemble on this machine (so it is measured, not guessed)."""
-    from .train import _bits, flossing_exponents, random_orthonormal, resolve_device, task_forward
+    from .train import _bits, flossing_exponents, member_q0, resolve_device, task_forward
     from . import models as M
     import torch
 
@@ -266,7 +266,7 @@ def estimate_seconds(spec: ComparisonSpec, *, probe_steps: int = 2) -> float:
                                                             batch.mask.to(dev)), T.loss_kind(task))
         loss.sum().backward()
 
-    q0 = random_orthonormal(state_dim(spec.model), spec.floss.k, device=dev)
+    q0 = member_q0(spec.seeds, state_dim(spec.model), spec.floss.k, dev)
 
     def floss_step():
         lam = flossing_exponents(spec.model, params, spec.floss, _bits(gens, spec.floss.seq_len, spec.floss.batch,

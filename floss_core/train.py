@@ -179,6 +179,12 @@ def member_generators(seeds, stream: int) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(int(s) * 1_000_003 + stream) for s in seeds]
 
 
+def member_q0(seeds, d: int, k: int, device) -> torch.Tensor:
+    """(E, D, k): each member's fixed orthonormal start for its flossing windows (the reference
+    reuses one random start every step), drawn from its own seed."""
+    return torch.stack([random_orthonormal(d, k, generator=g, device=device) for g in member_generators(seeds, 4)])
+
+
 def _bits(generators, length: int, batch: int, channels: int, device) -> torch.Tensor:
     """Driving input bits for flossing / diagnostics windows: (L, E, b, C)."""
     x = torch.stack([torch.randint(0, 2, (length, batch, channels), generator=g) for g in generators], 1)
@@ -187,7 +193,7 @@ def _bits(generators, length: int, batch: int, channels: int, device) -> torch.T
 
 def flossing_exponents(model: M.ModelConfig, params: dict, floss: FlossConfig, inputs: torch.Tensor,
                        Q0: torch.Tensor, *, fused: bool = True) -> torch.Tensor:
-    """Exponents of one flossing window per member: inputs (L, E, b, C) -> (E, b, k).
+    """Exponents of one flossing window per member: inputs (L, E, b, C), Q0 (E, D, k) -> (E, b, k).
 
     Starts from the first initial-state column (detached, as in the reference code). ``fused``
     computes the state trajectory with the model's sequence kernel first (the tangent loop then only
@@ -197,28 +203,43 @@ def flossing_exponents(model: M.ModelConfig, params: dict, floss: FlossConfig, i
     u = M.drive(model, params, inputs)
     states = M.run_driven(model, params, x0, u, fused=fused) if fused else None
     return lyapunov_spectrum(M.step_fn(model, params), x0, u, floss.k, jacobian=M.jacobian_fn(model, params),
-                             transient=floss.transient, qr_every=floss.qr_every, Q0=Q0, qr=floss.qr,
+                             transient=floss.transient, qr_every=floss.qr_every, Q0=Q0[:, None], qr=floss.qr,
                              trajectory=states)
 
 
 def floss_phase(model: M.ModelConfig, params: dict, floss: FlossConfig, n_steps: int, *, opt: EnsembleAdam,
                 generators, Q0: torch.Tensor, channels: int, active: torch.Tensor, on_step=None) -> list:
-    """``n_steps`` flossing steps on the ensemble: loss = flossing_loss(λ) per member, summed.
+    """``n_steps`` flossing steps for the members where ``active`` is True: loss = flossing_loss(λ)
+    per member, summed. Only those members are computed (a differentiable slice of the stacked
+    parameters) and only their flossing data streams advance, so a member's numbers do not depend
+    on who else is in the ensemble. A member whose exponents turn non-finite drops out of the phase.
 
-    Returns per-step (E,) flossing losses. ``on_step(i, loss, exponents)`` is called after each step;
-    a member whose exponents are not finite is reported through it and frozen by the caller."""
+    Returns per-step (E,) losses (NaN for members not flossing). ``on_step(i, loss (E,), bad (E,))``
+    is called after each step, ``bad`` marking members whose exponents were not finite."""
+    live = active.clone()
     history = []
     for i in range(n_steps):
-        inputs = _bits(generators, floss.seq_len, floss.batch, channels, Q0.device)
-        lam = flossing_exponents(model, params, floss, inputs, Q0)
-        loss = flossing_loss(lam, target=floss.target).mean(dim=1)       # (E,)
+        idx = torch.nonzero(live).flatten()
+        if idx.numel() == 0:
+            break
+        sub = {k: v[idx] for k, v in params.items()}
+        inputs = _bits([generators[j] for j in idx.tolist()], floss.seq_len, floss.batch, channels, Q0.device)
+        lam = flossing_exponents(model, sub, floss, inputs, Q0[idx])
+        loss = flossing_loss(lam, target=floss.target).mean(dim=1)       # (E_sub,)
         ok = torch.isfinite(lam).flatten(1).all(dim=1)
         opt.zero_grad()
-        torch.where(ok & active, loss, torch.zeros_like(loss)).sum().backward()
-        opt.step(active & ok)
-        history.append(loss.detach())
+        torch.where(ok, loss, torch.zeros_like(loss)).sum().backward()
+        step_mask = torch.zeros_like(live)
+        step_mask[idx[ok]] = True
+        opt.step(step_mask)
+        full = torch.full(live.shape, math.nan, device=loss.device)
+        full[idx] = loss.detach()
+        bad = torch.zeros_like(live)
+        bad[idx[~ok]] = True
+        live &= ~bad
+        history.append(full)
         if on_step:
-            on_step(i, loss.detach(), lam.detach())
+            on_step(i, full, bad)
     return history
 
 
@@ -233,47 +254,71 @@ def task_forward(model: M.ModelConfig, params: dict, batch: T.Batch, kind: str):
 
 
 # ------------------------------------------------------------------------------ the loop
+def _groups(schedules: list, counts) -> dict:
+    """{n_steps: member mask} for the members whose schedule asks for n_steps > 0 flossing steps."""
+    out: dict = {}
+    for i, n in enumerate(counts):
+        if n > 0:
+            out.setdefault(n, []).append(i)
+    return out
+
+
 def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, floss: FlossConfig,
-          schedule: S.Schedule, seeds, *, device: str = "cpu", on_progress=None, should_stop=None) -> list[dict]:
-    """Train E = len(seeds) networks as one ensemble under one schedule.
+          schedule, seeds, *, device: str = "cpu", on_progress=None, should_stop=None) -> list[dict]:
+    """Train one ensemble: every seed under every schedule, E = len(schedules) × len(seeds) networks.
+
+    ``schedule`` is one Schedule or a sequence of them. All schedules start from the same initial
+    weights and see the same task data (both derive from the seed alone), so they differ only in
+    flossing; a flossing phase computes only the members whose schedule asks for it.
 
     Args:
       on_progress: ``(done, total, phase: str)`` called as work progresses (units: flossing + training steps).
-      should_stop: ``() -> bool`` polled every few steps; True raises ``Cancelled``.
+      should_stop: ``() -> bool`` polled every step; True raises ``Cancelled``.
     Returns:
-      one run record (dict) per seed: status done/diverged, success, convergence_step, final metrics,
-      metrics / spectra / jacobian rows, timings, device, versions, full config.
+      one run record (dict) per (schedule, seed), schedules outermost: status done/diverged, success,
+      convergence_step, final metrics, metrics / spectra / jacobian rows, timings, device, versions,
+      full config.
     """
+    schedules = [schedule] if isinstance(schedule, S.Schedule) else list(schedule)
     dev = resolve_device(device)
     T.validate_task(task)
     M.validate_model(model)
-    S.validate_schedule(schedule)
+    for s in schedules:
+        S.validate_schedule(s)
     validate_train(train_cfg)
     d = M.state_dim(model)
     validate_floss(floss, d)
     seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise ValueError("seeds must hold at least one seed")
+    if not seeds or not schedules:
+        raise ValueError("seeds and schedules must each hold at least one entry")
     kind = T.loss_kind(task)
     n_in, n_out = T.task_dims(task)
-    e = len(seeds)
+    member_seeds = [s for _ in schedules for s in seeds]
+    sched = [s for s in schedules for _ in seeds]          # each member's schedule
+    e = len(member_seeds)
     t_wall = time.perf_counter()
 
     params = {k: v.to(dev).requires_grad_(True)
-              for k, v in M.init_ensemble(model, n_in, n_out, seeds, batch=task.batch).items()}
+              for k, v in M.init_ensemble(model, n_in, n_out, member_seeds, batch=task.batch).items()}
     task_opt = EnsembleAdam(list(params.values()), lr=train_cfg.lr)
-    floss_names = M.flossed_names(params)
-    floss_opt = EnsembleAdam([params[k] for k in floss_names], lr=floss.lr)
-    g_train, g_test = member_generators(seeds, 1), member_generators(seeds, 2)
-    g_floss = member_generators(seeds, 3)
-    Q0 = random_orthonormal(d, floss.k, generator=member_generators(seeds[:1], 4)[0], device=dev)
-    diag_inputs = _bits(member_generators(seeds, 5), train_cfg.diag_len, 1, n_in, dev) if kind == "bce" else \
-        T.make_ensemble_batch(task, member_generators(seeds, 5), split="test", batch=1).inputs.to(dev)
-    members = [_Member(s) for s in seeds]
+    floss_opt = EnsembleAdam([params[k] for k in M.flossed_names(params)], lr=floss.lr)
+    g_train, g_test = member_generators(member_seeds, 1), member_generators(member_seeds, 2)
+    g_floss = member_generators(member_seeds, 3)
+    Q0 = member_q0(member_seeds, d, floss.k, dev)
+    diag_inputs = _bits(member_generators(member_seeds, 5), train_cfg.diag_len, 1, n_in, dev) if kind == "bce" \
+        else T.make_ensemble_batch(task, member_generators(member_seeds, 5), split="test", batch=1).inputs.to(dev)
+    members = [_Member(s) for s in member_seeds]
     active = torch.ones(e, dtype=torch.bool, device=dev)
-    timing = {"floss": 0.0, "train": 0.0, "diag": 0.0}
-    total = S.planned_floss_steps(schedule, train_cfg.steps) + train_cfg.steps
+    seconds = {"floss": [0.0] * e, "train": 0.0, "diag": 0.0}
+    total = train_cfg.steps + sum(_groups(sched, [S.pre_steps(s) for s in sched]))
+    total += sum(sum(_groups(sched, [S.inter_steps(s, t) for s in sched])) for t in range(train_cfg.steps))
+    total += max(S.planned_floss_steps(s, train_cfg.steps) if s.name == "adaptive" else 0 for s in sched)
     done = [0]
+
+    def mask(indices) -> torch.Tensor:
+        m = torch.zeros(e, dtype=torch.bool, device=dev)
+        m[list(indices)] = True
+        return m
 
     def tick(n: int, phase: str) -> None:
         done[0] += n
@@ -282,13 +327,13 @@ def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, flos
         if should_stop and should_stop():
             raise Cancelled()
 
-    def diverge(mask: torch.Tensor, step: int, reason: str) -> None:
-        for i in torch.nonzero(mask & active).flatten().tolist():
+    def diverge(bad: torch.Tensor, step: int, reason: str) -> None:
+        for i in torch.nonzero(bad & active).flatten().tolist():
             members[i].diverged_step, members[i].reason = step, reason
-        active.mul_(~mask)
+        active.mul_(~bad)
 
-    def snapshot(step: int, phase: str) -> None:
-        """Spectrum, λ_1, κ₂, singular values and gradient-vs-horizon of every active member."""
+    def snapshot(step: int, phase: str, who: torch.Tensor) -> None:
+        """Spectrum, λ_1, κ₂, singular values and gradient-vs-horizon of the active members in ``who``."""
         if not train_cfg.diagnostics:
             return
         t0 = time.perf_counter()
@@ -302,9 +347,8 @@ def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, flos
             horizons = sorted({h for h in (1, 2, 5, 10, 20, 50, 100, 200, 300, 500, 1000) if h <= len(u)} | {len(u)})
             ltj = long_term_jacobian(step_map, x0, u, horizons, jacobian=jac, k=min(floss.k, d))
         grads = gradient_vs_horizon(step_map, x0, u, loss=lambda s: M.readout(model, p, s).sum(-1))[:, :, 0]
-        for i, m in enumerate(members):
-            if m.diverged_step is not None:
-                continue
+        for i in torch.nonzero(who & active).flatten().tolist():
+            m = members[i]
             m.spectra.append({"step": step, "phase": phase, "exponents": lam[i].tolist()})
             for j, h in enumerate(horizons):
                 m.jacobian.append({"step": step, "phase": phase, "horizon": h,
@@ -312,87 +356,95 @@ def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, flos
                                    "log_kappa": float(ltj["log_kappa"][j, i, 0]),
                                    "log_kappa_k": float(ltj["log_kappa_k"][j, i, 0]),
                                    "grad_norm": float(grads[h, i])})
+            log10_kappa = float(ltj["log_kappa"][-1, i, 0]) / math.log(10)
             m.final.setdefault("lambda1_before", float(lam[i, 0]))
-            m.final.setdefault("log10_kappa_before", float(ltj["log_kappa"][-1, i, 0]) / math.log(10))
-            m.final["lambda1_after"] = float(lam[i, 0])
-            m.final["log10_kappa_after"] = float(ltj["log_kappa"][-1, i, 0]) / math.log(10)
+            m.final.setdefault("log10_kappa_before", log10_kappa)
+            m.final["lambda1_after"], m.final["log10_kappa_after"] = float(lam[i, 0]), log10_kappa
             if phase.endswith("_after"):
                 m.final["lambda1_flossed"] = float(lam[i, 0])
-        timing["diag"] += time.perf_counter() - t0
+        seconds["diag"] += time.perf_counter() - t0
 
-    def run_floss(n: int, step: int, phase: str, who: torch.Tensor) -> None:
-        if n == 0 or not bool((who & active).any()):
-            return
-        snapshot(step, phase + "_before")
-        t0 = time.perf_counter()
+    def run_floss(groups: dict, step: int, phase: str) -> None:
+        """One flossing phase per group {n_steps: members}; members outside the groups wait."""
+        for n, idx in groups.items():
+            who = mask(idx) & active
+            if not bool(who.any()):
+                continue
+            snapshot(step, phase + "_before", who)
+            t0 = time.perf_counter()
 
-        def on_step(i, loss, lam):
-            bad = ~torch.isfinite(lam).flatten(1).all(dim=1)
-            if bool(bad.any()):
-                diverge(bad, step, f"flossing exponents became non-finite ({phase} flossing step {i})")
-            for j, m in enumerate(members):
-                if bool(who[j]) and m.diverged_step is None and i % train_cfg.log_every == 0:
-                    m.metrics.append({"step": step, "name": f"floss_loss_{phase}", "value": float(loss[j])})
-            tick(1, f"{phase} flossing")
+            def on_step(i, loss, bad):
+                if bool(bad.any()):
+                    diverge(bad, step, f"flossing exponents became non-finite ({phase} flossing step {i})")
+                if i % train_cfg.log_every == 0:
+                    for j in torch.nonzero(who & active).flatten().tolist():
+                        members[j].metrics.append({"step": step, "name": f"floss_loss_{phase}",
+                                                   "value": float(loss[j])})
+                tick(1, f"{phase} flossing")
 
-        floss_phase(model, params, floss, n, opt=floss_opt, generators=g_floss, Q0=Q0, channels=n_in,
-                    active=who & active, on_step=on_step)
-        timing["floss"] += time.perf_counter() - t0
-        snapshot(step, phase + "_after")
+            floss_phase(model, params, floss, n, opt=floss_opt, generators=g_floss, Q0=Q0, channels=n_in,
+                        active=who, on_step=on_step)
+            share = (time.perf_counter() - t0) / int(who.sum())
+            for j in torch.nonzero(who).flatten().tolist():
+                seconds["floss"][j] += share
+            snapshot(step, phase + "_after", who)
 
-    def evaluate(step: int) -> None:
+    def evaluate(step: int) -> torch.Tensor:
+        """Test loss / accuracy (or R²) and the top exponents (cheap monitor) of every active member."""
         t0 = time.perf_counter()
         with torch.no_grad():
             p = {k: v.detach() for k, v in params.items()}
             batch = _to(T.make_ensemble_batch(task, g_test, split="test", batch=train_cfg.eval_batch), dev)
             loss, out, targets, scored = task_forward(model, p, batch, kind)
             if kind == "bce":
-                score = T.task_accuracy(out, targets, scored)
-                threshold, name = train_cfg.success_acc, "test_acc"
+                score, threshold, name = T.task_accuracy(out, targets, scored), train_cfg.success_acc, "test_acc"
             else:
-                score = T.r2_score(out, targets, scored)
-                threshold, name = task.r2_threshold, "test_r2"
+                score, threshold, name = T.r2_score(out, targets, scored), task.r2_threshold, "test_r2"
             mon_k = min(train_cfg.monitor_k, d)
             lam = lyapunov_spectrum(M.step_fn(model, p), p["h0"][:, :1], M.drive(model, p, diag_inputs), mon_k,
                                     jacobian=M.jacobian_fn(model, p), transient=train_cfg.diag_transient,
                                     Q0=torch.eye(d, mon_k, device=dev))[:, 0]
-        for i, m in enumerate(members):
-            if m.diverged_step is not None:
-                continue
+        for i in torch.nonzero(active).flatten().tolist():
+            m = members[i]
             m.metrics += [{"step": step, "name": "test_loss", "value": float(loss[i])},
                           {"step": step, "name": name, "value": float(score[i])},
                           {"step": step, "name": "lambda1", "value": float(lam[i, 0])}]
             m.final.update({"test_loss": float(loss[i]), name: float(score[i])})
             if m.convergence_step is None and float(score[i]) >= threshold:
                 m.convergence_step = step
-        timing["diag"] += time.perf_counter() - t0
+        seconds["diag"] += time.perf_counter() - t0
         return lam
 
-    # -- before training
-    snapshot(0, "init")
-    run_floss(S.pre_steps(schedule), 0, "pre", torch.ones_like(active))
+    # -- before training: the initial state of every member, then pre-flossing where scheduled
+    snapshot(0, "init", torch.ones_like(active))
+    run_floss(_groups(sched, [S.pre_steps(s) for s in sched]), 0, "pre")
 
     # -- training
+    joint = [i for i, s in enumerate(sched) if s.name == "joint"]
     for step in range(train_cfg.steps):
-        run_floss(S.inter_steps(schedule, step), step, "inter", torch.ones_like(active))
+        run_floss(_groups(sched, [S.inter_steps(s, step) for s in sched]), step, "inter")
         if step % train_cfg.eval_every == 0:
             lam_mon = evaluate(step)
-            if S.measures_at(schedule, step):
-                k_a = min(schedule.adaptive_k, lam_mon.shape[1])
-                need = lam_mon[:, :k_a].abs().amax(dim=1) > schedule.threshold
-                run_floss(S.adaptive_steps(schedule, math.inf) if bool(need.any()) else 0, step, "adaptive", need)
-        elif S.measures_at(schedule, step):
-            raise ValueError("adaptive schedule: every must be a multiple of eval_every")
+            need = [i for i, s in enumerate(sched) if S.measures_at(s, step) and
+                    S.adaptive_steps(s, float(lam_mon[i, :min(s.adaptive_k, lam_mon.shape[1])].abs().max())) > 0]
+            run_floss(_groups(sched, [sched[i].adaptive_steps if i in need else 0 for i in range(e)]),
+                      step, "adaptive")
         t0 = time.perf_counter()
         batch = _to(T.make_ensemble_batch(task, g_train, split="train"), dev)
         loss, *_ = task_forward(model, params, batch, kind)
         total_loss = loss
-        if S.joint_at(schedule, step):
+        now = [i for i in joint if S.joint_at(sched[i], step) and members[i].diverged_step is None]
+        if now:
             t1 = time.perf_counter()
-            lam = flossing_exponents(model, params, floss, _bits(g_floss, floss.seq_len, floss.batch, n_in, dev), Q0)
-            f_loss = flossing_loss(lam, target=floss.target).mean(dim=1)
-            total_loss = loss + schedule.weight * f_loss          # the joint objective, in plain view
-            timing["floss"] += time.perf_counter() - t1
+            idx = torch.tensor(now, device=dev)
+            sub = {k: v[idx] for k, v in params.items()}
+            lam = flossing_exponents(model, sub, floss, _bits([g_floss[i] for i in now], floss.seq_len, floss.batch,
+                                                              n_in, dev), Q0[idx])
+            f_loss = torch.zeros(e, device=dev).index_add(0, idx, flossing_loss(lam, target=floss.target).mean(1))
+            weight = sched[now[0]].weight
+            total_loss = loss + weight * f_loss          # the joint objective, in plain view
+            for i in now:
+                seconds["floss"][i] += (time.perf_counter() - t1) / len(now)
         bad = ~torch.isfinite(total_loss)
         if bool(bad.any()):
             diverge(bad, step, "task loss became non-finite")
@@ -403,32 +455,33 @@ def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, flos
         if bool(bad.any()):
             diverge(bad, step, "gradient became non-finite")
         task_opt.step(active.clone())
-        timing["train"] += time.perf_counter() - t0
+        seconds["train"] += time.perf_counter() - t0
         loss = loss.detach()
         if step % train_cfg.log_every == 0:
-            for i, m in enumerate(members):
-                if m.diverged_step is None:
-                    m.metrics += [{"step": step, "name": "train_loss", "value": float(loss[i])},
-                                  {"step": step, "name": "grad_norm", "value": float(gnorm[i])}]
+            for i in torch.nonzero(active).flatten().tolist():
+                members[i].metrics += [{"step": step, "name": "train_loss", "value": float(loss[i])},
+                                       {"step": step, "name": "grad_norm", "value": float(gnorm[i])}]
         tick(1, "training")
     if (train_cfg.steps - 1) % train_cfg.eval_every:
         evaluate(train_cfg.steps - 1)
-    snapshot(train_cfg.steps, "final")
+    snapshot(train_cfg.steps, "final", torch.ones_like(active))
 
     wall = time.perf_counter() - t_wall
-    config = {"model": asdict(model), "task": asdict(task), "train": asdict(train_cfg), "floss": asdict(floss),
-              "schedule": asdict(schedule)}
+    base = {"model": asdict(model), "task": asdict(task), "train": asdict(train_cfg), "floss": asdict(floss)}
     records = []
     for i, m in enumerate(members):
         status = "diverged" if m.diverged_step is not None else "done"
+        # an ensemble's shared work (training, diagnostics) is charged to its members in equal shares,
+        # flossing only to the members that flossed; the shares add up to the ensemble's wall time
+        shared = (wall - sum(seconds["floss"])) / e
         records.append({
-            "schedule": schedule.name, "seed": m.seed, "member": i, "config": {**config, "seed": m.seed},
+            "schedule": sched[i].name, "seed": m.seed, "member": i,
+            "config": {**base, "schedule": asdict(sched[i]), "seed": m.seed},
             "status": status, "success": status == "done" and m.convergence_step is not None,
             "convergence_step": m.convergence_step, "diverged_step": m.diverged_step, "reason": m.reason,
             "final": {**m.final, "ensemble_size": e},
-            # an ensemble's wall time is shared by its members: each run is charged its share
-            "floss_seconds": timing["floss"] / e, "train_seconds": timing["train"] / e,
-            "wall_seconds": wall / e, "device": str(dev), "versions": versions(),
+            "floss_seconds": seconds["floss"][i], "train_seconds": seconds["train"] / e,
+            "wall_seconds": seconds["floss"][i] + shared, "device": str(dev), "versions": versions(),
             "metrics": m.metrics, "spectra": m.spectra, "jacobian": m.jacobian})
     return records
 
@@ -465,7 +518,7 @@ def floss_fresh(model: M.ModelConfig, floss: FlossConfig, n_steps: int, seeds, *
               for k, v in M.init_ensemble(model, channels, 1, seeds).items()}
     before = measure_spectrum(model, params, floss.k, steps=measure_steps, channels=channels)
     opt = EnsembleAdam([params[k] for k in M.flossed_names(params)], lr=floss.lr)
-    Q0 = random_orthonormal(M.state_dim(model), floss.k, generator=member_generators(seeds[:1], 4)[0], device=dev)
+    Q0 = member_q0(seeds, M.state_dim(model), floss.k, dev)
     active = torch.ones(len(seeds), dtype=torch.bool, device=dev)
     history = floss_phase(model, params, floss, n_steps, opt=opt, generators=member_generators(seeds, 3), Q0=Q0,
                           channels=channels, active=active)
