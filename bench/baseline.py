@@ -241,7 +241,8 @@ def run_one(seed: int, *, schedule: str = "none", steps: int = 3001, floss_steps
         raise ValueError(f"need an even delay 0 < d < T, got d={d}, T={T}")
     if not 0 <= transient < L:
         raise ValueError(f"need 0 <= transient < L, got transient={transient}, L={L}")
-    params, Q0, gen = init_network(seed, N=N, B=B, k=k, g=g)
+    params, Q0, gen = init_network(seed, N=N, B=B, k=k, g=g)  # gen then feeds train/floss data
+    test_gen = torch.Generator().manual_seed(2**31 + int(seed))  # test batches: own stream
     task_opt = _adam(list(params.values()), lr)
     floss_opt = _adam([params["J"], params["b"], params["W_in"]], floss_lr)
     pre = schedule in ("pre", "pre+inter")
@@ -262,7 +263,7 @@ def run_one(seed: int, *, schedule: str = "none", steps: int = 3001, floss_steps
         train_step(params, task_opt, gen, B=B, T=T, d=d, clip=clip)
         train_times.append(time.perf_counter() - t0)
         if i % eval_every == 0 or i == steps - 1:
-            acc = evaluate(params, gen, n_test=n_test, T=T, d=d)
+            acc = evaluate(params, test_gen, n_test=n_test, T=T, d=d)
             history.append((i, acc))
             if convergence_step is None and acc >= threshold:
                 convergence_step = i

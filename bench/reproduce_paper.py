@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from floss_core.experiment import make_spec, plan, run_job, summarize  # noqa: E402
+from floss_core.train import train  # noqa: E402
 
 
 def main() -> None:
@@ -27,7 +28,12 @@ def main() -> None:
     ap.add_argument("--schedules", default="none,pre,pre+inter")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--out", default="floss_data/paper.jsonl")
+    ap.add_argument("--batch", action="store_true", help="train all schedules of a delay as one ensemble")
+    ap.add_argument("--summary-of", nargs="*", default=None, help="only print the table of these JSON-lines files")
     a = ap.parse_args()
+    if a.summary_of is not None:
+        print_table([json.loads(line) for f in a.summary_of for line in Path(f).read_text().splitlines()])
+        return
     spec = make_spec("paper", task="xor", delays=[int(d) for d in a.delays.split(",")], seeds=a.seeds,
                      schedules=a.schedules.split(","), steps=a.steps, device="cpu", name="paper reproduction")
     out = Path(a.out)
@@ -39,11 +45,22 @@ def main() -> None:
             done.setdefault((rec["config"]["task"]["delay"], rec["schedule"]), []).append(rec)
     records = [r for rs in done.values() for r in rs]
     t_all = time.perf_counter()
-    for job in plan(spec):
-        if (job.delay, job.schedule) in done:
-            continue
+    jobs = [j for j in plan(spec) if (j.delay, j.schedule) not in done]
+    if a.batch:  # one ensemble per delay: all its schedules x all seeds
+        from dataclasses import replace
+        groups = {}
+        for j in jobs:
+            groups.setdefault(j.delay, []).append(j.schedule)
+        jobs = [(d, names) for d, names in groups.items()]
+    for job in jobs:
         t0 = time.perf_counter()
-        recs = run_job(spec, job)
+        if a.batch:
+            d, names = job
+            recs = train(spec.model, replace(spec.task, delay=d), spec.train, spec.floss,
+                         [s for s in spec.schedules if s.name in names], spec.seeds, device="cpu")
+            job = type("J", (), {"delay": d, "schedule": "+".join(names)})
+        else:
+            recs = run_job(spec, job)
         for r in recs:
             r.pop("jacobian", None)  # keep the file small: headline figures, metrics and spectra
         with out.open("a") as f:
@@ -53,6 +70,10 @@ def main() -> None:
         print(f"d={job.delay} {job.schedule}: {time.perf_counter() - t0:.0f} s, "
               f"{sum(r['success'] for r in recs)}/{len(recs)} solved", flush=True)
     print(f"total {time.perf_counter() - t_all:.0f} s this invocation")
+    print_table(records)
+
+
+def print_table(records) -> None:
     cols = ["delay", "schedule", "successes", "n", "median_convergence", "iqr_convergence", "final_acc",
             "lambda1_before", "lambda1_flossed", "lambda1_after", "wall_seconds", "floss_share"]
     print("| " + " | ".join(cols) + " |")

@@ -218,6 +218,8 @@ def print_summary(summary: list[dict], *, as_json: bool, extra: dict | None = No
 def _add_compare(sub) -> None:
     p = sub.add_parser("compare", help="baseline-vs-flossed comparison, run in this process")
     _add_comparison_args(p)
+    p.add_argument("--store", default=None, help="also store the result there, like a queued experiment")
+    _add_executor_args(p)
     p.add_argument("--json", action="store_true")
 
 
@@ -228,6 +230,9 @@ def _cmd_compare(a) -> None:
         spec = spec_from_args(a)
     except ValueError as e:
         _fail("compare", str(e))
+    options = _executor_options("compare", a)
+    if a.store is not None or options["executor"] != "local" or options["max_workers"] > 1:
+        return _compare_via_runner(a, spec, options)
     total = sum(job_units(spec, j) for j in plan(spec))
     bar = None
     if not a.json and sys.stderr.isatty():
@@ -249,9 +254,328 @@ def _cmd_compare(a) -> None:
                          "seconds": time.perf_counter() - t0})
 
 
+# ------------------------------------------------------------------------------------ store and runner
+def _add_store_arg(p) -> None:
+    p.add_argument("--store", default=None, help="store file (default: $FLOSS_STORE, else ./floss_data/floss.db)")
+
+
+def _add_executor_args(p) -> None:
+    import os
+
+    p.add_argument("--executor", choices=["local", "dask"], default=os.environ.get("FLOSS_EXECUTOR") or "local",
+                   help="local (this machine) or dask (a Dask cluster); default $FLOSS_EXECUTOR, else local")
+    p.add_argument("--scheduler", default=os.environ.get("FLOSS_SCHEDULER") or None,
+                   help="Dask scheduler address, e.g. tcp://HOST:8786 (default $FLOSS_SCHEDULER)")
+    p.add_argument("--workers", type=_int, default=None,
+                   help="local: jobs in parallel processes (default $FLOSS_WORKERS, else 1)")
+
+
+def _executor_options(prog: str, a) -> dict:
+    import os
+
+    workers = a.workers
+    if workers is None:
+        text = os.environ.get("FLOSS_WORKERS") or "1"
+        try:
+            workers = int(text)
+        except ValueError:
+            _fail(prog, f"FLOSS_WORKERS must be an integer >= 1, got {text!r}")
+    if workers < 1:
+        _fail(prog, f"workers must be >= 1, got {workers}")
+    if a.executor not in ("local", "dask"):  # a default from FLOSS_EXECUTOR skips argparse's choices
+        _fail(prog, f"unknown executor {a.executor!r}; choose one of local, dask")
+    if a.executor == "dask" and not a.scheduler:
+        _fail(prog, "executor dask needs --scheduler tcp://HOST:8786 (or FLOSS_SCHEDULER)")
+    a.workers = workers
+    return {"executor": a.executor, "scheduler": a.scheduler, "max_workers": workers}
+
+
+def _open_store(prog: str, path, *, create: bool = True):
+    """The store at ``path`` (default location if None); a bad file is one line on stderr and exit 2."""
+    from pathlib import Path
+
+    from .store import Store, StoreError, default_store_path
+
+    path = Path(path) if path is not None else default_store_path()
+    if not create and not path.exists():
+        _fail(prog, f"no store at {path}; queue an experiment with submit first, or pass --store PATH")
+    try:
+        return Store(path, create=create)
+    except StoreError as e:
+        _fail(prog, str(e))
+
+
+def _compare_via_runner(a, spec, options: dict) -> None:
+    """compare --store / --executor dask / --workers N: run through the runner, which stores the result
+    (in a temporary store if no --store was given) and print the same summary."""
+    import tempfile
+
+    from . import runner
+    from .experiment import summarize
+
+    with tempfile.TemporaryDirectory(prefix="floss-compare-") as tmp:
+        store = _open_store("compare", a.store if a.store is not None else f"{tmp}/floss.db")
+        t0 = time.perf_counter()
+        try:
+            experiment_id = runner.run_here(spec, store, **options)
+            row = store.experiment(experiment_id)
+            records = runner.stored_records(store, experiment_id)
+        finally:
+            store.close()
+    if row["status"] != "done":  # not bad input (exit 2) but a run that did not finish
+        sys.stderr.write(f"floss_core compare: experiment {experiment_id} {row['status']}: {row['error']}\n")
+        raise SystemExit(1)
+    extra = {"name": spec.name, "preset": spec.preset, "seeds": list(spec.seeds), "seconds": time.perf_counter() - t0}
+    if a.store is not None:
+        extra["experiment_id"] = experiment_id
+        if not a.json:
+            print(f"experiment {experiment_id} stored in {a.store}")
+    print_summary(summarize(records), as_json=a.json, extra=extra)
+
+
+def _add_submit(sub) -> None:
+    p = sub.add_parser("submit", help="queue a comparison for a worker; prints its experiment id")
+    _add_comparison_args(p)
+    _add_store_arg(p)
+    p.add_argument("--json", action="store_true")
+
+
+def _cmd_submit(a) -> None:
+    from . import runner
+    from .runner import stale_after
+
+    try:
+        spec = spec_from_args(a)  # refused here, before the store is touched: nothing is queued
+    except ValueError as e:
+        _fail("submit", str(e))
+    store = _open_store("submit", a.store)
+    try:
+        experiment_id = runner.submit(spec, store)
+        alive = store.alive_workers(max_age_s=stale_after())
+    finally:
+        store.close()
+    print(json.dumps({"experiment_id": experiment_id}) if a.json else experiment_id)
+    if not alive:
+        sys.stderr.write(f"queued experiment {experiment_id}; no worker is running: "
+                         f"start one with `python -m floss_core worker --store {store.path}`\n")
+
+
+def _add_worker(sub) -> None:
+    p = sub.add_parser("worker", help="run queued experiments (until stopped, or --exit-when-idle)")
+    _add_store_arg(p)
+    p.add_argument("--exit-when-idle", action="store_true", help="drain the queue, then exit")
+    _add_executor_args(p)
+    p.add_argument("--stale-after", type=_finite_float, default=None,
+                   help="seconds without a heartbeat before a worker counts as dead (default $FLOSS_STALE_S, else 15)")
+    p.add_argument("--poll", type=_finite_float, default=1.0, help="seconds between queue checks when idle")
+    p.add_argument("--worker-id", default=None, help=argparse.SUPPRESS)
+
+
+def _cmd_worker(a) -> None:
+    import logging
+    import signal
+
+    from . import runner
+
+    options = _executor_options("worker", a)
+    try:
+        stale = a.stale_after if a.stale_after is not None else runner.stale_after()
+    except ValueError as e:
+        _fail("worker", str(e))
+    if not stale > 0 or not a.poll > 0:
+        _fail("worker", "--stale-after and --poll must be > 0 seconds")
+    store = _open_store("worker", a.store)  # a foreign file is refused here, untouched
+    store.close()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    # SIGTERM leaves like Ctrl-C: the worker deregisters and hands its experiment back to the queue.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        ran = runner.worker_loop(store.path, worker_id=a.worker_id, exit_when_idle=a.exit_when_idle,
+                                 poll_s=a.poll, stale_s=stale, **options)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    logging.getLogger("floss_core.runner").info("worker done: %d experiment(s) run", ran)
+
+
+def _add_status(sub) -> None:
+    p = sub.add_parser("status", help="experiments with progress and results, or one experiment's runs")
+    p.add_argument("experiment_id", nargs="?", type=_int, default=None)
+    _add_store_arg(p)
+    p.add_argument("--json", action="store_true")
+
+
+def _eta(seconds) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def _headlines(runs) -> dict:
+    """{experiment_id: {schedule (or schedule@delay): {successes, finished, n, success_rate}}}."""
+    out: dict = {}
+    for (eid, delay, schedule), g in runs.groupby(["experiment_id", "delay", "schedule"], sort=False):
+        finished = g[g["status"].isin(["done", "diverged"])]
+        wins = int(finished["success"].fillna(False).astype(bool).sum())
+        multi = runs.loc[runs["experiment_id"] == eid, "delay"].nunique() > 1
+        out.setdefault(int(eid), {})[f"{schedule}@{delay}" if multi else schedule] = {
+            "successes": wins, "finished": len(finished), "n": len(g),
+            "success_rate": wins / len(finished) if len(finished) else None}
+    return out
+
+
+def _experiment_row(e: dict, headline: dict) -> dict:
+    total = e["progress_total"]
+    fraction = None if _na(total) or total == 0 else min(e["progress_step"] / total, 1.0)
+    if e["status"] == "done":
+        fraction = 1.0
+    eta = e["eta_seconds"]
+    return {"id": int(e["id"]), "name": e["name"], "status": e["status"], "progress": fraction,
+            "eta_seconds": eta if e["status"] == "running" and eta is not None and math.isfinite(eta) else None,
+            "runs": int(e["n_runs"]), "finished": int(e["n_finished"]), "error": e["error"],
+            "created_at": e["created_at"].isoformat(), "headline": headline}
+
+
+def _cmd_status(a) -> None:
+    store = _open_store("status", a.store, create=False)
+    try:
+        if a.experiment_id is None:
+            experiments = store.experiments().to_dict("records")
+            runs = store.runs()
+        else:
+            try:
+                experiments = [store.experiment(a.experiment_id)]
+            except KeyError:
+                _fail("status", f"no experiment {a.experiment_id} in {store.path}")
+            runs = store.runs(a.experiment_id)
+    finally:
+        store.close()
+    heads = _headlines(runs)
+    rows = [_experiment_row(e, heads.get(int(e["id"]), {})) for e in experiments]
+    if a.experiment_id is None:
+        if a.json:
+            print(json.dumps({"experiments": rows}))
+            return
+        if not rows:
+            print("no experiments yet")
+        for r in rows:
+            r["progress_text"] = "-" if r["progress"] is None else f"{100 * r['progress']:.0f}%"
+            r["eta_text"] = _eta(r["eta_seconds"])
+            r["headline_text"] = "  ".join(f"{k} {v['successes']}/{v['finished']}" for k, v in r["headline"].items()
+                                           if v["finished"]) or (r["error"] or "-")
+        if rows:
+            _print_table(rows, [("id", "id"), ("name", "name"), ("status", "status"), ("progress_text", "progress"),
+                                ("eta_text", "ETA"), ("headline_text", "solved / finished per schedule")])
+        return
+    run_rows = [{"run_id": int(r["run_id"]), "delay": int(r["delay"]), "schedule": r["schedule"],
+                 "seed": int(r["seed"]), "status": r["status"],
+                 "success": None if _na(r["success"]) else bool(r["success"]),
+                 "convergence_step": None if _na(r["convergence_step"]) else int(r["convergence_step"]),
+                 "wall_seconds": None if _na(r["wall_seconds"]) else float(r["wall_seconds"]),
+                 "attempts": int(r["attempts"])}
+                for r in runs.to_dict("records")]
+    if a.json:
+        print(json.dumps({"experiment": rows[0], "runs": run_rows}))
+        return
+    e = rows[0]
+    progress = "-" if e["progress"] is None else f"{100 * e['progress']:.0f}%"
+    print(f"experiment {e['id']} {e['name']!r}: {e['status']}, {progress}, ETA {_eta(e['eta_seconds'])}"
+          + (f", error: {e['error']}" if e["error"] else ""))
+    _print_table(run_rows, [("delay", "delay"), ("schedule", "schedule"), ("seed", "seed"), ("status", "status"),
+                            ("success", "solved"), ("convergence_step", "conv step"), ("wall_seconds", "wall s")])
+
+
+def _na(value) -> bool:
+    import pandas as pd
+
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _add_cancel(sub) -> None:
+    p = sub.add_parser("cancel", help="stop a queued or running experiment")
+    p.add_argument("experiment_id", type=_int)
+    _add_store_arg(p)
+
+
+def _cmd_cancel(a) -> None:
+    from . import runner
+
+    store = _open_store("cancel", a.store, create=False)
+    try:
+        before = store.experiment(a.experiment_id)["status"]
+        status = runner.cancel(store, a.experiment_id)
+    except KeyError:
+        _fail("cancel", f"no experiment {a.experiment_id} in {store.path}")
+    finally:
+        store.close()
+    if before not in ("queued", "running"):
+        print(f"experiment {a.experiment_id} is already {before}; nothing to cancel")
+    elif status == "cancelled":
+        print(f"experiment {a.experiment_id} cancelled")
+    else:
+        print(f"experiment {a.experiment_id}: cancel requested; its worker stops within a few seconds")
+
+
+# ------------------------------------------------------------------------------------ report
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="export an experiment (or several, pooled) as HTML, PDF or a data zip")
+    p.add_argument("experiment_id", type=_int, nargs="+", help="one experiment id, or several to pool")
+    _add_store_arg(p)
+    p.add_argument("--format", choices=["html", "pdf", "zip"], default="html")
+    p.add_argument("--out", default=None, help="file or existing directory (default: a name derived from "
+                                               "the experiment, in the current directory)")
+
+
+def _cmd_report(a) -> None:
+    from .report import ChromiumMissing, write_report
+
+    store = _open_store("report", a.store, create=False)
+    try:
+        path = write_report(store, a.experiment_id, a.format, a.out)
+    except (ValueError, ChromiumMissing) as e:
+        _fail("report", str(e))
+    except OSError as e:
+        _fail("report", f"cannot write {a.out}: {e.strerror or e}")
+    finally:
+        store.close()
+    print(path)
+
+
+# ------------------------------------------------------------------------------------ forecast
+def _add_forecast(sub) -> None:
+    p = sub.add_parser("forecast", help="trainability forecast of a freshly initialised network for a delay")
+    p.add_argument("--arch", choices=["rnn", "gru", "lstm"], default="rnn")
+    p.add_argument("--hidden", type=_int, default=80)
+    p.add_argument("--gain", type=_finite_float, default=1.0)
+    p.add_argument("--delay", type=_int, required=True, help="steps the task must bridge")
+    p.add_argument("--tol", type=_finite_float, default=1e-3, help="gradient shrink factor counted as lost")
+    p.add_argument("--steps", type=_int, default=1000)
+    p.add_argument("--transient", type=_int, default=100)
+    p.add_argument("--seed", type=_int, default=0)
+    p.add_argument("--json", action="store_true")
+
+
+def _cmd_forecast(a) -> None:
+    from . import models as M
+    from .adapters import forecast_model
+
+    try:
+        out = forecast_model(M.ModelConfig(arch=a.arch, hidden=a.hidden, gain=a.gain), a.delay, tol=a.tol,
+                             steps=a.steps, transient=a.transient, seed=a.seed)
+    except ValueError as e:
+        _fail("forecast", str(e))
+    if a.json:
+        print(json.dumps({**out, "horizon": None if math.isinf(out["horizon"]) else out["horizon"],
+                          "arch": a.arch, "hidden": a.hidden, "gain": a.gain}))
+        return
+    print(out["verdict"])
+
+
 # ------------------------------------------------------------------------------------ main
 COMMANDS = {"spectrum": (_add_spectrum, _cmd_spectrum), "floss": (_add_floss, _cmd_floss),
-            "compare": (_add_compare, _cmd_compare)}
+            "compare": (_add_compare, _cmd_compare), "submit": (_add_submit, _cmd_submit),
+            "worker": (_add_worker, _cmd_worker), "status": (_add_status, _cmd_status),
+            "cancel": (_add_cancel, _cmd_cancel), "report": (_add_report, _cmd_report),
+            "forecast": (_add_forecast, _cmd_forecast)}
 
 
 def main(argv=None) -> None:

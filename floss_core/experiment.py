@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from . import schedules as S
 from . import tasks as T
 from .models import ModelConfig, state_dim, validate_model
-from .train import FlossConfig, TrainConfig, train, validate_floss, validate_train
+from .train import FlossConfig, TrainConfig, train, validate_floss, validate_train, work_units
 
 
 @dataclass(frozen=True)
@@ -143,25 +143,35 @@ def spec_from_dict(d: dict) -> ComparisonSpec:
 
 @dataclass(frozen=True)
 class Job:
-    """One ensemble: all seeds of one schedule at one delay."""
+    """One ensemble: all seeds of the named schedules at one delay."""
     delay: int
-    schedule: str
+    schedules: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return f"d={self.delay} {'+'.join(self.schedules)}" if len(self.schedules) > 1 else \
+            f"d={self.delay} {self.schedules[0]}"
 
 
-def plan(spec: ComparisonSpec) -> list[Job]:
-    return [Job(d, s.name) for d in spec.delays for s in spec.schedules]
+def plan(spec: ComparisonSpec, *, batch: bool = True) -> list[Job]:
+    """The ensembles to train. ``batch``: one per delay holding every schedule (E = schedules × seeds,
+    the cheapest on one process: per-op overheads are shared); else one per (delay, schedule), which
+    lets a process pool or a Dask cluster spread them."""
+    names = tuple(s.name for s in spec.schedules)
+    if batch:
+        return [Job(d, names) for d in spec.delays]
+    return [Job(d, (n,)) for d in spec.delays for n in names]
 
 
 def job_units(spec: ComparisonSpec, job: Job) -> int:
     """Work units (flossing + training steps) of one job, for progress and ETA."""
-    s = next(s for s in spec.schedules if s.name == job.schedule)
-    return S.planned_floss_steps(s, spec.train.steps) + spec.train.steps
+    return work_units([s for s in spec.schedules if s.name in job.schedules], spec.train.steps)
 
 
 def run_job(spec: ComparisonSpec, job: Job, *, on_progress=None, should_stop=None) -> list[dict]:
     """Train one ensemble; records carry the delay and the comparison's name in their config."""
-    schedule = next(s for s in spec.schedules if s.name == job.schedule)
-    records = train(spec.model, replace(spec.task, delay=job.delay), spec.train, spec.floss, schedule,
+    schedules = [s for s in spec.schedules if s.name in job.schedules]
+    records = train(spec.model, replace(spec.task, delay=job.delay), spec.train, spec.floss, schedules,
                     spec.seeds, device=spec.device, on_progress=on_progress, should_stop=should_stop)
     for r in records:
         r["config"]["comparison"] = spec.name
@@ -169,15 +179,15 @@ def run_job(spec: ComparisonSpec, job: Job, *, on_progress=None, should_stop=Non
     return records
 
 
-def run_comparison(spec: ComparisonSpec, *, on_progress=None, should_stop=None) -> list[dict]:
+def run_comparison(spec: ComparisonSpec, *, on_progress=None, should_stop=None, batch: bool = True) -> list[dict]:
     """Run every job in this process, one after another. ``on_progress(done, total, phase)``."""
-    jobs = plan(spec)
+    jobs = plan(spec, batch=batch)
     total = sum(job_units(spec, j) for j in jobs)
     offset, records = 0, []
     for job in jobs:
-        def progress(done, _total, phase, offset=offset):
+        def progress(done, _total, phase, offset=offset, job=job):
             if on_progress:
-                on_progress(offset + done, total, f"d={job.delay} {job.schedule}: {phase}")
+                on_progress(offset + done, total, f"{job.label}: {phase}")
         records += run_job(spec, job, on_progress=progress, should_stop=should_stop)
         offset += job_units(spec, job)
     return records

@@ -220,7 +220,8 @@ def gradient_vs_horizon(step, state0: torch.Tensor, inputs, *, loss=None,
             state = step(state, None if isinstance(inputs, int) else inputs[t])
             states.append(state)
         grads = torch.autograd.grad(loss(state).sum(), states, allow_unused=True)
-    norms = [torch.zeros(state0.shape[:-1]) if g is None else g.detach().norm(dim=-1) for g in grads]
+    norms = [torch.zeros(state0.shape[:-1], device=state0.device) if g is None else g.detach().norm(dim=-1)
+             for g in grads]
     return torch.stack(norms[::-1])
 
 

@@ -17,8 +17,9 @@ columns are strict JSON: non-finite floats are written as the strings "NaN", "In
 and decoded back to floats on read (so those three strings are reserved inside configs).
 Timestamps are stored as Unix seconds (REAL) and returned as UTC ``pandas.Timestamp`` in query results.
 
-Tables (schema version 1, see ``MIGRATIONS``): meta, experiments, runs, metrics (long: one row per
-step x name), spectra (one Lyapunov spectrum per row), jacobian (one horizon per row), workers.
+Tables (schema version 2, see ``MIGRATIONS``): meta, experiments, runs (one per delay x schedule x seed),
+metrics (long: one row per step x name), spectra (one Lyapunov spectrum per row), jacobian (one horizon
+per row), workers.
 """
 
 from __future__ import annotations
@@ -137,6 +138,46 @@ MIGRATIONS: list[str] = [
         status       TEXT NOT NULL
     );
     """,
+    # v2: a run is identified by (experiment, delay, schedule, seed), so one experiment can hold a delay
+    # sweep. SQLite cannot change a UNIQUE constraint in place: rebuild the table (its documented
+    # 12-step procedure; _migrate turns foreign keys off around it, so metrics etc. keep their rows).
+    """
+    CREATE TABLE runs_v2 (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        experiment_id    INTEGER NOT NULL REFERENCES experiments (id) ON DELETE CASCADE,
+        delay            INTEGER NOT NULL DEFAULT 0,         -- the task delay of this run (0: unknown)
+        schedule         TEXT NOT NULL,
+        seed             INTEGER NOT NULL,
+        member           INTEGER NOT NULL DEFAULT 0,
+        config_json      TEXT NOT NULL DEFAULT '{}',
+        status           TEXT NOT NULL DEFAULT 'queued'
+                         CHECK (status IN ('queued', 'running', 'done', 'failed', 'diverged', 'cancelled')),
+        success          INTEGER,
+        convergence_step INTEGER,
+        diverged_step    INTEGER,
+        reason           TEXT,
+        final_json       TEXT,
+        floss_seconds    REAL,
+        train_seconds    REAL,
+        wall_seconds     REAL,
+        device           TEXT,
+        versions_json    TEXT,
+        started_at       REAL,
+        finished_at      REAL,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (experiment_id, delay, schedule, seed)
+    );
+    INSERT INTO runs_v2 (id, experiment_id, delay, schedule, seed, member, config_json, status, success,
+                         convergence_step, diverged_step, reason, final_json, floss_seconds, train_seconds,
+                         wall_seconds, device, versions_json, started_at, finished_at, attempts)
+    SELECT id, experiment_id, COALESCE(CAST(json_extract(config_json, '$.task.delay') AS INTEGER), 0),
+           schedule, seed, member, config_json, status, success, convergence_step, diverged_step, reason,
+           final_json, floss_seconds, train_seconds, wall_seconds, device, versions_json, started_at,
+           finished_at, attempts
+    FROM runs;
+    DROP TABLE runs;
+    ALTER TABLE runs_v2 RENAME TO runs;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS) - 1
 
@@ -232,6 +273,16 @@ class Store:
                     conn.execute("COMMIT")
 
     def _migrate(self) -> None:
+        # Table rebuilds (v2) need foreign keys off, or DROP TABLE would cascade into metrics & co.
+        # The pragma is a no-op inside a transaction, so it is switched here and checked before COMMIT.
+        self._connection().execute("PRAGMA foreign_keys = OFF")
+        try:
+            self._migrate_locked()
+        finally:
+            if self._conn is not None:
+                self._conn.execute("PRAGMA foreign_keys = ON")
+
+    def _migrate_locked(self) -> None:
         with self._write() as conn:
             # Re-check inside the write lock: another process may have created the store meanwhile.
             version = _schema_version(conn, self.path)
@@ -244,6 +295,10 @@ class Store:
                     conn.execute(statement)
                 conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
                              "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(target),))
+            broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+            if broken:  # raising rolls the whole migration back: the file stays as it was
+                raise StoreError(f"{self.path}: migration to schema {SCHEMA_VERSION} would break "
+                                 f"{len(broken)} references, e.g. {broken[0]}; the file was left unchanged")
             if version == 0:
                 conn.execute("INSERT INTO meta (key, value) VALUES ('store_id', ?)", (uuid.uuid4().hex,))
 
@@ -266,34 +321,41 @@ class Store:
     # ------------------------------------------------------------------ experiments and runs
 
     def add_experiment(self, config: dict, *, name: str, status: str = "queued",
-                       runs: list[dict] | None = None) -> int:
+                       runs: list[dict] | None = None, progress_total: int | None = None,
+                       worker_id: str | None = None) -> int:
         """Insert an experiment and its planned runs in one transaction; returns the experiment id.
 
         Args:
             config: the full comparison spec (a dict or a dataclass), stored as JSON.
             name: a label for the dashboard.
             status: one of ``EXPERIMENT_STATUSES``.
-            runs: planned runs ``{"schedule": str, "seed": int, "member": int, "config": dict}``;
-                each becomes a run row with status 'queued' that ``save_runs`` later fills in.
+            runs: planned runs ``{"schedule": str, "seed": int, "member": int, "config": dict}`` and
+                optionally "delay" (default: ``config["task"]["delay"]``, else 0); each becomes a run row
+                with status 'queued' that ``save_runs`` later fills in.
+            progress_total: work units of the whole experiment, if known (see ``set_progress``).
+            worker_id: the worker already running it (status 'running' without a claim).
         """
         _check_choice(status, EXPERIMENT_STATUSES, "experiment status")
         config_json = _dumps(config)
-        planned = [(str(r["schedule"]), int(r["seed"]), int(r.get("member", 0)), _dumps(r.get("config", {})))
+        planned = [(_record_delay(r) or 0, str(r["schedule"]), int(r["seed"]), int(r.get("member", 0)),
+                    _dumps(r.get("config", {})))
                    for r in runs or []]
         now = time.time()
         with self._write() as conn:
             experiment_id = conn.execute(
-                "INSERT INTO experiments (name, config_json, status, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?)", (str(name), config_json, status, now, now)).lastrowid
+                "INSERT INTO experiments (name, config_json, status, created_at, updated_at, progress_total, "
+                "worker_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (str(name), config_json, status, now, now, _int_or_none(progress_total), worker_id)).lastrowid
             conn.executemany(
-                "INSERT INTO runs (experiment_id, schedule, seed, member, config_json, status) "
-                "VALUES (?, ?, ?, ?, ?, 'queued')", [(experiment_id, *p) for p in planned])
+                "INSERT INTO runs (experiment_id, delay, schedule, seed, member, config_json, status) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'queued')", [(experiment_id, *p) for p in planned])
         return experiment_id
 
     def save_runs(self, experiment_id: int, records: list[dict]) -> list[int]:
         """Write finished runs (typically one ensemble, all seeds of a schedule) in ONE transaction.
 
-        Each record updates the run row matching (experiment_id, schedule, seed), or inserts one, and
+        Each record updates the run row matching (experiment_id, delay, schedule, seed), or inserts one
+        (delay: the record's "delay", else ``config["task"]["delay"]``; without either, any delay), and
         replaces that run's metrics, spectra and Jacobian rows. If any record is malformed nothing of
         the batch is written. Record keys: schedule, seed, member, config, status ('done', 'diverged',
         'failed', 'cancelled'; default 'done'), success, convergence_step, diverged_step, reason,
@@ -356,8 +418,10 @@ class Store:
                          "updated_at = ? WHERE id = ?", (worker_id, time.time(), row[0]))
             return row[0]
 
-    def set_run_status(self, experiment_id: int, schedule: str, seeds: Iterable[int], status: str) -> int:
-        """Set the status of the runs (experiment_id, schedule, seed in seeds); returns rows changed.
+    def set_run_status(self, experiment_id: int, schedule: str, seeds: Iterable[int], status: str, *,
+                       delay: int | None = None) -> int:
+        """Set the status of the runs (experiment_id, schedule, seed in seeds; at ``delay`` if given, else
+        at every delay); returns rows changed.
 
         'running' stamps started_at; a final status stamps finished_at, any other clears it.
         """
@@ -369,8 +433,9 @@ class Store:
         with self._write() as conn:
             changed = conn.executemany(
                 "UPDATE runs SET status = ?, started_at = COALESCE(?, started_at), finished_at = ? "
-                "WHERE experiment_id = ? AND schedule = ? AND seed = ?",
-                [(status, started, finished, experiment_id, schedule, int(seed)) for seed in seeds]).rowcount
+                "WHERE experiment_id = ? AND schedule = ? AND seed = ? AND (? IS NULL OR delay = ?)",
+                [(status, started, finished, experiment_id, schedule, int(seed), delay, delay)
+                 for seed in seeds]).rowcount
             conn.execute("UPDATE experiments SET updated_at = ? WHERE id = ?", (now, experiment_id))
         return changed
 
@@ -545,8 +610,8 @@ class Store:
 
         Args:
             experiment_id: only this experiment's runs (None: all experiments).
-            task, delay: match the run's own config, ``config["task"]["name"]`` and
-                ``config["task"]["delay"]`` (returned as columns task and delay).
+            task, delay: match the run's task, ``config["task"]["name"]``, and its delay (returned as
+                columns task and delay).
             schedule, status: one value or several.
 
         Columns: run_id, experiment_id, experiment (name), schedule, seed, member, task, delay, status,
@@ -562,7 +627,7 @@ class Store:
             clauses.append("json_extract(r.config_json, '$.task.name') = ?")
             params.append(task)
         if delay is not None:
-            clauses.append("json_extract(r.config_json, '$.task.delay') = ?")
+            clauses.append("r.delay = ?")
             params.append(delay.item() if hasattr(delay, "item") else delay)
         for column, value in (("r.schedule", schedule), ("r.status", status)):
             if value is not None:
@@ -573,7 +638,7 @@ class Store:
         df = self._frame(f"""
             SELECT r.id AS run_id, r.experiment_id, e.name AS experiment, r.schedule, r.seed, r.member,
                    json_extract(r.config_json, '$.task.name') AS task,
-                   json_extract(r.config_json, '$.task.delay') AS delay,
+                   r.delay,
                    r.status, r.success, r.convergence_step, r.diverged_step, r.reason,
                    r.floss_seconds, r.train_seconds, r.wall_seconds, r.device,
                    r.started_at, r.finished_at, r.attempts,
@@ -762,16 +827,17 @@ def _statements(script: str) -> Iterator[str]:
 
 def _write_run(conn: sqlite3.Connection, experiment_id: int, record: dict, now: float) -> int:
     """Write one finished run record (see ``Store.save_runs``) inside the caller's transaction."""
-    schedule, seed = str(record["schedule"]), int(record["seed"])
+    schedule, seed, delay = str(record["schedule"]), int(record["seed"]), _record_delay(record)
     status = record.get("status", "done")
     _check_choice(status, RUN_STATUSES, "run status")
     member = _int_or_none(record.get("member"))
     config_json = _dumps(record["config"]) if "config" in record else None
-    row = conn.execute("SELECT id FROM runs WHERE experiment_id = ? AND schedule = ? AND seed = ?",
-                       (experiment_id, schedule, seed)).fetchone()
+    row = conn.execute("SELECT id FROM runs WHERE experiment_id = ? AND schedule = ? AND seed = ? "
+                       "AND (? IS NULL OR delay = ?) ORDER BY id LIMIT 1",
+                       (experiment_id, schedule, seed, delay, delay)).fetchone()
     if row is None:
-        run_id = conn.execute("INSERT INTO runs (experiment_id, schedule, seed) VALUES (?, ?, ?)",
-                              (experiment_id, schedule, seed)).lastrowid
+        run_id = conn.execute("INSERT INTO runs (experiment_id, delay, schedule, seed) VALUES (?, ?, ?, ?)",
+                              (experiment_id, delay or 0, schedule, seed)).lastrowid
     else:
         run_id = row[0]
     success = record.get("success")
@@ -816,6 +882,15 @@ def _finish_unfinished_runs(conn: sqlite3.Connection, experiment_id: int, status
     return conn.execute(f"UPDATE runs SET status = ?, finished_at = ? "
                         f"WHERE experiment_id = ? AND status NOT IN {_FINAL_SQL}",
                         (status, finished, experiment_id)).rowcount
+
+
+def _record_delay(record: dict) -> int | None:
+    """A run's delay: its own "delay" key, else its config's task delay, else None (unknown)."""
+    delay = record.get("delay")
+    if delay is None:
+        task = (record.get("config") or {}).get("task")
+        delay = task.get("delay") if isinstance(task, dict) else None
+    return None if delay is None else int(delay)
 
 
 def _require_experiment(conn: sqlite3.Connection, experiment_id: int) -> str:

@@ -263,6 +263,15 @@ def _groups(schedules: list, counts) -> dict:
     return out
 
 
+def work_units(schedules, steps: int) -> int:
+    """Progress units of one ensemble: training steps plus the flossing steps it runs in sequence
+    (phases of equal length for several schedules run together; adaptive counts its maximum)."""
+    total = steps + sum(_groups(schedules, [S.pre_steps(s) for s in schedules]))
+    for t in sorted({t for s in schedules for t in s.inter_at if t < steps}):
+        total += sum(_groups(schedules, [S.inter_steps(s, t) for s in schedules]))
+    return total + max(S.planned_floss_steps(s, steps) if s.name == "adaptive" else 0 for s in schedules)
+
+
 def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, floss: FlossConfig,
           schedule, seeds, *, device: str = "cpu", on_progress=None, should_stop=None) -> list[dict]:
     """Train one ensemble: every seed under every schedule, E = len(schedules) × len(seeds) networks.
@@ -310,9 +319,7 @@ def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, flos
     members = [_Member(s) for s in member_seeds]
     active = torch.ones(e, dtype=torch.bool, device=dev)
     seconds = {"floss": [0.0] * e, "train": 0.0, "diag": 0.0}
-    total = train_cfg.steps + sum(_groups(sched, [S.pre_steps(s) for s in sched]))
-    total += sum(sum(_groups(sched, [S.inter_steps(s, t) for s in sched])) for t in range(train_cfg.steps))
-    total += max(S.planned_floss_steps(s, train_cfg.steps) if s.name == "adaptive" else 0 for s in sched)
+    total = work_units(schedules, train_cfg.steps)
     done = [0]
 
     def mask(indices) -> torch.Tensor:

@@ -117,7 +117,7 @@ def test_new_store_is_wal_versioned_and_sound(tmp_path):
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         meta = dict(conn.execute("SELECT key, value FROM meta"))
-    assert meta["app"] == "floss_core" and meta["schema_version"] == str(SCHEMA_VERSION) == "1"
+    assert meta["app"] == "floss_core" and meta["schema_version"] == str(SCHEMA_VERSION) == "2"
     with Store(path, create=False) as s:  # reopening an existing store works and keeps its id
         assert s.last_change()[0] == meta["store_id"]
 
@@ -157,7 +157,7 @@ def _newer_store(path):
     (_text_file, "is not a Gradient Flossing Lab store"),
     (_other_sqlite, "is not a Gradient Flossing Lab store"),
     (_other_app_meta, "is not a Gradient Flossing Lab store"),
-    (_newer_store, "schema version 99.*up to 1"),
+    (_newer_store, "schema version 99.*up to 2"),
 ])
 def test_foreign_files_refused_and_unchanged(tmp_path, make, message):
     path = tmp_path / "foreign.db"
@@ -276,6 +276,47 @@ def test_runs_filters(store):
     store.set_run_status(b, "joint", [0], "running")
     assert list(store.runs(status="running")["schedule"]) == ["joint"]
     assert len(store.runs(status=["running", "queued"])) == 8
+
+
+def test_one_experiment_holds_a_delay_sweep(store):
+    """Runs are keyed by (delay, schedule, seed): the same schedule and seed at two delays are two runs."""
+    eid = store.add_experiment({}, name="sweep", runs=planned(delay=10) + planned(delay=20))
+    assert len(store.runs(eid)) == 8 and len(store.runs(eid, delay=20)) == 4
+    record = make_record("pre", 0)
+    record["config"]["task"]["delay"] = 20
+    store.save_runs(eid, [record])
+    assert store.set_run_status(eid, "pre", [1], "running", delay=10) == 1
+    runs = store.runs(eid).set_index(["delay", "schedule", "seed"])
+    assert runs.loc[(20, "pre", 0), "status"] == "done" and runs.loc[(10, "pre", 0), "status"] == "queued"
+    assert runs.loc[(10, "pre", 1), "status"] == "running" and runs.loc[(20, "pre", 1), "status"] == "queued"
+    assert len(store.runs(eid)) == 8
+
+
+# The version-1 schema as released (MIGRATIONS[1]); a store of that version is upgraded when opened.
+def test_version_1_store_is_migrated_keeping_its_rows(tmp_path):
+    from floss_core.store import MIGRATIONS, _statements
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    for statement in _statements(MIGRATIONS[1]):
+        conn.execute(statement)
+    conn.execute("INSERT INTO meta VALUES ('schema_version', '1'), ('store_id', 'abc')")
+    conn.execute("INSERT INTO experiments (name, config_json, created_at, updated_at) VALUES ('old', '{}', 1, 1)")
+    conn.execute("INSERT INTO runs (experiment_id, schedule, seed, config_json, status) "
+                 "VALUES (1, 'pre', 3, '{\"task\": {\"name\": \"copy\", \"delay\": 40}}', 'done')")
+    conn.execute("INSERT INTO metrics VALUES (1, 0, 'train_loss', 0.5)")
+    conn.close()
+    with Store(path, create=False) as s:
+        assert s.integrity_check() == "ok" and s.last_change()[0] == "abc"
+        runs = s.runs(1)
+        assert list(runs["delay"]) == [40] and list(runs["status"]) == ["done"] and len(s.metrics(1)) == 1
+    assert count(path, "SELECT value FROM meta WHERE key = 'schema_version'") == "2"
+    with sqlite3.connect(path) as conn:  # the rebuilt runs table is still the parent of metrics
+        conn.execute("PRAGMA foreign_keys = ON")
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        conn.execute("DELETE FROM experiments WHERE id = 1")
+        assert conn.execute("SELECT COUNT(*) FROM metrics").fetchone()[0] == 0
+    conn.close()
 
 
 def test_empty_results_have_columns(store):

@@ -1,0 +1,44 @@
+"""Gradient Flossing Lab: `streamlit run app.py`. This file is the home page and the navigation; every
+other view is one script in pages/."""
+import streamlit as st
+
+import dashboard as ui
+from floss_core import views
+from floss_core.demo import quick_demo_spec
+
+
+def home():
+    st.title("Gradient Flossing Lab")
+    st.write("Train recurrent networks with and without *gradient flossing* (Engelken, NeurIPS 2023), which "
+             "pushes the Lyapunov exponents of the network's dynamics toward zero so that gradients survive long "
+             "delays. Compare flossing schedules on the same seeds and see whether it pays off.")
+    experiment_id = ui.select_experiment()
+    if experiment_id is None:
+        st.subheader("Start here")
+        st.write("The store is empty. The quick demo trains 3 seeds of a 32-unit RNN on delayed XOR at delays 10 "
+                 "and 20, without flossing and with pre-flossing, in a background worker (about a minute).")
+        if st.button("Run the quick demo comparison", type="primary"):
+            new_id = ui.launch(quick_demo_spec())
+            st.switch_page(ui.PAGES["Runs"], query_params={"experiment": new_id})
+        st.page_link(ui.PAGES["Launch"], label="Or design your own comparison on the Launch page",
+                     icon=ui.ICONS["Launch"])
+        return
+
+    exp = ui.store().experiment(experiment_id)
+    st.subheader(f"#{experiment_id} {exp['name']}: {exp['status']}, "
+                 f"{exp['n_finished']} of {exp['n_runs']} runs finished")
+    success = views.success_vs_delay(ui.read("runs", experiment_id))
+    if success.empty:
+        st.info("No finished runs yet: the Runs page shows the progress.")
+    else:
+        for col, r in zip(st.columns(min(len(success), 6)) * 10, success.itertuples()):
+            col.metric(f"{r.schedule}, d={r.delay}", f"{r.rate:.0%}", help=f"{r.successes} of {r.n} seeds solved")
+        st.plotly_chart(views.fig_success_vs_delay(success))
+    for col, (title, path) in zip(st.columns(4) * 2, ui.PAGES.items()):  # links that carry this experiment
+        col.page_link(path, label=title, icon=ui.ICONS.get(title), query_params={"experiment": experiment_id})
+
+
+st.set_page_config(page_title="Gradient Flossing Lab", page_icon="🪥", layout="wide")
+st.navigation([st.Page(home, title="Home", icon=ui.ICONS["Home"], default=True)] +
+              [st.Page(path, title=title, icon=ui.ICONS.get(title), url_path=ui.url_path(path))
+               for title, path in ui.PAGES.items()]).run()

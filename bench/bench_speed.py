@@ -1,0 +1,269 @@
+"""Speed of the engine against a straightforward implementation, measured side by side in one run.
+
+    OMP_NUM_THREADS=1 python bench/bench_speed.py                 # everything, a few minutes
+    OMP_NUM_THREADS=1 python bench/bench_speed.py --only e2e --seeds 9 --steps 60 --floss-steps 30
+
+Sections (each prints a markdown table; ratios are what to read, these machines are shared and noisy):
+  machine   CPU, threads, and this machine's own large-matmul GFLOP/s, measured now
+  steps     per-step cost of a training step and a flossing step: baseline (one network) vs engine
+  scaling   how flossing and training steps grow with N, k, window length, E and the QR interval
+  flops     achieved GFLOP/s of the ensemble training step vs the large-matmul figure
+  qr        accuracy and speed of QR every step vs every 2/5/10 steps, Householder vs CholeskyQR2
+  e2e       a reduced paper-protocol comparison (none vs pre, S seeds): baseline loop over seeds vs the
+            engine (all seeds and both schedules in one ensemble), extrapolated to the full preset
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+
+import baseline  # noqa: E402
+from floss_core import models as M  # noqa: E402
+from floss_core import schedules as S  # noqa: E402
+from floss_core import tasks as T  # noqa: E402
+from floss_core.experiment import PRESETS  # noqa: E402
+from floss_core.lyapunov import lyapunov_spectrum  # noqa: E402
+from floss_core.train import (EnsembleAdam, FlossConfig, TrainConfig, _bits, clip_per_member,  # noqa: E402
+                              flossing_exponents, member_generators, member_q0, task_forward, train)
+
+
+def median_time(fn, reps: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def table(rows: list[dict]) -> None:
+    cols = list(rows[0])
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for r in rows:
+        print("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in r.values()) + " |")
+    print()
+
+
+# ------------------------------------------------------------------------------ engine steps
+def engine_train_step(E: int, N: int = 80, B: int = 16, T_: int = 300):
+    """A closure running one engine training step (forward, backward, clipping, Adam) for E seeds."""
+    model = M.ModelConfig(hidden=N, relax_steps=0)
+    task = T.TaskConfig(name="xor", delay=20, seq_len=T_, batch=B)
+    seeds = list(range(E))
+    params = {k: v.requires_grad_(True) for k, v in M.init_ensemble(model, 1, 1, seeds, batch=B).items()}
+    opt = EnsembleAdam(list(params.values()), lr=1e-3)
+    gens = member_generators(seeds, 1)
+    active = torch.ones(E, dtype=torch.bool)
+
+    def step():
+        batch = T.make_ensemble_batch(task, gens)
+        loss, *_ = task_forward(model, params, batch, "bce")
+        opt.zero_grad()
+        loss.sum().backward()
+        clip_per_member(list(params.values()), 0.03)
+        opt.step(active)
+    return step
+
+
+def engine_floss_step(E: int, N: int = 80, k: int = 75, L: int = 55, qr_every: int = 1, qr: str = "householder"):
+    model = M.ModelConfig(hidden=N, relax_steps=0)
+    floss = FlossConfig(k=k, seq_len=L, transient=min(16, L - 1), qr_every=qr_every, qr=qr)
+    seeds = list(range(E))
+    params = {k_: v.requires_grad_(True) for k_, v in M.init_ensemble(model, 1, 1, seeds).items()}
+    opt = EnsembleAdam([params[n] for n in M.flossed_names(params)], lr=1e-3)
+    gens = member_generators(seeds, 3)
+    q0 = member_q0(seeds, N, k, "cpu")
+    active = torch.ones(E, dtype=torch.bool)
+
+    def step():
+        lam = flossing_exponents(model, params, floss, _bits(gens, L, 1, 1, "cpu"), q0)
+        opt.zero_grad()
+        (lam ** 2).mean(-1).sum().backward()
+        opt.step(active)
+    return step
+
+
+def train_flops(E: int, N: int = 80, B: int = 16, T_: int = 300) -> float:
+    """FLOPs of one training step: forward x_t = J tanh(x_{t-1}) + u_t (2BN² per step and network),
+    backward δh = δx J and dJ = Σ δxᵀ tanh(x) (2BN² each); input and readout terms are O(BN) and left out."""
+    return 6.0 * E * B * T_ * N * N
+
+
+# ------------------------------------------------------------------------------ sections
+def section_machine() -> float:
+    cpu = "unknown"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    a = torch.randn(2048, 2048)
+    t = median_time(lambda: a @ a, reps=5)
+    gflops = 2 * 2048 ** 3 / t / 1e9
+    print("## Machine\n")
+    table([{"cpu": cpu, "cores": os.cpu_count(), "torch threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "2048² matmul GFLOP/s": gflops,
+            "load avg (1 min)": os.getloadavg()[0]}])
+    return gflops
+
+
+def section_steps() -> None:
+    print("## Per-step cost: straightforward single network vs the engine\n")
+    b_train = baseline.time_train_step(reps=5)
+    b_floss = baseline.time_floss_step(reps=10)
+    rows = [{"what": "training step (N=80, B=16, T=300)", "E": 1, "baseline ms/network": 1e3 * b_train,
+             "engine ms/step": math.nan, "engine ms/network": math.nan, "speed-up per network": math.nan}]
+    for E in (1, 9, 18):
+        t = median_time(engine_train_step(E), reps=5)
+        rows.append({"what": "training step", "E": E, "baseline ms/network": 1e3 * b_train, "engine ms/step": 1e3 * t,
+                     "engine ms/network": 1e3 * t / E, "speed-up per network": b_train / (t / E)})
+    for E in (1, 9):
+        t = median_time(engine_floss_step(E), reps=5)
+        rows.append({"what": "flossing step (k=75, L=55, QR every step)", "E": E,
+                     "baseline ms/network": 1e3 * b_floss, "engine ms/step": 1e3 * t,
+                     "engine ms/network": 1e3 * t / E, "speed-up per network": b_floss / (t / E)})
+    table(rows[1:])
+
+
+def section_scaling() -> None:
+    print("## Scaling: flossing step vs training step (engine, ms per step)\n")
+    rows = []
+    base = dict(E=1, N=80, k=75, L=55, qr_every=1)
+    variants = [{}, {"N": 40, "k": 35}, {"N": 160, "k": 150}, {"k": 8}, {"k": 32}, {"L": 110}, {"E": 4}, {"E": 16},
+                {"qr_every": 2}, {"qr_every": 5}]
+    t_train = median_time(engine_train_step(1), reps=3)
+    for v in variants:
+        cfg = {**base, **v}
+        t = median_time(engine_floss_step(**cfg), reps=3)
+        rows.append({**cfg, "floss ms": 1e3 * t, "floss / train(E=1, paper)": t / t_train})
+    table(rows)
+    rows = []
+    for v in [{}, {"N": 40}, {"N": 160}, {"T_": 150}, {"T_": 600}, {"E": 4}, {"E": 16}, {"E": 32}]:
+        cfg = {"E": 1, "N": 80, "B": 16, "T_": 300, **v}
+        t = median_time(engine_train_step(**cfg), reps=3)
+        rows.append({"E": cfg["E"], "N": cfg["N"], "T": cfg["T_"], "train ms": 1e3 * t,
+                     "ms per network": 1e3 * t / cfg["E"]})
+    table(rows)
+
+
+def section_flops(peak: float) -> None:
+    print("## Achieved FLOP/s of the ensemble training step\n")
+    rows = []
+    for E in (1, 9, 18, 36):
+        t = median_time(engine_train_step(E), reps=3)
+        g = train_flops(E) / t / 1e9
+        rows.append({"E": E, "GFLOP per step": train_flops(E) / 1e9, "ms": 1e3 * t, "GFLOP/s": g,
+                     "share of large-matmul GFLOP/s": g / peak})
+    table(rows)
+
+
+def section_qr() -> None:
+    print("## QR interval and method: accuracy vs speed (float32, rnn N=80, g=2, k=75, 300-step window; reference: float64, QR every step)\n")
+    model = M.ModelConfig(hidden=80, gain=2.0)
+    params = M.init_ensemble(model, 1, 1, [0])
+    x = torch.randint(0, 2, (300, 1, 1, 1), generator=torch.Generator().manual_seed(1)).float()
+    u = M.drive(model, params, x)
+    step, jac = M.step_fn(model, params), M.jacobian_fn(model, params)
+    p64 = {k: v.double() for k, v in params.items()}
+    ref = lyapunov_spectrum(M.step_fn(model, p64), p64["h0"][:, :1], u.double(), 75, transient=50,
+                            jacobian=M.jacobian_fn(model, p64), generator=torch.Generator().manual_seed(0))
+    rows = []
+    for qr in ("householder", "cholesky"):
+        for every in (1, 2, 5, 10):
+            def run():
+                return lyapunov_spectrum(step, params["h0"][:, :1], u, 75, transient=50, qr_every=every, qr=qr,
+                                         jacobian=jac, generator=torch.Generator().manual_seed(0))
+            try:
+                diff = (run().double() - ref).abs()
+                err8, err = float(diff[..., :8].max()), float(diff.max())
+                t = median_time(run, reps=3)
+            except RuntimeError as e:  # Cholesky fails when the Gram matrix is not numerically positive definite
+                err8, err, t = math.nan, math.nan, math.nan
+                print(f"<!-- {qr} every {every}: {str(e).splitlines()[0]} -->")
+            rows.append({"qr": qr, "qr_every": every, "max |Δλ| top 8": err8, "max |Δλ| all 75": err,
+                         "ms (forward)": 1e3 * t})
+    table(rows)
+
+
+def section_e2e(seeds: int, steps: int, floss_steps: int) -> None:
+    print(f"## End to end: none vs pre, {seeds} seeds, {steps} training steps, {floss_steps} pre-flossing steps "
+          "(paper sizes otherwise)\n")
+    seed_list = list(range(seeds))
+    evals = len(range(0, steps, 100)) + (1 if (steps - 1) % 100 else 0)
+
+    t0 = time.perf_counter()
+    base = baseline.run_comparison(seed_list, ["none", "pre"], steps=steps, floss_steps=floss_steps)
+    b_wall = time.perf_counter() - t0
+    b_train = sum(r["train_seconds"] for r in base)
+    b_floss = sum(r["floss_seconds"] for r in base)
+    b_other = b_wall - b_train - b_floss
+
+    p = PRESETS["paper"]
+    sch = [S.Schedule("none"), S.Schedule("pre", pre_steps=floss_steps)]
+    rows = []
+    for diagnostics in (False, True):
+        t0 = time.perf_counter()
+        recs = train(p["model"], T.TaskConfig(name="xor", delay=20, seq_len=300, batch=16),
+                     TrainConfig(steps=steps, diagnostics=diagnostics), p["floss"], sch, seed_list, device="cpu")
+        e_wall = time.perf_counter() - t0
+        e_floss = sum(r["floss_seconds"] for r in recs)
+        e_train = recs[0]["train_seconds"] * len(recs)
+        e_other = e_wall - e_floss - e_train
+        # extrapolate each part by its own count: training steps, flossing steps, evaluations
+        full_b = b_train * 3001 / steps + b_floss * 500 / floss_steps + b_other * 31 / evals
+        full_e = e_train * 3001 / steps + e_floss * 500 / floss_steps + e_other * 31 / evals
+        rows.append({"engine diagnostics": "on" if diagnostics else "off",
+                     "baseline s": b_wall, "engine s": e_wall, "ratio (measured)": b_wall / e_wall,
+                     "baseline full preset min (extrap.)": full_b / 60, "engine full preset min (extrap.)": full_e / 60,
+                     "ratio (full, extrap.)": full_b / full_e})
+        agree = sum(a["success"] == b["success"] for a, b in zip(
+            sorted(base, key=lambda r: (r["schedule"], r["seed"])), sorted(recs, key=lambda r: (r["schedule"], r["seed"]))))
+    table(rows)
+    print(f"Baseline parts: train {b_train:.1f} s, flossing {b_floss:.1f} s, evaluation {b_other:.1f} s. "
+          f"Success agreement baseline vs engine (same protocol, different random streams): {agree}/{len(base)} runs.\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default="machine,steps,scaling,flops,qr,e2e")
+    ap.add_argument("--seeds", type=int, default=9)
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--floss-steps", type=int, default=30)
+    a = ap.parse_args()
+    only = set(a.only.split(","))
+    print(f"`{' '.join(['OMP_NUM_THREADS=' + os.environ.get('OMP_NUM_THREADS', '(default)'), 'python'] + sys.argv)}` "
+          f"on {time.strftime('%Y-%m-%d %H:%M')}\n")
+    peak = section_machine()
+    if "steps" in only:
+        section_steps()
+    if "scaling" in only:
+        section_scaling()
+    if "flops" in only:
+        section_flops(peak)
+    if "qr" in only:
+        section_qr()
+    if "e2e" in only:
+        section_e2e(a.seeds, a.steps, a.floss_steps)
+    try:
+        print("git " + subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout)
+    except OSError:
+        pass
+
+
+if __name__ == "__main__":
+    main()

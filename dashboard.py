@@ -1,0 +1,212 @@
+"""Plumbing shared by app.py and the pages: the store, cached reads, the selected experiment, launching.
+
+Store path: ``$FLOSS_STORE``, else ``./floss_data/floss.db``. Reads are cached with ``st.cache_data``
+keyed on ``Store.last_change()``, so a page re-reads only after something was written. The selected
+experiment lives in the URL (``?experiment=3``, so a link reproduces a view) and in the session (so
+it survives the sidebar navigation, which drops query parameters).
+
+``FLOSS_NO_WORKER=1`` (a test / ops switch) makes launching only queue: no worker process is started.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict
+from pathlib import Path, PurePath
+
+import pandas as pd
+import streamlit as st
+
+from floss_core import runner, views
+from floss_core.adapters import forecast_model
+from floss_core.experiment import estimate_seconds, spec_from_dict, spec_to_dict
+from floss_core.models import ModelConfig
+from floss_core.schedules import planned_floss_steps
+from floss_core.store import Store, StoreError, default_store_path
+from floss_core.tasks import load_series
+
+
+def _title(page: Path) -> str:
+    """pages/3_Lyapunov_spectra.py -> 'Lyapunov spectra'."""
+    return page.stem.split("_", 1)[1].replace("_", " ")
+
+
+# Every script in pages/ is a page, in file-name order; the navigation in app.py lists them all.
+PAGES = {_title(p): f"pages/{p.name}" for p in sorted((Path(__file__).parent / "pages").glob("[0-9]*_*.py"),
+                                                       key=lambda p: int(p.name.split("_")[0]))}
+ICONS = {"Home": ":material/home:", "Launch": ":material/rocket_launch:", "Runs": ":material/list_alt:",
+         "Lyapunov spectra": ":material/show_chart:", "Conditioning": ":material/functions:",
+         "Outcomes": ":material/flag:", "ROI": ":material/payments:", "Report": ":material/description:",
+         "Your model": ":material/upload_file:"}
+
+
+def url_path(page: str) -> str:
+    """pages/3_Lyapunov_spectra.py -> lyapunov_spectra (the page's address: /lyapunov_spectra?experiment=3)."""
+    return PurePath(page).stem.split("_", 1)[1].lower()
+
+
+@st.cache_resource(show_spinner=False)
+def _open(path: str) -> Store:
+    return Store(path)
+
+
+def store() -> Store:
+    """This process's handle on the store; a foreign or newer file stops the page with st.error."""
+    path = str(default_store_path())
+    try:
+        return _open(path)
+    except StoreError as e:
+        st.error(str(e))
+        st.stop()
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def _read(path: str, change: tuple, what: str, experiment_id: int | None) -> pd.DataFrame:
+    s = _open(path)
+    return s.experiments() if what == "experiments" else getattr(s, what)(experiment_id)
+
+
+def read(what: str, experiment_id: int | None = None) -> pd.DataFrame:
+    """``store().<what>(experiment_id)`` (experiments, runs, metrics, spectra, jacobian), cached."""
+    s = store()
+    return _read(str(s.path), s.last_change(), what, None if experiment_id is None else int(experiment_id))
+
+
+def sidebar() -> None:
+    st.sidebar.caption(f"Store: `{default_store_path()}`")
+
+
+def select_experiment(*, finished_only: bool = False) -> int | None:
+    """The experiment chosen in the sidebar, preselected from ``?experiment=`` or this session."""
+    sidebar()
+    exps = read("experiments")
+    if finished_only:
+        exps = exps[exps["n_finished"] > 0]
+    if exps.empty:
+        return None
+    ids = [int(i) for i in exps["id"]]
+    wanted = st.query_params.get("experiment", st.session_state.get("experiment"))
+    wanted = int(wanted) if str(wanted).isdigit() and int(wanted) in ids else ids[-1]
+    labels = {int(r["id"]): views.experiment_label(r) for _, r in exps.iterrows()}
+    chosen = st.sidebar.selectbox("Experiment", ids, index=ids.index(wanted), format_func=labels.get)
+    st.session_state["experiment"] = chosen
+    st.query_params["experiment"] = str(chosen)
+    return chosen
+
+
+def pick_delay(runs: pd.DataFrame) -> int | None:
+    """A delay of this experiment (a selectbox when it swept several)."""
+    delays = sorted(int(d) for d in runs["delay"].dropna().unique())
+    if len(delays) > 1:
+        return st.selectbox("Delay d", delays, index=len(delays) - 1)
+    return delays[0] if delays else None
+
+
+def need_results(experiment_id: int | None, runs: pd.DataFrame | None = None) -> None:
+    """Stop the page with a hint when there is nothing to show yet."""
+    if experiment_id is None:
+        st.info("No finished runs yet. Start one on the Launch page, or the quick demo on the home page.")
+        st.page_link(PAGES["Launch"], label="Launch a comparison")
+        st.stop()
+    if runs is not None and not runs["status"].isin(views.SCORED).any():
+        st.info(f"Experiment #{experiment_id} has no finished runs yet; the Runs page shows its progress.")
+        st.page_link(PAGES["Runs"], label="Runs", query_params={"experiment": experiment_id})
+        st.stop()
+
+
+def launch(spec) -> int:
+    """Queue ``spec`` and make sure a worker runs it (unless ``FLOSS_NO_WORKER=1``); its id."""
+    experiment_id = runner.submit(spec, store())
+    start_worker()
+    st.session_state["experiment"] = experiment_id
+    return experiment_id
+
+
+def start_worker() -> None:
+    """Start a detached worker on this store if none is alive (not with ``FLOSS_NO_WORKER=1``)."""
+    if os.environ.get("FLOSS_NO_WORKER") != "1":
+        runner.ensure_worker(store().path)
+
+
+def rerun(experiment_id: int) -> int:
+    """Queue an experiment's stored configuration again; the new id."""
+    return launch(spec_from_dict(store().rerun_config(experiment_id)))
+
+
+def cancel(experiment_id: int) -> None:
+    runner.cancel(store(), experiment_id)
+
+
+def ints(text: str, what: str) -> list[int]:
+    """'10, 20' -> [10, 20]; ValueError naming ``what`` otherwise."""
+    try:
+        return [int(x) for x in str(text).replace(";", ",").split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{what} must be comma-separated whole numbers, got {text!r}") from None
+
+
+def safe_filename(name: str) -> str:
+    """A user's file name reduced to [A-Za-z0-9._-], no folders, no leading dot (no path traversal)."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", PurePath(str(name).replace("\\", "/")).name).lstrip("._")
+    return base[:100] or "upload.csv"
+
+
+def save_upload(upload) -> str:
+    """Save an uploaded CSV under the store's folder (uploads/<safe name>) and check that it parses."""
+    folder = store().path.parent / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / safe_filename(upload.name)
+    path.write_bytes(upload.getvalue())
+    load_series(str(path))  # ValueError with the row and column at fault
+    return str(path)
+
+
+def duration(seconds: float) -> str:
+    """42 s, 3.5 min, 2.1 h."""
+    if seconds != seconds:
+        return "-"
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min" if seconds < 5400 else \
+        f"{seconds / 3600:.1f} h"
+
+
+def work_summary(spec) -> str:
+    """What a spec will train, in one line (instant: no measurement)."""
+    def count(x: int, what: str) -> str:
+        return f"{x} {what}" + ("s" if x != 1 else "")
+
+    n = len(spec.schedules) * len(spec.seeds) * len(spec.delays)
+    floss = ", ".join(f"{planned_floss_steps(s, spec.train.steps)} for {s.name}" for s in spec.schedules
+                      if planned_floss_steps(s, spec.train.steps))
+    return (f"**{count(n, 'network')}**: {count(len(spec.schedules), 'schedule')} × {count(len(spec.seeds), 'seed')}"
+            f" × {count(len(spec.delays), 'delay')}, {spec.train.steps} training steps each"
+            + (f"; flossing steps: {floss}" if floss else "") + ".")
+
+
+@st.cache_data(show_spinner="Timing a few real training and flossing steps...", max_entries=64)
+def _estimate(spec_json: str) -> float:
+    return estimate_seconds(spec_from_dict(json.loads(spec_json)))
+
+
+def estimate(spec, *, measure: bool) -> float | None:
+    """Measured time of ``spec`` once asked for (``measure``), then remembered for that spec."""
+    key = json.dumps(spec_to_dict(spec), sort_keys=True)
+    asked = st.session_state.setdefault("estimated_specs", set())
+    if measure:
+        asked.add(key)
+    return _estimate(key) if key in asked else None
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _forecast(model_json: str, delay: int, channels: int) -> str | None:
+    try:
+        return forecast_model(ModelConfig(**json.loads(model_json)), delay, channels=channels)["verdict"]
+    except ValueError:  # λ_1 not measurable (NaN): no verdict rather than a wrong one
+        return None
+
+
+def forecast(spec) -> str | None:
+    """The trainability verdict for the spec's network at its longest delay (bit tasks), if available."""
+    if spec.task.name == "csv":
+        return None
+    return _forecast(json.dumps(asdict(spec.model), sort_keys=True), max(spec.delays), spec.task.channels)

@@ -1,0 +1,46 @@
+"""Ready-made comparisons for the dashboard: the one-click quick demo and the Launch page's sizes.
+
+A *size* is a preset of ``experiment.PRESETS`` plus a few overrides: ``paper`` and ``quick`` are the
+presets themselves; ``tiny`` is a smoke-test comparison that finishes in seconds (for trying the
+dashboard out and for its end-to-end test), not a scientific result.
+"""
+from __future__ import annotations
+
+from .experiment import ComparisonSpec, make_spec
+
+# size -> (preset, overrides passed to make_spec)
+SIZES: dict[str, tuple[str, dict]] = {
+    "quick": ("quick", {}),
+    "paper": ("paper", {}),
+    "tiny": ("quick", dict(hidden=8, steps=30, seeds=2, delays=[4, 6], k=4, seq_len=20, floss_len=20,
+                           floss_transient=5, eval_every=10, pre_steps=5, inter_steps=5, inter_at=[10, 20],
+                           every=10, adaptive_k=4, adaptive_steps=5, success_acc=0.55)),
+}
+
+# The one-click demo: baseline vs pre-flossing at two delays, 3 seeds; about a minute on a laptop CPU.
+DEMO = dict(name="quick demo: none vs pre", seeds=3, delays=[10, 20], schedules=["none", "pre"])
+
+
+def quick_demo_spec() -> ComparisonSpec:
+    """The landing page's one-click comparison (quick preset, none vs pre, d = 10 and 20, 3 seeds)."""
+    return make_spec("quick", **DEMO)
+
+
+def launch_spec(size: str, **options) -> ComparisonSpec:
+    """A validated spec of ``size`` (see ``SIZES``) with the user's ``options`` on top (ValueError, one line)."""
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
+    preset, overrides = SIZES[size]
+    return make_spec(preset, **{**overrides, **{k: v for k, v in options.items() if v is not None}})
+
+
+def launch_defaults(size: str) -> dict:
+    """The Launch page's starting widget values for ``size``: flat ``make_spec`` option names."""
+    spec = launch_spec(size)
+    s = spec.schedules[0]
+    return {"task": spec.task.name, "delays": list(spec.delays), "channels": spec.task.channels,
+            "order": spec.task.order, "arch": spec.model.arch, "hidden": spec.model.hidden,
+            "seeds": len(spec.seeds), "steps": spec.train.steps, "schedules": [x.name for x in spec.schedules],
+            "k": spec.floss.k, "pre_steps": s.pre_steps, "inter_steps": s.inter_steps,
+            "inter_at": list(s.inter_at), "every": s.every, "threshold": s.threshold, "weight": s.weight,
+            "adaptive_k": s.adaptive_k}

@@ -1,0 +1,39 @@
+"""Conditioning and gradient flow: the long-term Jacobian and how far back a gradient reaches."""
+import streamlit as st
+
+import dashboard as ui
+from floss_core import views
+
+st.title("Conditioning and gradient flow")
+st.write("The long-term Jacobian maps a perturbation of the state to its effect h steps later; its condition "
+         "number κ₂ = σ_max/σ_min grows with h, the faster the more the exponents spread. The gradient of the "
+         "output with respect to the state h steps back shows how much signal training gets from that far.")
+
+experiment_id = ui.select_experiment(finished_only=True)
+ui.need_results(experiment_id)
+runs = ui.read("runs", experiment_id)
+delay = ui.pick_delay(runs)
+runs = runs[runs["delay"] == delay]
+jac = ui.read("jacobian", experiment_id)
+jac = jac[jac["run_id"].isin(runs["run_id"])]
+if jac.empty:
+    st.info("This experiment stored no Jacobian diagnostics (it ran with diagnostics off).")
+    st.stop()
+
+stage = st.radio("Snapshot", views.STAGES, index=2, horizontal=True,
+                 help="after flossing: right after the first flossing phase (schedules that floss)")
+kappa = views.jacobian_band(jac, runs, "log10_kappa")
+longest = kappa[(kappa["stage"] == stage) & (kappa["horizon"] == kappa["horizon"].max())]
+for col, r in zip(st.columns(max(len(longest), 1)), longest.to_dict("records")):
+    col.metric(f"log10 κ₂ at h={r['horizon']}, {r['schedule']}", f"{r['mean']:.1f}")
+
+left, right = st.columns(2)
+with left:
+    st.plotly_chart(views.fig_horizon(kappa, title="Condition number of the long-term Jacobian", y="log10 κ₂",
+                                      stage=stage), key="kappa")
+with right:
+    grads = views.jacobian_band(jac, runs, "log10_grad_norm")
+    st.plotly_chart(views.fig_horizon(grads, title="Gradient norm vs steps back", y="log10 ‖∂y_T / ∂h_(T-h)‖",
+                                      stage=stage, x="steps back h"), key="grad")
+top = st.slider("Singular values shown", 1, 10, 5)
+st.plotly_chart(views.fig_singular_values(views.singular_values(jac, runs, top=top), stage), key="sv")

@@ -1,0 +1,116 @@
+"""Your model: upload a state_dict of your own nn.RNN / GRU / LSTM (or Cell), see its spectrum, κ₂ and
+trainability forecast, floss it, download the flossed weights. All the math is in floss_core.adapters."""
+import math
+from pathlib import PurePath
+
+import plotly.graph_objects as go
+import streamlit as st
+
+import dashboard as ui
+from floss_core import adapters
+
+st.title("Your model")
+st.write("Upload the `state_dict` of your own PyTorch recurrent module (saved with "
+         "`torch.save(module.state_dict(), 'model.pt')`), declare its architecture, and see its Lyapunov spectrum, "
+         "the condition number κ₂ of its long-term Jacobian and whether gradients can bridge your task's delay. "
+         "Then floss it and download the flossed weights. Inputs are random bits on every input channel.")
+ui.sidebar()
+
+upload = st.file_uploader("state_dict (.pt)", type=["pt", "pth", "bin"],
+                          help=f"loaded with torch.load(weights_only=True): no code in the file runs; "
+                               f"at most {adapters.MAX_CHECKPOINT_BYTES // 1_000_000} MB")
+left, mid, right = st.columns(3)
+arch = left.selectbox("Architecture", list(adapters.ARCHS), index=2, key="arch",
+                      help="rnn, gru, lstm: torch.nn.RNN / GRU / LSTM; *_cell: torch.nn.RNNCell / GRUCell / LSTMCell")
+hidden = mid.number_input("hidden_size", 1, 4096, 32, key="hidden")
+input_size = right.number_input("input_size", 1, 4096, 1, key="input_size")
+num_layers = left.number_input("num_layers", 1, 16, 1, disabled=arch.endswith("_cell"), key="num_layers")
+bias = mid.checkbox("bias", True)
+nonlinearity = right.selectbox("nonlinearity", ["tanh", "relu"], disabled=not arch.startswith("rnn"))
+prefix = left.text_input("Key prefix", "", help="for a submodule of a bigger model's state_dict, e.g. 'lstm.'")
+delay = mid.number_input("Your task's delay (steps)", 1, 100_000, 60, key="delay")
+k = right.number_input("Exponents k", 1, 4096, 8, key="k")
+
+if upload is None:
+    st.info("Upload a checkpoint to begin. Any torch.nn.RNN, GRU, LSTM (any number of layers, batch_first either "
+            "way, bias on or off) or their Cell variants; not bidirectional, no proj_size.")
+    st.stop()
+
+settings = dict(arch=arch, hidden=int(hidden), input_size=int(input_size), bias=bias, prefix=prefix,
+                num_layers=1 if arch.endswith("_cell") else int(num_layers),
+                **({"nonlinearity": nonlinearity} if arch.startswith("rnn") else {}))
+data = upload.getvalue()
+
+
+@st.cache_data(show_spinner="Measuring the spectrum, κ₂ and the gradient reach...", max_entries=16)
+def report(data: bytes, settings: dict, delay: int, k: int) -> dict:
+    module = adapters.load_checkpoint(data, **settings)
+    return adapters.checkpoint_report(module, delay=delay, k=min(k, adapters.module_step(module).dim))
+
+
+try:
+    rep = report(data, settings, int(delay), int(k))
+except ValueError as e:
+    st.error(str(e))
+    st.stop()
+
+fc = rep["forecast"]
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("λ_1 (per step)", f"{fc['lambda1']:+.4f}")
+c2.metric("Gradient reach (forecast)", "∞" if math.isinf(fc["horizon"]) else f"{fc['horizon']:.0f} steps",
+          help=f"log(tol)/λ_1 with tol = {fc['tol']:g}: steps back before a gradient shrinks below tol")
+c3.metric("Gradient reach (measured)", "beyond the window" if math.isinf(rep["grad_reach"])
+          else f"{rep['grad_reach']:.0f} steps", help="where ‖∂L/∂h_{T−τ}‖ fell below tol × its value at τ = 0")
+c4.metric("log10 κ₂", f"{rep['log10_kappa'][-1]:.1f}", help=f"σ_1/σ_D of ∂h_T/∂h_0 at T = {rep['horizons'][-1]}")
+(st.warning if fc["flossing_recommended"] else st.success)(fc["verdict"].capitalize())
+st.caption(f"State dimension D = {rep['dim']} (all layers' hidden and cell states), {rep['params']:,} parameters.")
+
+left, mid, right = st.columns(3)
+fig = go.Figure(go.Scatter(x=list(range(1, len(rep["exponents"]) + 1)), y=rep["exponents"], mode="lines+markers"))
+fig.update_layout(title="Lyapunov spectrum", xaxis_title="index i", yaxis_title="λ_i (per step)")
+left.plotly_chart(fig, key="spectrum")
+fig = go.Figure(go.Scatter(x=rep["horizons"], y=rep["log10_kappa"], mode="lines+markers"))
+fig.update_layout(title="Condition number of ∂h_t/∂h_0", xaxis_title="horizon t", yaxis_title="log10 κ₂",
+                  xaxis_type="log")
+mid.plotly_chart(fig, key="kappa")
+fig = go.Figure(go.Scatter(x=list(range(len(rep["grad_norms"]))), y=rep["grad_norms"], mode="lines"))
+fig.update_layout(title="Gradient vs horizon", xaxis_title="steps back τ", yaxis_title="‖∂L/∂h_{T−τ}‖",
+                  yaxis_type="log")
+right.plotly_chart(fig, key="gradient")
+
+st.subheader("Floss it")
+st.write("A flossing phase as in the paper: its own Adam on all of the module's parameters, a fresh 55-step window "
+         "of random bits per step (16 transient), loss = mean of λ_i² over the first k exponents.")
+a, b, c = st.columns(3)
+floss_k = a.number_input("Flossed exponents k", 1, rep["dim"], min(int(k), rep["dim"]))
+floss_steps = b.number_input("Flossing steps", 1, 5000, 100, key="floss_steps")
+lr = c.number_input("Learning rate", 1e-5, 1.0, 1e-2, format="%.4f")
+job = (upload.file_id if hasattr(upload, "file_id") else upload.name, str(settings), floss_k, floss_steps, lr)
+if st.button("Floss", type="primary"):
+    bar = st.progress(0.0, text="Flossing...")
+    try:
+        module = adapters.load_checkpoint(data, **settings)
+        out = adapters.floss_checkpoint(module, k=int(floss_k), steps=int(floss_steps), lr=float(lr),
+                                        on_step=lambda i, loss: bar.progress((i + 1) / floss_steps,
+                                                                             text=f"step {i + 1}: loss {loss:.4f}"))
+    except ValueError as e:
+        st.error(str(e))
+        st.stop()
+    bar.empty()
+    st.session_state["flossed"] = {"job": job, "out": out, "weights": adapters.save_state_dict(module)}
+
+done = st.session_state.get("flossed")
+if done and done["job"] == job:
+    out = done["out"]
+    if out["diverged_step"] is not None:
+        st.error(f"The flossing loss became non-finite at step {out['diverged_step']}; lower the learning rate.")
+    fig = go.Figure([go.Scatter(x=list(range(1, len(out[s]) + 1)), y=out[s], mode="lines+markers", name=s)
+                     for s in ("before", "after")])
+    fig.update_layout(title="First k exponents on a long window, before and after flossing", xaxis_title="index i",
+                      yaxis_title="λ_i (per step)")
+    st.plotly_chart(fig, key="flossed")
+    st.write(f"λ_1: {out['before'][0]:+.4f} → {out['after'][0]:+.4f}. After flossing: "
+             + adapters.forecast(out["after"], int(delay))["verdict"] + ".")
+    st.download_button("Download the flossed weights", done["weights"],
+                       file_name=f"{PurePath(ui.safe_filename(upload.name)).stem}_flossed.pt",
+                       mime="application/octet-stream")

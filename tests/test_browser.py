@@ -1,0 +1,160 @@
+"""End to end in a real browser: `streamlit run app.py`, launch a tiny comparison from the Launch page,
+let the background worker the page starts run it, and check the charts the user then sees.
+
+Debian's Chromium (/usr/bin/chromium) driven by the playwright package (no browser download). Screenshots
+of every page land in test-artifacts/ for a person to look at.
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from floss_core.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import dashboard  # noqa: E402  (the page list)
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+# what a page shows last, to wait for before its screenshot: (plotly charts, text); other pages: nothing
+WAIT = {"Lyapunov spectra": (3, None), "Conditioning": (3, None), "Outcomes": (2, None), "ROI": (2, None),
+        "Report": (0, "Download HTML")}
+
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed "
+                                                            "(pip install playwright; no browser download needed)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"streamlit did not answer at {url} within {timeout} s")
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A dashboard on a free loopback port over an empty temporary store; stopped with its workers."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    store = tmp_path / "floss.db"
+    port = free_port()
+    env = {**os.environ, "FLOSS_STORE": str(store), "OMP_NUM_THREADS": "1"}
+    env.pop("FLOSS_NO_WORKER", None)  # the page starts the real background worker
+    log = open(ARTIFACTS / "streamlit.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.address", "127.0.0.1", "--server.headless", "true",
+                             "--browser.gatherUsageStats", "false"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        yield url, store
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+        if store.exists():  # the worker the Launch page started for this store, and only that one
+            with Store(store) as s:
+                pids = {int(w["pid"]) for w in s.alive_workers(max_age_s=3600)}
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+
+
+def settle(page, charts: int = 0, text: str | None = None, timeout_ms: int = 60_000):
+    """Wait until the script run is over, ``charts`` plotly charts are drawn and ``text`` is shown; no
+    exception on the page."""
+    page.wait_for_selector('[data-test-script-state="notRunning"]', timeout=timeout_ms)
+    if charts:
+        page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {charts}",
+                               timeout=timeout_ms)
+    if text:
+        page.get_by_text(text, exact=True).first.wait_for(timeout=timeout_ms)
+    page.wait_for_timeout(700)
+    assert page.locator('[data-testid="stException"]').count() == 0, page.locator(
+        '[data-testid="stException"]').first.inner_text()
+
+
+def shot(page, name: str) -> None:
+    """A screenshot of the whole page (the viewport grows to the app's height: it scrolls inside)."""
+    height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    page.set_viewport_size({"width": 1400, "height": min(max(height + 50, 900), 5000)})
+    page.wait_for_timeout(800)  # plotly re-lays out to the new size
+    page.screenshot(path=ARTIFACTS / f"{name}.png")
+    page.set_viewport_size({"width": 1400, "height": 900})
+
+
+def test_launch_watch_and_inspect_a_tiny_comparison(server):
+    url, store = server
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        try:
+            page.goto(url)
+            settle(page, text="Run the quick demo comparison")
+            shot(page, "0_home_empty")
+
+            page.goto(f"{url}/launch?size=tiny")
+            settle(page, text="Launch")
+            page.get_by_text("Trainability forecast", exact=False).wait_for(timeout=60_000)
+            shot(page, "1_launch")
+            page.get_by_role("button", name="Launch", exact=True).click()
+            page.get_by_text("Queued experiment #1.").wait_for(timeout=60_000)
+
+            page.goto(f"{url}/runs?experiment=1")
+            page.get_by_text(re.compile(r"Experiment #1 .*: done, 8 of 8 runs finished")).wait_for(timeout=150_000)
+            settle(page, text="Only experiment #1")
+            shot(page, "2_runs")
+
+            page.goto(f"{url}/lyapunov_spectra?experiment=1")
+            settle(page, charts=3)
+            legend = page.eval_on_selector_all(".js-plotly-plot .legendtext", "els => els.map(e => e.textContent)")
+            for trace in ("none · initial", "none · end of training", "pre · initial", "pre · after flossing",
+                          "pre · end of training"):
+                assert trace in legend, legend
+            assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 10
+            shot(page, "3_spectra")
+
+            for i, (title, path) in enumerate(dashboard.PAGES.items(), start=1):
+                if title in ("Launch", "Runs", "Lyapunov spectra"):
+                    continue  # shot above
+                page.goto(f"{url}/{dashboard.url_path(path)}?experiment=1")
+                settle(page, *WAIT.get(title, (0, None)))
+                shot(page, f"{i}_{dashboard.url_path(path)}")
+            page.goto(f"{url}/?experiment=1")
+            settle(page, charts=1, text="Report")
+            shot(page, "0_home")
+        finally:
+            browser.close()
+    with Store(store) as s:
+        runs = s.runs(1)
+    assert len(runs) == 8 and set(runs["status"]) == {"done"}

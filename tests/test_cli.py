@@ -1,0 +1,126 @@
+"""Tests for the command line (python -m floss_core ...), run as a user runs it: a subprocess from the repo
+root, one CPU thread. JSON output fields, and bad input -> exit code 2 with exactly one line on stderr.
+
+Each subprocess pays for importing torch, so the extra cases call the same ``main(argv)`` in-process."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from floss_core.__main__ import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, timeout=120):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "floss_core", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_spectrum_json():
+    r = cli("spectrum", "--hidden", "6", "--gain", "2", "--steps", "60", "--transient", "10", "--seed", "3",
+            "--json", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    for key in ("exponents", "sum", "arch", "hidden", "gain", "seconds", "k", "steps", "transient", "qr_every"):
+        assert key in out
+    assert len(out["exponents"]) == 6 == out["k"]              # k defaults to the state dimension
+    assert out["exponents"] == sorted(out["exponents"], reverse=True)
+    assert out["sum"] == pytest.approx(sum(out["exponents"]), abs=1e-5)
+    assert out["arch"] == "rnn" and out["hidden"] == 6 and out["gain"] == 2.0 and out["seconds"] >= 0
+
+
+def in_process(capsys, *args):
+    """(exit code, stdout, stderr) of main(args) in this process."""
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_spectrum_lstm_k_and_table(capsys):
+    code, out, err = in_process(capsys, "spectrum", "--arch", "lstm", "--hidden", "3", "--k", "4", "--steps", "30",
+                                "--transient", "5", "--input", "bits", "--qr-every", "2", "--json")
+    assert code == 0, err
+    out = json.loads(out)
+    assert len(out["exponents"]) == 4 and out["qr_every"] == 2 and out["input"] == "bits"
+    code, out, err = in_process(capsys, "spectrum", "--hidden", "4", "--steps", "20", "--transient", "5")
+    assert code == 0 and "sum =" in out
+
+
+def test_floss_json():
+    r = cli("floss", "--hidden", "6", "--gain", "2", "--k", "2", "--floss-steps", "3", "--floss-len", "12",
+            "--transient", "3", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    for key in ("before", "after", "seconds", "k", "floss_steps", "hidden", "gain", "arch"):
+        assert key in out
+    assert len(out["before"]) == 2 and len(out["after"]) == 2 and out["before"] != out["after"]
+
+
+def test_compare_json_tiny():
+    r = cli("compare", "--seeds", "2", "--delay", "4", "--steps", "4", "--seq-len", "10", "--hidden", "6",
+            "--k", "2", "--pre-steps", "2", "--schedules", "none,pre", "--json", "--device", "cpu", timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["seeds"] == [0, 1] and out["preset"] == "quick"
+    assert set(out["schedules"]) == {"none", "pre"}
+    for row in out["schedules"].values():
+        for key in ("success_rate", "success_lo", "success_hi", "median_convergence", "iqr_convergence",
+                    "final_acc", "lambda1_before", "lambda1_after", "log10_kappa_before", "log10_kappa_after",
+                    "wall_seconds", "floss_share", "n", "successes"):
+            assert key in row
+        assert row["n"] == 2 and 0 <= row["success_rate"] <= 1
+    assert out["schedules"]["none"]["floss_share"] == 0 and out["schedules"]["pre"]["floss_share"] > 0
+
+
+BAD = [  # (args, a word the one-line message must hold)
+    (("spectrum", "--arch", "transformer"), "transformer"),
+    (("spectrum", "--hidden", "4", "--k", "9"), "k must be in 1..4"),
+    (("compare", "--delay", "0"), "delay"),
+    (("compare", "--schedules", "none,sometimes"), "sometimes"),
+    (("spectrum", "--hidden", "four"), "four"),
+]
+MORE_BAD = [
+    (("spectrum", "--gain", "nan"), "finite"),
+    (("spectrum", "--hidden", "4", "--steps", "10", "--transient", "10"), "transient"),
+    (("spectrum", "--hidden", "0"), "hidden"),
+    (("floss", "--hidden", "4", "--k", "5"), "k must be in 1..4"),
+    (("floss", "--floss-steps", "-1"), "floss-steps"),
+    (("compare", "--delay", "ten"), "ten"),
+    (("compare", "--delay", "7"), "delay"),
+    (("compare", "--k", "100"), "k must be in 1..32"),
+    (("compare", "--steps", "2.5"), "2.5"),
+    (("compare", "--seeds", "0"), "seeds"),
+    (("compare", "--arch", "rnnn"), "rnnn"),
+    (("compare", "--task", "csv", "--csv", "/nonexistent.csv"), "not found"),
+    (("launch",), "launch"),
+    ((), "command"),
+]
+
+
+@pytest.mark.parametrize("args,needle", BAD)
+def test_bad_input_exits_2_with_one_line(args, needle):
+    r = cli(*args)
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert needle in lines[0], lines[0]
+    assert r.stdout == ""
+
+
+@pytest.mark.parametrize("args,needle", MORE_BAD)
+def test_more_bad_input_in_process(capsys, args, needle):
+    code, out, err = in_process(capsys, *args)
+    assert code == 2, (code, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert needle in lines[0], lines[0]
+    assert out == ""

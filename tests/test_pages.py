@@ -1,0 +1,200 @@
+"""The dashboard without a browser: app.py and every page under streamlit's AppTest, against a store
+holding a real tiny comparison. FLOSS_NO_WORKER=1 keeps the pages from starting worker processes."""
+import math
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the pages import dashboard.py from the repository root
+
+import dashboard  # noqa: E402
+from floss_core.experiment import make_spec, run_comparison, spec_to_dict  # noqa: E402
+from floss_core.store import Store  # noqa: E402
+
+APP = str(ROOT / "app.py")
+TIMEOUT = 120  # s per script run: generous for a loaded CI machine; a page takes ~1 s
+
+
+@pytest.fixture(scope="session")
+def fixture_store(tmp_path_factory):
+    """A store with one finished comparison: xor at d = 4 and 6, none vs pre, 2 seeds of an 8-unit RNN."""
+    spec = make_spec("quick", name="fixture", hidden=8, steps=30, seeds=2, delays=[4, 6], schedules=["none", "pre"],
+                     k=4, pre_steps=5, eval_every=10, seq_len=20, floss_len=20, floss_transient=5, success_acc=0.55)
+    path = tmp_path_factory.mktemp("pages") / "floss.db"
+    with Store(path) as s:
+        s.save_runs(s.add_experiment(spec_to_dict(spec), name=spec.name, status="done"), run_comparison(spec))
+    return path
+
+
+@pytest.fixture
+def env(monkeypatch):
+    monkeypatch.setenv("FLOSS_NO_WORKER", "1")
+    return monkeypatch
+
+
+def copy_of(src: Path, tmp_path: Path) -> Path:
+    """A private copy of a store (SQLite's backup API: safe with WAL)."""
+    dst = tmp_path / "copy.db"
+    with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
+        a.backup(b)
+    return dst
+
+
+def page(name: str | None = None, **query) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({k: str(v) for k, v in query.items()})
+    at.run()
+    if name:
+        at.switch_page(f"pages/{name}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def count_experiments(path) -> int:
+    with Store(path) as s:
+        return len(s.experiments())
+
+
+def success_rates(path) -> dict:
+    with Store(path) as s:
+        runs = s.runs(1)
+    return {(int(d), sc): float(g["success"].astype(bool).mean()) for (d, sc), g in runs.groupby(["delay", "schedule"])}
+
+
+@pytest.mark.parametrize("name, charts", [(None, 1), ("3_Lyapunov_spectra", 3), ("4_Conditioning", 3),
+                                          ("5_Outcomes", 3), ("6_ROI", 2)])
+def test_pages_show_the_fixture(fixture_store, env, name, charts):
+    env.setenv("FLOSS_STORE", str(fixture_store))
+    at = page(name)
+    assert not at.error
+    assert len(at.get("plotly_chart")) >= charts
+    assert at.sidebar.selectbox[0].value == 1
+    assert any(str(fixture_store) in c.value for c in at.sidebar.caption)  # the store path is shown
+    metrics = {m.label: m.value for m in at.metric}
+    if name in (None, "5_Outcomes"):  # key numbers: the success rates of the store's runs
+        for (d, schedule), rate in success_rates(fixture_store).items():
+            label = f"{schedule}, d={d}" if name is None else f"Success, {schedule} at d={d}"
+            assert metrics[label] == f"{rate:.0%}"
+    if name == "3_Lyapunov_spectra":
+        assert {"λ_1 at the end of training, none", "λ_1 at the end of training, pre"} <= set(metrics)
+        assert all(math.isfinite(float(v)) for v in metrics.values())
+    if name == "6_ROI":
+        assert metrics["Flossing share of compute"].endswith("%")
+
+
+def test_every_page_runs_without_exception(fixture_store, env):
+    env.setenv("FLOSS_STORE", str(fixture_store))
+    at = page()
+    assert set(dashboard.PAGES.values()) >= {f"pages/{p.name}" for p in (ROOT / "pages").glob("[0-9]*_*.py")}
+    for path in dashboard.PAGES.values():
+        at.switch_page(path).run()
+        assert not at.exception, (path, [e.value for e in at.exception])
+
+
+def test_runs_and_report_pages(fixture_store, env):
+    env.setenv("FLOSS_STORE", str(fixture_store))
+    runs = page("2_Runs")
+    assert "Experiment #1 fixture**: done, 8 of 8 runs finished" in " ".join(m.value for m in runs.markdown)
+    assert len(runs.dataframe) == 2  # experiments and runs
+    assert len(runs.dataframe[1].value) == 8
+    report = page("7_Report")
+    assert not report.error and report.get("download_button")
+    assert "python -m floss_core compare" in report.code[0].value
+
+
+def test_experiment_is_carried_by_query_params_and_session(fixture_store, tmp_path, env):
+    path = copy_of(fixture_store, tmp_path)
+    with Store(path) as s:
+        s.add_experiment({"name": "second"}, name="second")
+    env.setenv("FLOSS_STORE", str(path))
+    at = page(experiment=1)
+    assert at.sidebar.selectbox[0].value == 1 and at.query_params["experiment"] == "1"
+    at.switch_page("pages/5_Outcomes.py").run()
+    assert at.sidebar.selectbox[0].value == 1          # not the newest (#2): the session carries it
+    assert page().sidebar.selectbox[0].value == 2      # without a link: the newest experiment
+
+
+def test_empty_store_offers_the_quick_demo(tmp_path, env):
+    path = tmp_path / "floss.db"
+    env.setenv("FLOSS_STORE", str(path))
+    at = page()
+    assert count_experiments(path) == 0
+    at.button[0].click().run()
+    with Store(path) as s:
+        exps = s.experiments()
+    assert list(exps["name"]) == ["quick demo: none vs pre"] and list(exps["status"]) == ["queued"]
+
+
+def test_launch_refuses_invalid_input_and_queues_valid_input_once(tmp_path, env):
+    path = tmp_path / "floss.db"
+    env.setenv("FLOSS_STORE", str(path))
+    at = page("1_Launch")
+    assert not at.error and "flossing" in " ".join(m.value for m in at.markdown)
+    at.number_input(key="quick:k").set_value(999).run()
+    assert [e.value for e in at.error] == ["k must be in 1..32 (the state dimension), got 999"]
+    launch = next(b for b in at.button if b.label == "Launch")
+    assert launch.disabled  # nothing can be queued while the error stands
+    assert count_experiments(path) == 0
+    at.text_input(key="quick:delays").set_value("10, x").run()
+    assert "delays must be comma-separated whole numbers" in at.error[0].value
+    at.radio[0].set_value("tiny").run()  # a new size: every widget back to its defaults
+    assert not at.error
+    next(b for b in at.button if b.label.startswith("Estimate")).click().run()
+    assert at.metric[0].label == "Estimated time" and at.metric[0].value.endswith("s")
+    next(b for b in at.button if b.label == "Launch").click().run()
+    assert not at.exception and at.success[0].value == "Queued experiment #1."
+    with Store(path) as s:
+        exps = s.experiments()
+    assert len(exps) == 1 and exps["config"][0]["model"]["hidden"] == 8
+
+
+def test_launch_csv_upload_is_saved_safely_and_validated(tmp_path, env):
+    path = tmp_path / "store" / "floss.db"
+    env.setenv("FLOSS_STORE", str(path))
+    at = page("1_Launch", size="tiny")
+    at.selectbox(key="tiny:task").set_value("csv").run()
+    assert at.error[0].value == "upload a CSV series for task 'csv'"
+    at.file_uploader[0].set_value(("../../evil name.csv", b"a,b\n1,x\n", "text/csv")).run()
+    assert "CSV column 'b', data row 1" in at.error[0].value
+    rows = "\n".join(f"{math.sin(i / 5):.4f},{math.cos(i / 7):.4f}" for i in range(400))
+    at.file_uploader[0].set_value(("../../evil name.csv", ("a,b\n" + rows).encode(), "text/csv")).run()
+    assert not at.error
+    assert (path.parent / "uploads" / "evil_name.csv").is_file()
+    next(b for b in at.button if b.label == "Launch").click().run()
+    with Store(path) as s:
+        assert s.experiments()["config"][0]["task"]["csv_path"] == str(path.parent / "uploads" / "evil_name.csv")
+
+
+def test_runs_page_reruns_cancels_and_deletes_with_confirmation(fixture_store, tmp_path, env):
+    path = copy_of(fixture_store, tmp_path)
+    env.setenv("FLOSS_STORE", str(path))
+    at = page("2_Runs", experiment=1)
+    next(b for b in at.button if b.label.startswith("Re-run #1")).click().run()
+    assert at.success[0].value == "Queued experiment #2."
+    assert count_experiments(path) == 2
+    at = page("2_Runs", experiment=2)
+    assert at.get("progress")  # the queued re-run has a progress bar
+    next(b for b in at.button if b.label == "Cancel #2").click().run()
+    with Store(path) as s:
+        assert s.experiment(2)["status"] == "cancelled"
+    next(b for b in at.button if b.label == "Delete #2...").click().run()
+    assert count_experiments(path) == 2 and "cannot be undone" in at.warning[0].value
+    next(b for b in at.button if b.label == "Keep it").click().run()
+    assert count_experiments(path) == 2 and not at.warning
+    next(b for b in at.button if b.label == "Delete #2...").click().run()
+    next(b for b in at.button if b.label == "Yes, delete it").click().run()
+    assert count_experiments(path) == 1 and not at.exception
+    assert at.sidebar.selectbox[0].value == 1
+
+
+def test_safe_filename_keeps_uploads_inside_their_folder():
+    assert dashboard.safe_filename("../../etc/passwd") == "passwd"
+    assert dashboard.safe_filename("..\\..\\evil.csv") == "evil.csv"
+    assert dashboard.safe_filename("my data (v2).csv") == "my_data_v2_.csv"
+    assert dashboard.safe_filename("...") == "upload.csv"
+    assert dashboard.ints("10, 20;30", "delays") == [10, 20, 30]
+    assert dashboard.duration(42) == "42 s" and dashboard.duration(600) == "10.0 min"

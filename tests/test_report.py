@@ -1,0 +1,464 @@
+"""Tests for floss_core.report: HTML / PDF / zip from a store holding a tiny real comparison.
+
+The fixture runs make_spec('quick', hidden=8, steps=30, seeds=2, delays=[4, 6], ...) for real (a few
+seconds) and stores it the way the runner does. PDF and browser tests need Debian's Chromium
+(/usr/bin/chromium, installed by .ci/run) and poppler-utils; they are skipped only where it is missing.
+"""
+import html.parser
+import io
+import json
+import math
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from floss_core import report as R
+from floss_core.experiment import make_spec, run_comparison, spec_to_dict, wilson_interval
+from floss_core.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+HAVE_CHROMIUM = os.path.exists("/usr/bin/chromium") or shutil.which("chromium") is not None
+needs_chromium = pytest.mark.skipif(not HAVE_CHROMIUM, reason="needs Debian's chromium (apt-get install chromium)")
+N_FIGURES = 5  # success vs delay, accuracy curves, spectra, κ₂ vs horizon, cost vs convergence
+
+
+# ------------------------------------------------------------------------------------ fixture
+@pytest.fixture(scope="module")
+def fx(tmp_path_factory):
+    """A store with one finished two-delay comparison (real training, about 5 s)."""
+    spec = make_spec("quick", hidden=8, steps=30, seeds=2, delays=[4, 6], schedules=["none", "pre"], k=4,
+                     pre_steps=5, success_acc=0.55, name="tiny sweep")
+    records = run_comparison(spec)
+    path = tmp_path_factory.mktemp("report") / "floss.db"
+    store = Store(path)
+    eid = store.add_experiment(spec_to_dict(spec), name=spec.name, status="done")
+    store.save_runs(eid, records)
+    html = R.render_html(store, eid)
+    yield {"store": store, "id": eid, "spec": spec, "records": records, "html": html, "path": path}
+    store.close()
+
+
+def expected_rows(store, eid):
+    """Per (delay, schedule), computed here from store.runs() with pandas, independently of report.py."""
+    runs = store.runs(eid)
+    out = {}
+    for (d, s), g in runs.groupby(["delay", "schedule"]):
+        ok = g["success"].astype(bool)
+        conv = g.loc[ok, "convergence_step"].astype(float)
+        out[(int(d), s)] = {"n": len(g), "successes": int(ok.sum()),
+                            "median": conv.median() if len(conv) else math.nan,
+                            "acc": g["test_acc"].mean(), "l1_before": g["lambda1_before"].mean(),
+                            "l1_after": g["lambda1_after"].mean(), "wall": g["wall_seconds"].sum()}
+    return out
+
+
+class _Tags(html.parser.HTMLParser):
+    """Collects tag attributes and the results tables' cells (script bodies are not parsed as tags)."""
+
+    def __init__(self):
+        super().__init__()
+        self.attrs, self.cells, self._row, self._col = [], {}, None, None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.attrs.append((tag, a))
+        if tag == "tr" and "data-schedule" in a:
+            self._row = (int(a["data-delay"]), a["data-schedule"])
+        if tag == "td" and self._row and "data-col" in a:
+            self._col = a["data-col"]
+
+    def handle_data(self, data):
+        if self._col:
+            self.cells[(*self._row, self._col)] = self.cells.get((*self._row, self._col), "") + data
+
+    def handle_endtag(self, tag):
+        if tag == "td":
+            self._col = None
+        if tag == "tr":
+            self._row = None
+
+
+def parse(html_text):
+    p = _Tags()
+    p.feed(html_text)
+    return p
+
+
+# ------------------------------------------------------------------------------------ HTML
+def test_html_holds_the_verdict_the_table_values_and_the_figures(fx):
+    h, store, eid = fx["html"], fx["store"], fx["id"]
+    sentences = R.verdict(R.load(store, eid).summary)
+    for s in sentences:
+        assert html.escape(s) in h
+    cells = parse(h).cells
+    exp = expected_rows(store, eid)
+    assert {k[:2] for k in cells} == set(exp) == {(4, "none"), (4, "pre"), (6, "none"), (6, "pre")}
+    for (d, s), e in exp.items():
+        assert cells[(d, s, "successes")] == f"{e['successes']}/{e['n']}"
+        med = cells[(d, s, "median_convergence")]
+        assert med == "–" if math.isnan(e["median"]) else med.startswith(f"{e['median']:.0f} (")
+        assert cells[(d, s, "final_acc")] == f"{e['acc']:.3f}"
+        assert cells[(d, s, "lambda1")] == f"{e['l1_before']:.4f} → {e['l1_after']:.4f}"
+        assert cells[(d, s, "wall_seconds")] == f"{e['wall']:.1f}"
+        lo, hi = wilson_interval(e["successes"], e["n"])
+        assert f"({100 * lo:.0f}%–{100 * hi:.0f}%)" in cells[(d, s, "success_rate")]
+        # the verdict quotes the same counts
+        if s == "pre":
+            base = exp[(d, "none")]
+            assert (f"At delay {d}, pre-flossing solved {e['successes']}/{e['n']} seeds vs "
+                    f"{base['successes']}/{base['n']} without flossing") in h
+    assert h.count('class="plotly-graph-div"') == N_FIGURES
+    assert h.count("Plotly.newPlot(") == N_FIGURES
+    # the title block
+    for text in ("tiny sweep", "Delays</th><td>4, 6", "rnn, 8 units", "2 per schedule", "none, pre", "quick",
+                 f"floss_core {R.__version__}"):
+        assert text in h, text
+
+
+def test_html_is_self_contained(fx):
+    h = fx["html"]
+    tags = parse(h).attrs
+    refs = [(t, k, v) for t, a in tags for k, v in a.items()
+            if k in ("src", "href", "srcset", "data", "action", "poster") and v]
+    assert not [r for r in refs if re.match(r"\s*(https?:)?//", r[2])], refs
+    assert not [t for t, a in tags if t == "link"]            # no external stylesheets or fonts
+    assert not [t for t, a in tags if t == "script" and a.get("src")]
+    style = "".join(re.findall(r"<style>(.*?)</style>", h, re.S))
+    assert "url(" not in style and "@import" not in style and "@font-face" not in style
+    assert "@media print" in style and "@page" in style
+    head = h[:h.index("</head>")]
+    assert re.search(r"<script type='text/javascript'>/\*\*\s*\* plotly\.js v\d", head)  # plotly.js inline
+    assert len(head) > 3_000_000  # the whole bundle, not a loader
+
+
+@needs_chromium
+def test_html_makes_no_external_request_in_a_browser(fx, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    page_path = tmp_path / "r.html"
+    page_path.write_text(fx["html"], encoding="utf-8")
+    requests = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=R.find_chromium(), args=R.CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on("request", lambda r: requests.append(r.url))
+            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+                       else route.abort())
+            page.goto(page_path.as_uri(), wait_until="load")
+            page.wait_for_function("n => document.querySelectorAll('.plotly-graph-div .main-svg').length >= n",
+                                   arg=N_FIGURES, timeout=60_000)
+            page.wait_for_timeout(300)
+            n_traces = page.evaluate("[...document.querySelectorAll('.plotly-graph-div')]"
+                                     ".map(d => d.querySelectorAll('.trace').length)")
+        finally:
+            browser.close()
+    assert requests and all(u.startswith("file:") for u in requests), requests
+    assert len(n_traces) == N_FIGURES and all(n > 0 for n in n_traces), n_traces
+
+
+# ------------------------------------------------------------------------------------ PDF
+@pytest.fixture(scope="module")
+def pdf_pages(fx, tmp_path_factory):
+    """The PDF of the fixture report, its page count and its pages as RGB images (pdftoppm)."""
+    if not HAVE_CHROMIUM:
+        pytest.skip("needs Debian's chromium (apt-get install chromium)")
+    from PIL import Image
+
+    out = tmp_path_factory.mktemp("pdf")
+    pdf = out / "r.pdf"
+    r = _cli(str(fx["id"]), "--store", str(fx["path"]), "--format", "pdf", "--out", str(pdf))  # through the CLI
+    assert r.returncode == 0 and r.stdout.strip() == str(pdf), r.stderr
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
+    pages = int(re.search(r"^Pages:\s+(\d+)", info, re.M).group(1))
+    subprocess.run(["pdftoppm", "-png", "-r", "72", str(pdf), str(out / "p")], check=True)
+    images = [Image.open(p).convert("RGB") for p in sorted(out.glob("p-*.png"))]
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    return {"pages": pages, "images": images, "text": text, "bytes": pdf.read_bytes()}
+
+
+def _coloured_pixels(img) -> int:
+    """Pixels with a clear hue (chart traces); text, grid lines and white paper are grey."""
+    a = np.asarray(img, dtype=int)
+    return int(((a.max(axis=2) - a.min(axis=2)) > 40).sum())
+
+
+def test_pdf_has_the_expected_pages_and_visible_charts(pdf_pages):
+    # page 1: title, verdict, tables; pages 2-4: five charts, two per page; page 5: command and configuration
+    assert pdf_pages["bytes"][:5] == b"%PDF-"
+    assert pdf_pages["pages"] == 5 == len(pdf_pages["images"])
+    text = pdf_pages["text"]
+    assert "Verdict" in text and "Results per schedule" in text and "Reproduce" in text
+    assert "python -m floss_core compare" in text
+    assert text.index("Verdict") < text.index("Charts") < text.index("Reproduce")
+
+
+def test_pdf_chart_regions_are_not_blank(pdf_pages):
+    # chart pages hold charts in their top and bottom halves (the last one only on top); text pages none
+    halves = []
+    for im in pdf_pages["images"]:
+        w, h = im.size
+        halves.append([_coloured_pixels(im.crop((0, 0, w, h // 2))), _coloured_pixels(im.crop((0, h // 2, w, h)))])
+    has_chart = [[c > 50 for c in page] for page in halves]
+    assert has_chart == [[False, False], [True, True], [True, True], [True, False], [False, False]], halves
+
+
+def test_pdf_without_chromium_says_how_to_get_it(fx, monkeypatch):
+    monkeypatch.setenv("FLOSS_CHROMIUM", "/nonexistent/chromium")
+    with pytest.raises(R.ChromiumMissing, match="apt-get install chromium"):
+        R.html_to_pdf(fx["html"])
+    assert "apt-get install chromium" in R.pdf_problem()
+    name, blob = R.export(fx["store"], fx["id"], "zip")      # HTML and data still work
+    assert name.endswith(".zip") and zipfile.ZipFile(io.BytesIO(blob)).testzip() is None
+
+
+# ------------------------------------------------------------------------------------ zip
+def test_zip_round_trips_to_the_store(fx):
+    store, eid = fx["store"], fx["id"]
+    z = zipfile.ZipFile(io.BytesIO(R.data_zip(store, eid)))
+    names = set(z.namelist())
+    assert {"runs.csv", "metrics.csv", "spectra.csv", "jacobian.csv", "summary.csv", f"spec-{eid}.json",
+            "README.txt"} <= names
+    runs = pd.read_csv(z.open("runs.csv"))
+    want = store.runs(eid)
+    assert list(runs["run_id"]) == list(want["run_id"])
+    for col in ("seed", "delay", "convergence_step"):
+        assert runs[col].astype("Int64").equals(want[col].astype("Int64").reset_index(drop=True)), col
+    assert list(runs["success"]) == list(want["success"].astype(bool))
+    for col in ("wall_seconds", "floss_seconds", "train_seconds", "test_acc", "lambda1_before", "lambda1_after",
+                "log10_kappa_before", "log10_kappa_after"):
+        pd.testing.assert_series_equal(runs[col], want[col].reset_index(drop=True), check_exact=True,
+                                       check_names=False, check_dtype=False)
+    assert [json.loads(c) for c in runs["config"]] == list(want["config"])
+
+    metrics, want_m = pd.read_csv(z.open("metrics.csv")), store.metrics(eid)
+    assert len(metrics) == len(want_m) > 0
+    assert list(metrics["name"]) == list(want_m["name"]) and list(metrics["step"]) == list(want_m["step"])
+    pd.testing.assert_series_equal(metrics["value"], want_m["value"], check_exact=True, check_names=False)
+    spectra, want_s = pd.read_csv(z.open("spectra.csv")), store.spectra(eid)
+    pd.testing.assert_series_equal(spectra["exponent"], want_s["exponent"], check_exact=True, check_names=False)
+    jac, want_j = pd.read_csv(z.open("jacobian.csv")), store.jacobian(eid)
+    pd.testing.assert_series_equal(jac["log_kappa"], want_j["log_kappa"], check_exact=True, check_names=False)
+    assert [json.loads(x) for x in jac["log_sv"]] == list(want_j["log_sv"])
+    assert json.loads(z.read(f"spec-{eid}.json")) == json.loads(json.dumps(spec_to_dict(fx["spec"])))
+    summary = pd.read_csv(z.open("summary.csv"))
+    assert list(summary["successes"]) == [r["successes"] for r in R.load(store, eid).summary]
+
+    pytest.importorskip("pyarrow")
+    parquet = pd.read_parquet(io.BytesIO(z.read("runs.parquet")))
+    pd.testing.assert_series_equal(parquet["wall_seconds"], want["wall_seconds"].reset_index(drop=True),
+                                   check_exact=True, check_names=False)
+    pm = pd.read_parquet(io.BytesIO(z.read("metrics.parquet")))
+    pd.testing.assert_series_equal(pm["value"], want_m["value"], check_exact=True, check_names=False)
+
+
+# ------------------------------------------------------------------------------------ reproduce
+def _parse_back(cmd: str) -> dict:
+    """Run the command line through floss_core.__main__'s own parser and spec_from_args."""
+    from floss_core.__main__ import COMMANDS, _Parser, spec_from_args
+
+    argv = shlex.split(cmd)
+    assert argv[:4] == ["python", "-m", "floss_core", "compare"]
+    parser = _Parser(prog="floss_core")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add, _ in COMMANDS.values():
+        add(sub)
+    return spec_to_dict(spec_from_args(parser.parse_args(argv[3:])))
+
+
+@pytest.mark.parametrize("options", [
+    dict(hidden=8, steps=30, seeds=2, delays=[4, 6], schedules=["none", "pre"], k=4, pre_steps=5, success_acc=0.55,
+         name="tiny sweep"),
+    dict(),
+    dict(task="parity", order=2, arch="gru", hidden=16, gain=1.5, seeds=5, delays=[12], seq_len=50,
+         schedules=["none", "pre+inter", "adaptive", "joint"], inter_at=[10, 30], every=100, threshold=0.2, k=8,
+         weight=0.5, qr_every=2, inter_steps=7, name="it's \"quoted\"; rm -rf / $HOME", device="cpu"),
+    dict(task="xor", channels=3, arch="lstm", hidden=6, k=3, schedules=["inter"], seeds=1, delays=[4, 6, 10]),
+])
+@pytest.mark.parametrize("preset", ["quick", "paper"])
+def test_reproduce_command_parses_back_to_the_stored_spec(preset, options):
+    spec = spec_to_dict(make_spec(preset, **options))
+    cmd, missing = R.reproduce_command(spec)
+    assert missing == []
+    assert _parse_back(cmd) == spec
+    for flag in ("--preset", "--task", "--delay", "--seeds", "--schedules"):
+        assert flag in cmd
+
+
+def test_reproduce_command_names_what_the_cli_cannot_set(fx):
+    spec = spec_to_dict(make_spec("quick", lr=0.01, seeds=[3, 7]))
+    cmd, missing = R.reproduce_command(spec)
+    assert "train.lr" in missing and any(m.startswith("seeds") for m in missing)
+    h = fx["html"]
+    shown = re.search(r"<pre class='command'>(.*?)</pre>", h, re.S).group(1)
+    assert html.unescape(re.sub(r"</?span>", "", shown)) == R.reproduce_command(spec_to_dict(fx["spec"]))[0]
+    assert "Checked: this command parses back to exactly the configuration below." in h
+
+
+# ------------------------------------------------------------------------------------ verdict
+def row(d, s, wins, n, *, conv=math.nan, wall=10.0, share=math.nan):
+    lo, hi = wilson_interval(wins, n)
+    return {"delay": d, "schedule": s, "n": n, "successes": wins, "success_rate": wins / n, "success_lo": lo,
+            "success_hi": hi, "median_convergence": conv, "iqr_convergence": math.nan, "diverged": 0,
+            "wall_seconds": wall, "floss_share": share}
+
+
+def test_fisher_exact_known_values():
+    assert R.fisher_exact(3, 4, 1, 4) == pytest.approx(0.4857142857, abs=1e-9)   # Fisher's tea tasting
+    assert R.fisher_exact(9, 9, 0, 9) == pytest.approx(2 / math.comb(18, 9))
+    assert R.fisher_exact(8, 9, 2, 9) == pytest.approx(0.01522, abs=1e-5)
+    assert R.fisher_exact(1, 2, 1, 2) == 1.0
+    assert R.seeds_needed() == 4 and R.min_attainable_p(3, 3) == pytest.approx(0.1)
+
+
+def test_verdict_claims_a_difference_only_when_the_numbers_support_it():
+    strong = R.verdict([row(40, "none", 2, 9, conv=1820, wall=90), row(40, "pre", 8, 9, conv=310, wall=126, share=0.3)])
+    assert strong[0].startswith("Pre-flossing solved more seeds than no flossing at delay 40 (8/9 vs 2/9, p = 0.015")
+    assert "median convergence step 310 vs 1820" in strong[1] and "1.40× the wall time per run" in strong[1]
+    assert "flossing 30% of it" in strong[1]
+
+    small = R.verdict([row(4, "none", 0, 2), row(4, "pre", 2, 2)])
+    assert small[0].startswith("No flossing schedule differed") and "at least 4 seeds" in small[0]
+    assert "No evidence of a difference" in small[1] and "no outcome could reach p < 0.05" in small[1]
+
+    middling = R.verdict([row(20, "none", 4, 9), row(20, "pre", 6, 9)])
+    assert "No evidence of a difference" in middling[1] and "at least" not in middling[0]
+
+    many = R.verdict([row(d, s, 3, 9) for d in (10, 20) for s in ("none", "pre", "inter")])
+    assert "4 comparisons; p-values are not corrected" in many[0] and len(many) == 5
+
+    for text in (strong, small, middling, many):
+        joined = " ".join(text).lower()
+        assert "faster" not in joined and "better" not in joined and "significant" not in joined
+
+    assert "no 'none'" in R.verdict([row(4, "pre", 1, 2)])[0]
+    assert R.verdict([]) == ["No finished runs yet, so there is nothing to conclude."]
+
+
+# ------------------------------------------------------------------------------------ file names
+@pytest.mark.parametrize("title", ["../../etc/passwd", "..\\x", "/abs/path", ".hidden", "a/../../b", "..", "",
+                                   "-rf", "con:\x00nul", "ünïcødé name"])
+def test_file_names_cannot_escape_the_output_folder(title):
+    name = R.report_filename(title, 3, "html")
+    assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*-3\.html", name), name
+    assert ".." not in name and "/" not in name and "\\" not in name
+    assert R.safe_name("../../etc/passwd") == "etc_passwd"
+    assert R.safe_name("..\\x") == "x"
+
+
+def test_a_malicious_title_is_written_inside_the_chosen_folder(fx, tmp_path):
+    store = fx["store"]
+    spec = make_spec("quick", hidden=8, steps=30, seeds=2, delays=[4, 6], schedules=["none", "pre"], k=4,
+                     pre_steps=5, success_acc=0.55, name="../../etc/passwd")
+    eid = store.add_experiment(spec_to_dict(spec), name=spec.name, status="done")
+    store.save_runs(eid, fx["records"])
+    out = tmp_path / "reports"
+    out.mkdir()
+    path = R.write_report(store, eid, "zip", out)
+    assert path.parent == out and path.name == f"etc_passwd-{eid}.zip" and path.exists()
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [path.name]
+    h = R.render_html(store, eid)
+    assert "<h1>../../etc/passwd</h1>" in h  # shown as text, escaped where needed
+    store.delete_experiment(eid)
+
+
+# ------------------------------------------------------------------------------------ sets and errors
+def test_a_set_of_experiments_pools_like_one(fx):
+    store, spec = fx["store"], fx["spec"]
+    ids = []
+    for d in (4, 6):
+        part = make_spec("quick", hidden=8, steps=30, seeds=2, delays=[d], schedules=["none", "pre"], k=4,
+                         pre_steps=5, success_acc=0.55, name=f"d{d}")
+        i = store.add_experiment(spec_to_dict(part), name=part.name, status="done")
+        store.save_runs(i, [r for r in fx["records"] if r["config"]["task"]["delay"] == d])
+        ids.append(i)
+    try:
+        one, pooled = R.load(store, fx["id"]).summary, R.load(store, ids).summary
+        assert one == pooled
+        with pytest.raises(ValueError, match="appears in more than one"):
+            R.load(store, [fx["id"], ids[0]])
+        other = store.add_experiment(spec_to_dict(make_spec(
+            "quick", hidden=12, steps=30, seeds=2, delays=[4], schedules=["none", "pre"], k=4, pre_steps=5,
+            success_acc=0.55)), name="other")
+        with pytest.raises(ValueError, match="differ in model.hidden"):
+            R.load(store, [ids[0], other])
+        store.delete_experiment(other)
+    finally:
+        for i in ids:
+            store.delete_experiment(i)
+
+
+def test_bad_input_is_one_clear_error(fx):
+    store = fx["store"]
+    with pytest.raises(ValueError, match="no experiment 999"):
+        R.load(store, 999)
+    with pytest.raises(ValueError, match="unknown format 'doc'"):
+        R.export(store, fx["id"], "doc")
+    bad = store.add_experiment({"not": "a spec"}, name="junk")
+    with pytest.raises(ValueError, match="not a comparison spec"):
+        R.load(store, bad)
+    store.delete_experiment(bad)
+    queued = store.add_experiment(spec_to_dict(spec := make_spec("quick")), name=spec.name)
+    h = R.render_html(store, queued)  # nothing finished yet: still a valid page, no charts
+    assert "No finished runs yet" in h and 'class="plotly-graph-div"' not in h
+    store.delete_experiment(queued)
+
+
+# ------------------------------------------------------------------------------------ CLI
+def _cli(*args, env=None):
+    """The CLI in a fresh interpreter (slow to start: torch), as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "floss_core", "report", *args], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, timeout=300)
+
+
+def _main(capsys, *args) -> tuple[int, str, str]:
+    """The CLI's main() in this process (the PDF fixture runs it in a fresh interpreter)."""
+    from floss_core.__main__ import main
+
+    try:
+        main(["report", *args])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_writes_each_format(fx, tmp_path, capsys):
+    code, out, err = _main(capsys, str(fx["id"]), "--store", str(fx["path"]), "--format", "zip", "--out", str(tmp_path))
+    assert code == 0, err
+    path = Path(out.strip())
+    assert path == tmp_path / f"tiny_sweep-{fx['id']}.zip" and zipfile.is_zipfile(path)
+    code, out, err = _main(capsys, str(fx["id"]), "--store", str(fx["path"]), "--out", str(tmp_path / "x.html"))
+    assert code == 0, err
+    assert (tmp_path / "x.html").read_text(encoding="utf-8").count('class="plotly-graph-div"') == N_FIGURES
+
+
+@pytest.mark.parametrize("args, message", [
+    (["999"], "no experiment 999"),
+    (["x"], "expected an integer"),
+    (["1", "--format", "doc"], "invalid choice"),
+    (["1", "--out", "/nonexistent/dir/r.html"], "cannot write"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(fx, capsys, args, message):
+    code, out, err = _main(capsys, *args, "--store", str(fx["path"]))
+    assert code == 2 and message in err and err.count("\n") == 1 and out == "", err
+
+
+def test_cli_missing_store_and_missing_chromium(fx, tmp_path, capsys, monkeypatch):
+    code, _, err = _main(capsys, "1", "--store", str(tmp_path / "none.db"))
+    assert code == 2 and "no store" in err and err.count("\n") == 1
+    assert not (tmp_path / "none.db").exists()
+    monkeypatch.setenv("FLOSS_CHROMIUM", "/nonexistent/chromium")
+    code, _, err = _main(capsys, str(fx["id"]), "--store", str(fx["path"]), "--format", "pdf", "--out", str(tmp_path))
+    assert code == 2 and "apt-get install chromium" in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
