@@ -138,12 +138,15 @@ def cancel(experiment_id: int) -> None:
     runner.cancel(store(), experiment_id)
 
 
-def ints(text: str, what: str) -> list[int]:
-    """'10, 20' -> [10, 20]; ValueError naming ``what`` otherwise."""
+def ints(text: str, what: str, *, required: bool = False) -> list[int]:
+    """'10, 20' -> [10, 20]; ValueError naming ``what`` otherwise (or when ``required`` and empty)."""
     try:
-        return [int(x) for x in str(text).replace(";", ",").split(",") if x.strip()]
+        values = [int(x) for x in str(text).replace(";", ",").split(",") if x.strip()]
     except ValueError:
         raise ValueError(f"{what} must be comma-separated whole numbers, got {text!r}") from None
+    if required and not values:
+        raise ValueError(f"{what} must name at least one value, e.g. 20 or 10, 20, 40")
+    return values
 
 
 def safe_filename(name: str) -> str:
@@ -163,9 +166,13 @@ def save_upload(upload) -> str:
 
 
 def duration(seconds: float) -> str:
-    """42 s, 3.5 min, 2.1 h."""
+    """0.53 s, 42 s, 3.5 min, 2.1 h."""
     if seconds != seconds:
         return "-"
+    if abs(seconds) == float("inf"):
+        return "∞"
+    if abs(seconds) < 10:
+        return f"{seconds:.2g} s"
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min" if seconds < 5400 else \
         f"{seconds / 3600:.1f} h"
 

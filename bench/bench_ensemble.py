@@ -12,7 +12,8 @@
     'pre' with 20 flossing steps, k = 16, diagnostics off).
 
 Prints a markdown table per part; the ratio (sequential / ensemble) is the number to read. The times
-are wall-clock medians and the machines are shared: other processes add noise to both columns alike.
+are wall-clock medians of the two variants run alternately; the machines are shared, so other
+processes add noise (alternating spreads it over both columns alike).
 """
 from __future__ import annotations
 
@@ -38,14 +39,17 @@ from floss_core.train import (FlossConfig, TrainConfig, _bits, flossing_exponent
                               member_q0, train)
 
 
-def median_time(fn, reps: int) -> float:
-    fn()  # warm-up (first-call allocations, lazy imports)
-    times = []
+def paired_medians(fn_a, fn_b, reps: int) -> tuple[float, float]:
+    """Median wall times of two functions run alternately (a, b, a, b, ...) after one warm-up each, so
+    load from other processes hits both alike."""
+    fn_a(), fn_b()  # warm-up (first-call allocations, lazy imports)
+    ta, tb = [], []
     for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for fn, times in ((fn_a, ta), (fn_b, tb)):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(ta), statistics.median(tb)
 
 
 def table(rows: list[dict]) -> None:
@@ -93,8 +97,8 @@ def bench_spectrum(E: int, N: int, k: int, steps: int, reps: int) -> list[dict]:
 
     rows = []
     for name, fn in (("forward (no_grad)", forward), ("forward + backward", backward)):
-        t_ens = median_time(lambda: fn(params, inputs, Q0), reps)
-        t_seq = median_time(lambda: [fn(singles[i], inputs[:, i:i + 1], Q0[i:i + 1]) for i in range(E)], reps)
+        t_ens, t_seq = paired_medians(lambda: fn(params, inputs, Q0),
+                                      lambda: [fn(singles[i], inputs[:, i:i + 1], Q0[i:i + 1]) for i in range(E)], reps)
         rows.append({"spectrum": name, "E": E, "N": N, "k": k, "steps": steps,
                      f"ensemble s ({E} nets)": t_ens, f"{E} single calls s": t_seq, "ratio": t_seq / t_ens})
     return rows
@@ -108,8 +112,8 @@ def bench_training(E: int, reps: int) -> list[dict]:
     floss = FlossConfig(k=16, seq_len=40, transient=10, lr=3e-3)
     sched = Schedule("pre", pre_steps=20)
     seeds = list(range(E))
-    t_ens = median_time(lambda: train(model, task, cfg, floss, sched, seeds), reps)
-    t_seq = median_time(lambda: [train(model, task, cfg, floss, sched, [s]) for s in seeds], reps)
+    t_ens, t_seq = paired_medians(lambda: train(model, task, cfg, floss, sched, seeds),
+                                  lambda: [train(model, task, cfg, floss, sched, [s]) for s in seeds], reps)
     return [{"train()": "pre, 20 floss + 50 train steps", "seeds": E, "N": 32, "T": 60, "k": 16,
              "ensemble s": t_ens, "sequential s": t_seq, "ratio": t_seq / t_ens}]
 

@@ -209,8 +209,10 @@ def print_summary(summary: list[dict], *, as_json: bool, extra: dict | None = No
         out["schedules"] = {}
         for row in summary:
             key = row["schedule"] if len({r["delay"] for r in summary}) == 1 else f"{row['schedule']}@{row['delay']}"
-            out["schedules"][key] = row
-        print(json.dumps(out, default=lambda x: None))
+            # strict JSON: a figure that does not exist (no successful run, say) is null, not NaN
+            out["schedules"][key] = {k: None if isinstance(v, float) and not math.isfinite(v) else v
+                                     for k, v in row.items()}
+        print(json.dumps(out, allow_nan=False, default=lambda x: None))
         return
     _print_table(summary, SUMMARY_COLUMNS)
 

@@ -47,6 +47,9 @@ ARCHS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM,
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}    # rows of weight_ih per hidden unit
 MAX_CHECKPOINT_BYTES = 50_000_000
 HORIZONS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+# λ_1 in [0, EDGE_OF_CHAOS] nats/step reads as "marginal" (a flossed network lands there, e.g. +0.003),
+# above it as chaotic: an RNN with g = 2 at λ_1 = +0.04 failed a delay-10 copy task (README table)
+EDGE_OF_CHAOS = 0.01
 
 
 # ------------------------------------------------------------------------------------ cells
@@ -410,7 +413,12 @@ def diagnostics(module, inputs, *, horizons=None, k: int | None = None, h0=None,
     steps = xs if isinstance(xs, int) else xs.shape[0]
     horizons = sorted({h for h in HORIZONS if h <= steps} | {steps}) if horizons is None else list(horizons)
     k = _check_k(k, st.dim)
-    ltj = long_term_jacobian(st.step, state0.detach(), xs, horizons, jacobian=st.tangent, k=k)
+    try:
+        ltj = long_term_jacobian(st.step, state0.detach(), xs, horizons, jacobian=st.tangent, k=k)
+    except torch.linalg.LinAlgError:
+        # lyapunov.long_term_jacobian cannot grade an exactly singular product: its SVD input turns non-finite
+        raise ValueError("the long-term Jacobian is singular (a one-step Jacobian has an exactly zero "
+                         "direction, e.g. dead ReLU units): κ₂ is infinite") from None
     grads = gradient_vs_horizon(st.step, state0.detach(), xs, loss=loss,
                                 generator=torch.Generator().manual_seed(seed))
     out = {"horizons": [int(h) for h in ltj["horizons"]], "log_sv": ltj["log_sv"],
@@ -441,9 +449,8 @@ def forecast(exponents_or_lambda1, delay: int, *, tol: float = 1e-3) -> dict:
     Returns dict ``lambda1``, ``horizon`` (inf when λ_1 >= 0), ``delay``, ``tol``,
       ``flossing_recommended`` (bool) and ``verdict``, one line such as
       "this network can bridge ≈ 35 steps; your task needs 60: flossing recommended".
-      With λ_1 >= 0 flossing is recommended when gradients grow by more than 1/tol over the delay
-      (exp(λ_1 · delay) > 1/tol: exploding, chaotic); below that the network is near the edge of
-      chaos, where flossing puts it, and the verdict says so.
+      λ_1 > ``EDGE_OF_CHAOS`` counts as chaotic (flossing recommended); 0 <= λ_1 <= EDGE_OF_CHAOS
+      as the edge of chaos, where flossing puts a network (no flossing needed).
     """
     _check_forecast(delay, tol)
     lam = torch.as_tensor(exponents_or_lambda1, dtype=torch.float64).detach()
@@ -453,15 +460,14 @@ def forecast(exponents_or_lambda1, delay: int, *, tol: float = 1e-3) -> dict:
     if math.isnan(lambda1):
         raise ValueError("λ_1 is not a number: the spectrum could not be measured")
     horizon = forecast_horizon(lambda1, tol=tol)
-    if lambda1 >= 0:
-        # no decay along the leading direction; growth beyond 1/tol over the delay counts as exploding,
-        # the mirror image of shrinking below tol (a flossed network sits at λ_1 ≈ 0 on purpose)
-        growth = lambda1 * delay
-        recommend = growth > -math.log(tol)
-        verdict = (f"λ₁ = {lambda1:+.3f} ≥ 0: gradients grow about ×{math.exp(min(growth, 700)):.3g} over your "
-                   f"task's {delay} steps and may explode (chaotic dynamics): flossing recommended" if recommend else
-                   f"λ₁ = {lambda1:+.3f} ≈ 0: gradients neither vanish nor explode over your task's {delay} "
-                   "steps: it should train without flossing")
+    if lambda1 > EDGE_OF_CHAOS:
+        recommend = True
+        verdict = (f"λ₁ = {lambda1:+.3f} > 0: chaotic dynamics, gradients may explode; your task needs {delay} "
+                   "steps: flossing recommended")
+    elif lambda1 >= 0:
+        recommend = False
+        verdict = (f"λ₁ = {lambda1:+.3f} ≈ 0: at the edge of chaos, gradients neither vanish nor explode over "
+                   f"your task's {delay} steps: it should train without flossing")
     else:
         recommend = horizon < delay
         verdict = (f"this network can bridge ≈ {horizon:.0f} steps; your task needs {delay}: "

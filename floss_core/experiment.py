@@ -86,10 +86,15 @@ def make_spec(preset: str = "quick", **options) -> ComparisonSpec:
         if seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {seeds}")
         seeds = tuple(range(seeds))
-    delays = options.get("delays") or (parts["task"].delay,)
-    names = options.get("schedules") or ("none", "pre")
+    # None means "not given": the preset's default; an empty list is an error, never silently replaced
+    delays = options.get("delays")
+    delays = (parts["task"].delay,) if delays is None else delays
+    names = options.get("schedules")
+    names = ("none", "pre") if names is None else names
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
+    if not names:
+        raise ValueError(f"schedules must name at least one of {', '.join(S.NAMES)}")
     spec = ComparisonSpec(name=options.get("name") or "comparison", preset=preset, task=parts["task"],
                           delays=tuple(int(d) for d in delays), model=parts["model"], train=parts["train"],
                           floss=parts["floss"], schedules=tuple(replace(parts["schedule"], name=n) for n in names),
@@ -113,6 +118,10 @@ def validate_spec(spec: ComparisonSpec) -> None:
         raise ValueError(f"schedules must be distinct, got {', '.join(names)}")
     if spec.device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"unknown device {spec.device!r}; choose one of auto, cpu, cuda")
+    if spec.device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise ValueError("device 'cuda' requested but no CUDA device is available here; choose auto or cpu")
     validate_model(spec.model)
     validate_train(spec.train)
     validate_floss(spec.floss, state_dim(spec.model))

@@ -52,8 +52,10 @@ spec = None
 try:
     if task == "csv" and upload is None:
         raise ValueError("upload a CSV series for task 'csv'")
+    if not schedules:
+        raise ValueError(f"pick at least one schedule to compare: {', '.join(NAMES)}")
     spec = demo.launch_spec(
-        size, task=task, delays=ui.ints(delays, "delays"), channels=channels, order=order,
+        size, task=task, delays=ui.ints(delays, "delays", required=True), channels=channels, order=order,
         csv=ui.save_upload(upload) if upload else None, arch=arch, hidden=hidden, seeds=seeds, steps=steps,
         device=device, schedules=schedules, k=k, pre_steps=pre_steps, inter_steps=inter_steps,
         inter_at=ui.ints(inter_at, "inter steps"), every=every, threshold=threshold, adaptive_k=adaptive_k,
@@ -62,8 +64,7 @@ except ValueError as e:
     st.error(str(e))
 
 if spec is not None:
-    work = ui.work_summary(spec)
-    st.write(work)
+    st.write(ui.work_summary(spec))
     verdict = ui.forecast(spec)
     if verdict:
         st.info(f"Trainability forecast (untrained network): {verdict}")

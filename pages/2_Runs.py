@@ -25,7 +25,7 @@ def live_progress():
         st.warning("No worker is alive: queued experiments wait until one starts.")
         if st.button("Start a worker"):
             ui.start_worker()
-    if selected is not None and selected in set(exps["id"]):
+    if selected is not None and selected in set(exps["id"]) - set(active["id"]):  # finished: no bar above
         row = exps[exps["id"] == selected].iloc[0]
         st.markdown(f"**Experiment #{selected} {row['name']}**: {row['status']}, "
                     f"{row['n_finished']} of {row['n_runs']} runs finished" +

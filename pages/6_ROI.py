@@ -17,11 +17,10 @@ roi = views.roi_table(runs)
 
 h = views.roi_headline(roi)
 cols = st.columns(3)
-cols[0].metric(f"Least compute per solved network at d={h['delay']}", h["best"] or "nothing solved",
-               ui.duration(h["time_to_solution_s"]) + " per solved network" if h["best"] else None, delta_color="off")
+cols[0].metric(f"Least compute per solved network at d={h['delay']}",
+               f"{h['best']}: {ui.duration(h['time_to_solution_s'])}" if h["best"] else "nothing solved")
 cols[1].metric(f"Extra compute per additional success at d={h['delay']}",
-               ui.duration(h["extra_s_per_success"]) if h["gain"] else "no gain",
-               f"{h['gain']} vs none" if h["gain"] else None, delta_color="off",
+               f"{h['gain']}: {ui.duration(h['extra_s_per_success'])}" if h["gain"] else "no gain over none",
                help="extra seconds per network / extra success rate, against no flossing at the same delay")
 cols[2].metric(f"Flossing share of compute at d={h['delay']}",
                "-" if h["floss_share"] != h["floss_share"] else f"{h['floss_share']:.0%}",

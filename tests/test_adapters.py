@@ -185,6 +185,12 @@ def test_diagnostics_horizon_one_is_the_one_step_jacobian():
     assert reach == math.inf or g[int(reach)] < 1e-3 * g[0] <= g[int(reach) - 1]
 
 
+def test_singular_long_term_jacobian_is_one_clear_error():
+    dead = torch.tensor([1.0, -1.0], dtype=torch.float64)   # unit 2 is a dead ReLU: D_t = diag(1, 0)
+    with pytest.raises(ValueError, match="singular"):
+        A.diagnostics(lambda s, x: torch.relu(s * dead), 3, h0=torch.ones(1, 2, dtype=torch.float64))
+
+
 def test_gradient_reach_and_forecast():
     assert A.gradient_reach([1.0, 0.1, 1e-2, 1e-4]) == 3
     assert A.gradient_reach([1.0, 0.5]) == math.inf
@@ -194,10 +200,10 @@ def test_gradient_reach_and_forecast():
     f = A.forecast(torch.tensor([[-0.05, -0.3], [-0.05, -0.4]]), 60)         # (B, k): λ_1 = -0.05
     assert f["horizon"] == pytest.approx(138.155, abs=1e-3) and not f["flossing_recommended"]
     assert "should train without flossing" in f["verdict"]
-    f = A.forecast(0.2, 60)                                                  # ×e^12 over 60 steps
+    f = A.forecast(0.04, 10)                                                 # chaotic
     assert f["horizon"] == math.inf and f["flossing_recommended"] and "may explode" in f["verdict"]
-    f = A.forecast(0.01, 60)                                                 # ×1.8: the edge of chaos
-    assert f["horizon"] == math.inf and not f["flossing_recommended"] and "neither vanish nor explode" in f["verdict"]
+    f = A.forecast(0.004, 60)                                                # a flossed net: the edge of chaos
+    assert f["horizon"] == math.inf and not f["flossing_recommended"] and "edge of chaos" in f["verdict"]
     for bad, msg in ((dict(delay=0), "delay"), (dict(delay=5, tol=2.0), "tol")):
         with pytest.raises(ValueError, match=msg):
             A.forecast(-0.1, **bad)
@@ -263,6 +269,16 @@ def test_flossing_term_in_a_user_training_loop_lowers_abs_lambda():
         opt.step()
     after = _mean_abs_lambda(m)
     assert after < 0.5 * before, (before, after)
+
+
+def test_floss_a_custom_module_updates_its_parameters():
+    torch.manual_seed(0)
+    m = Custom()
+    w0 = m.W.detach().clone()
+    out = A.floss(m, torch.randint(0, 2, (20, 1, C)).double(), k=2, steps=4, lr=1e-2, transient=5,
+                  h0=torch.zeros(1, 4, dtype=torch.float64))
+    assert out["steps"] == 4 and all(math.isfinite(v) for v in out["loss"])
+    assert out["loss"][-1] < out["loss"][0] and not torch.equal(m.W, w0)
 
 
 # ------------------------------------------------------------------------ checkpoints

@@ -131,6 +131,8 @@ def test_launch_watch_and_inspect_a_tiny_comparison(server):
             page.get_by_text("Queued experiment #1.").wait_for(timeout=60_000)
 
             page.goto(f"{url}/runs?experiment=1")
+            settle(page, text="Only experiment #1")
+            shot(page, "2_runs_live")  # queued or running, with its progress bar (unless it was very quick)
             page.get_by_text(re.compile(r"Experiment #1 .*: done, 8 of 8 runs finished")).wait_for(timeout=150_000)
             settle(page, text="Only experiment #1")
             shot(page, "2_runs")
@@ -150,6 +152,11 @@ def test_launch_watch_and_inspect_a_tiny_comparison(server):
                 page.goto(f"{url}/{dashboard.url_path(path)}?experiment=1")
                 settle(page, *WAIT.get(title, (0, None)))
                 shot(page, f"{i}_{dashboard.url_path(path)}")
+                if title == "Report":  # the deferred download runs report.export when clicked
+                    with page.expect_download(timeout=120_000) as download:
+                        page.get_by_role("button", name="Download HTML").click()
+                    html = Path(download.value.path()).read_text(encoding="utf-8")
+                    assert download.value.suggested_filename.endswith("-1.html") and "xor tiny" in html
             page.goto(f"{url}/?experiment=1")
             settle(page, charts=1, text="Report")
             shot(page, "0_home")

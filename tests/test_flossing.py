@@ -1,14 +1,11 @@
 """Tests for floss_core.flossing.flossing_loss and for flossing itself: a chaotic net flossed for a few
 hundred Adam steps has its first k exponents near 0 on a long window afterwards."""
-import math
-
-import pytest
 import torch
 
 from floss_core import models as M
 from floss_core.flossing import flossing_loss
-from floss_core.lyapunov import random_orthonormal
-from floss_core.train import EnsembleAdam, FlossConfig, floss_phase, measure_spectrum, member_generators
+from floss_core.train import (EnsembleAdam, FlossConfig, floss_phase, measure_spectrum, member_generators,
+                              member_q0)
 
 
 # ------------------------------------------------------------------------------ the loss
@@ -41,30 +38,34 @@ def test_flossing_loss_gradient():
 
 
 # ------------------------------------------------------------------------------ flossing works
-# A vanilla RNN with g = 2 is chaotic without input (λ_1 ≈ 0.2-0.3 per step at N = 16). Flossing drives the
-# first k exponents of the window to 0; the check is on a long window (1000 steps) with a different start.
-# The input weights are zeroed and not flossed, so flossing windows and the check see the same
-# autonomous dynamics (floss_phase draws input bits; with W_in = 0 they do not reach the state).
-N, K, SEEDS = 16, 2, [0, 1, 2]
+# A vanilla RNN with g = 2 (N = 32; these seeds are chaotic: λ_1 = 0.11-0.15 per step on a long autonomous
+# window). Its input weights are scaled down to 0.2× and not flossed, so the driving bits are a weak noise:
+# every flossing window sees a different trajectory (without input every window would be the same 55
+# steps, which flossing overfits) and the net stays chaotic under that input (λ_1 > 0.1 too).
+# Flossing drives the first k = 2 exponents of each 55-step window to 0 (Adam, lr 3e-3, 300 steps); the
+# check is on two long windows (1000 steps after a 100-step transient) with other input bits.
+N, K, SEEDS = 32, 2, [24, 43, 49, 51]
+FLOSS = FlossConfig(k=K, seq_len=55, transient=16, lr=3e-3)
+FLOSS_STEPS = 300
 
 
 def test_flossing_a_chaotic_net_brings_the_first_k_exponents_to_zero():
     model = M.ModelConfig(hidden=N, gain=2.0)
     p = M.init_ensemble(model, 1, 1, SEEDS)
-    p["W_in"].zero_()
+    p["W_in"].mul_(0.2)
     params = {k: v.requires_grad_(True) for k, v in p.items()}
-    before = measure_spectrum(model, params, K, steps=1000, transient=100, inputs="none")
-    assert (before[:, 0] > 0.1).all(), before           # chaotic to start with
+    autonomous = measure_spectrum(model, params, K, steps=1000, transient=100, inputs="none")
+    before = measure_spectrum(model, params, K, steps=1000, transient=100, inputs="bits")
+    assert (autonomous[:, 0] > 0.1).all() and (before[:, 0] > 0.1).all(), (autonomous, before)   # chaotic
 
-    floss = FlossConfig(k=K, seq_len=FLOSS_LEN, transient=FLOSS_TRANSIENT, lr=FLOSS_LR)
-    opt = EnsembleAdam([params["J"], params["b"]], lr=floss.lr)
-    Q0 = random_orthonormal(N, K, generator=torch.Generator().manual_seed(4))
-    history = floss_phase(model, params, floss, FLOSS_STEPS, opt=opt, generators=member_generators(SEEDS, 3),
-                          Q0=Q0, channels=1, active=torch.ones(len(SEEDS), dtype=torch.bool))
+    opt = EnsembleAdam([params["J"], params["b"]], lr=FLOSS.lr)
+    history = floss_phase(model, params, FLOSS, FLOSS_STEPS, opt=opt, generators=member_generators(SEEDS, 3),
+                          Q0=member_q0(SEEDS, N, K, "cpu"), channels=1,
+                          active=torch.ones(len(SEEDS), dtype=torch.bool))
     losses = torch.stack(history)
-    assert losses[-20:].mean() < losses[:10].mean()      # the flossing loss went down
+    assert (losses[-30:].mean(0) < losses[:10].mean(0)).all(), losses   # the window loss went down
 
-    for seed in (0, 5):  # two different long windows
-        after = measure_spectrum(model, params, K, steps=1000, transient=100, inputs="none", seed=seed)
-        assert after.abs().max() < 0.05, after
-    assert torch.isfinite(after).all() and not math.isnan(float(after.sum()))
+    for window in (1, 2):  # two long windows, input bits other than any flossing window's
+        after = measure_spectrum(model, params, K, steps=1000, transient=100, inputs="bits", seed=window)
+        assert torch.isfinite(after).all()
+        assert after.abs().amax(dim=1).max() < 0.05, f"long-window exponents after flossing: {after.tolist()}"

@@ -75,7 +75,7 @@ def test_lstm_tangent_space_has_dimension_2n():
     assert M.state_dim(cfg) == 6
     p = M.init_ensemble(cfg, 1, 1, [0], batch=2)
     assert p["h0"].shape == (1, 2, 6)
-    assert M.ModelConfig(arch="gru", hidden=3) and M.state_dim(M.ModelConfig(arch="gru", hidden=3)) == 3
+    assert M.state_dim(M.ModelConfig(arch="gru", hidden=3)) == 3
 
 
 def _torch_cell(cls, p, e):

@@ -83,7 +83,8 @@ def test_pages_show_the_fixture(fixture_store, env, name, charts):
         assert {"λ_1 at the end of training, none", "λ_1 at the end of training, pre"} <= set(metrics)
         assert all(math.isfinite(float(v)) for v in metrics.values())
     if name == "6_ROI":
-        assert metrics["Flossing share of compute"].endswith("%")
+        assert metrics["Flossing share of compute at d=6"].endswith("%")
+        assert "Least compute per solved network at d=6" in metrics
 
 
 def test_every_page_runs_without_exception(fixture_store, env):
@@ -141,6 +142,15 @@ def test_launch_refuses_invalid_input_and_queues_valid_input_once(tmp_path, env)
     assert count_experiments(path) == 0
     at.text_input(key="quick:delays").set_value("10, x").run()
     assert "delays must be comma-separated whole numbers" in at.error[0].value
+    at.text_input(key="quick:delays").set_value(" ").run()
+    assert at.error[0].value.startswith("delays must name at least one value")
+    at.text_input(key="quick:delays").set_value("10, 20").run()
+    at.multiselect(key="quick:schedules").set_value([]).run()
+    assert at.error[0].value.startswith("pick at least one schedule")
+    at.multiselect(key="quick:schedules").set_value(["none", "adaptive"])
+    at.number_input(key="quick:k").set_value(16)
+    at.number_input(key="quick:ak").set_value(20).run()  # more than k
+    assert at.error[0].value == "adaptive_k must be in 1..16 (k), got 20"
     at.radio[0].set_value("tiny").run()  # a new size: every widget back to its defaults
     assert not at.error
     next(b for b in at.button if b.label.startswith("Estimate")).click().run()
@@ -177,14 +187,15 @@ def test_runs_page_reruns_cancels_and_deletes_with_confirmation(fixture_store, t
     assert at.success[0].value == "Queued experiment #2."
     assert count_experiments(path) == 2
     at = page("2_Runs", experiment=2)
-    assert at.get("progress")  # the queued re-run has a progress bar
+    assert at.get("progress")  # the queued re-run has a progress bar, and no worker runs it here:
+    assert "No worker is alive" in at.warning[0].value and any(b.label == "Start a worker" for b in at.button)
     next(b for b in at.button if b.label == "Cancel #2").click().run()
     with Store(path) as s:
         assert s.experiment(2)["status"] == "cancelled"
     next(b for b in at.button if b.label == "Delete #2...").click().run()
-    assert count_experiments(path) == 2 and "cannot be undone" in at.warning[0].value
+    assert count_experiments(path) == 2 and any("cannot be undone" in w.value for w in at.warning)
     next(b for b in at.button if b.label == "Keep it").click().run()
-    assert count_experiments(path) == 2 and not at.warning
+    assert count_experiments(path) == 2 and not any("cannot be undone" in w.value for w in at.warning)
     next(b for b in at.button if b.label == "Delete #2...").click().run()
     next(b for b in at.button if b.label == "Yes, delete it").click().run()
     assert count_experiments(path) == 1 and not at.exception
@@ -198,3 +209,4 @@ def test_safe_filename_keeps_uploads_inside_their_folder():
     assert dashboard.safe_filename("...") == "upload.csv"
     assert dashboard.ints("10, 20;30", "delays") == [10, 20, 30]
     assert dashboard.duration(42) == "42 s" and dashboard.duration(600) == "10.0 min"
+    assert dashboard.duration(0.534) == "0.53 s" and dashboard.duration(math.inf) == "∞"

@@ -379,7 +379,7 @@ def test_csv_task_with_a_window_shorter_than_the_default_diagnostic_transient(tm
     try:
         recs = train(MODEL, task, cfg, FLOSS, Schedule("none"), [0])
     except ValueError as e:
-        assert "seq_len" in str(e) or "diag" in str(e), str(e)
+        assert "seq_len" in str(e) or "diag" in str(e), f"not a boundary message naming the setting: {e}"
     else:
         assert recs[0]["status"] == "done"
 

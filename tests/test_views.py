@@ -78,11 +78,18 @@ def test_roi_table_by_hand(store):
     assert math.isnan(roi.loc["inter", "extra_s_per_success"])           # no gain over the baseline
     assert math.isnan(roi.loc["none", "extra_s_per_success"])
     assert (roi.loc["pre", "success_lo"], roi.loc["pre", "success_hi"]) == pytest.approx(wilson_interval(2, 2))
+    h = views.roi_headline(roi.reset_index())
+    assert (h["delay"], h["best"], h["gain"]) == (10, "none", "pre")
+    assert (h["time_to_solution_s"], h["extra_s_per_success"]) == pytest.approx((2.0, 4.0))
+    assert h["floss_share"] == pytest.approx((2.0 / 6.0 + 1.0 / 4.0) / 2)
 
 
-def test_roi_without_baseline_has_no_extra_cost(store):
-    i = saved(store, [record("pre", 0), record("joint", 0)])
-    assert views.roi_table(store.runs(i))["extra_s_per_success"].isna().all()
+def test_roi_without_baseline_or_success_says_so(store):
+    i = saved(store, [record("pre", 0, success=False), record("joint", 0, success=False)])
+    roi = views.roi_table(store.runs(i))
+    assert roi["extra_s_per_success"].isna().all()
+    h = views.roi_headline(roi)
+    assert h["best"] is None and h["gain"] is None and math.isnan(h["time_to_solution_s"])
 
 
 def test_metric_band_is_mean_and_sample_sd_across_seeds(store):
