@@ -136,15 +136,17 @@ def _graded_log_svdvals(logd: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
     singular values come from the matrix scaled by its largest row and the small ones from its
     inverse scaled by its smallest row; values that underflow in both (a dynamic range beyond about
     1400 nats) fall back to the grading itself, which they equal asymptotically."""
+    fallback = torch.sort(logd, dim=-1, descending=True).values
     hi = logd.max(dim=-1, keepdim=True).values
     lo = logd.min(dim=-1, keepdim=True).values
+    if not bool((U.diagonal(dim1=-2, dim2=-1) != 0).all()) or not bool(torch.isfinite(U).all()):
+        return fallback  # an exactly singular step (e.g. dead ReLU units): σ_min = 0, κ₂ = ∞ up to log(tiny)
     s_top = torch.linalg.svdvals(torch.exp(logd - hi)[..., :, None] * U)       # σ_i / e^hi
     Uinv = torch.linalg.solve_triangular(U, torch.eye(U.shape[-1], dtype=U.dtype), upper=True)
     s_inv = torch.linalg.svdvals(Uinv * torch.exp(lo - logd)[..., None, :])     # e^lo / σ_i
     floor = 1e-250
     from_top = torch.log(s_top.clamp_min(floor)) + hi
     from_bottom = (lo - torch.log(s_inv.clamp_min(floor))).flip(-1)
-    fallback = torch.sort(logd, dim=-1, descending=True).values
     return torch.where(s_top > floor, from_top, torch.where(s_inv.flip(-1) > floor, from_bottom, fallback))
 
 
@@ -185,7 +187,7 @@ def long_term_jacobian(step, state0: torch.Tensor, inputs, horizons, *, jacobian
         state = new
         R = R.to(dtype=torch.float64, device="cpu")
         # T_{t} = Q' R diag(d) U = Q' diag(d) (diag(d)⁻¹ R diag(d)) U; re-grade so U keeps a unit diagonal
-        ratio = torch.exp((logd[..., None, :] - logd[..., :, None]).clamp(max=700.0))  # d_j / d_i
+        ratio = torch.exp((logd[..., None, :] - logd[..., :, None]).clamp(max=300.0))  # d_j / d_i, no overflow
         M = torch.triu(R * ratio) @ U
         dm = M.diagonal(dim1=-2, dim2=-1)
         logd = logd + _log_abs(dm.abs())
