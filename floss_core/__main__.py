@@ -127,6 +127,8 @@ def _add_floss(sub) -> None:
     p.add_argument("--floss-len", type=_int, default=55)
     p.add_argument("--transient", type=_int, default=16)
     p.add_argument("--lr", type=_finite_float, default=1e-3)
+    p.add_argument("--through-states", action=argparse.BooleanOptionalAction, default=True,
+                   help="differentiate through the state trajectory (the reference) or only the Jacobians")
     p.add_argument("--seed", type=_int, default=0)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--json", action="store_true")
@@ -141,7 +143,8 @@ def _cmd_floss(a) -> None:
             raise ValueError(f"floss-steps must be >= 0, got {a.floss_steps}")
         t0 = time.perf_counter()
         r = floss_fresh(M.ModelConfig(arch=a.arch, hidden=a.hidden, gain=a.gain),
-                        FlossConfig(k=a.k, seq_len=a.floss_len, transient=a.transient, lr=a.lr),
+                        FlossConfig(k=a.k, seq_len=a.floss_len, transient=a.transient, lr=a.lr,
+                                    through_states=a.through_states),
                         a.floss_steps, [a.seed], device=a.device)
     except ValueError as e:
         _fail("floss", str(e))

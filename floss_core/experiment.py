@@ -57,6 +57,7 @@ _OVERRIDES = {
     "diagnostics": ("train", "diagnostics"),
     "k": ("floss", "k"), "floss_len": ("floss", "seq_len"), "floss_transient": ("floss", "transient"),
     "qr_every": ("floss", "qr_every"), "floss_lr": ("floss", "lr"), "qr": ("floss", "qr"),
+    "through_states": ("floss", "through_states"),
     "pre_steps": ("schedule", "pre_steps"), "inter_steps": ("schedule", "inter_steps"),
     "inter_at": ("schedule", "inter_at"), "every": ("schedule", "every"), "threshold": ("schedule", "threshold"),
     "adaptive_k": ("schedule", "adaptive_k"), "adaptive_steps": ("schedule", "adaptive_steps"),
@@ -88,7 +89,7 @@ def make_spec(preset: str = "quick", **options) -> ComparisonSpec:
         seeds = tuple(range(seeds))
     # None means "not given": the preset's default; an empty list is an error, never silently replaced
     delays = options.get("delays")
-    delays = (parts["task"].delay,) if delays is None else delays
+    delays = (parts["task"].delay,) if delays is None else (delays,) if isinstance(delays, int) else delays
     names = options.get("schedules")
     names = ("none", "pre") if names is None else names
     if isinstance(names, str):

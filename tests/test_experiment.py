@@ -32,6 +32,7 @@ def test_overrides_reach_their_fields():
     ("quick", dict(delays=[0]), "delay"),
     ("quick", dict(delays=[-4]), "delay"),
     ("quick", dict(delays=[20, 0]), "delay"),
+    ("quick", dict(delays=0), "delay"),                   # a bare int, as seeds=3 is accepted
     ("quick", dict(delays=[7]), "delay"),                 # xor needs an even delay
     ("quick", dict(delays=[60]), "delay"),                # not below seq_len
     ("quick", dict(k=33), "k"),                           # k > state dimension (N = 32)

@@ -45,7 +45,9 @@ def test_flossing_loss_gradient():
 # Flossing drives the first k = 2 exponents of each 55-step window to 0 (Adam, lr 3e-3, 300 steps); the
 # check is on two long windows (1000 steps after a 100-step transient) with other input bits.
 N, K, SEEDS = 32, 2, [24, 43, 49, 51]
-FLOSS = FlossConfig(k=K, seq_len=55, transient=16, lr=3e-3)
+# through_states=False: in a chaotic net the gradient through the state trajectory grows like e^{λ_1 t}
+# and is mostly noise; with it (the reference's choice) 4 seeds ended at max|λ| 0.04, 0.03, 0.08, 0.14
+FLOSS = FlossConfig(k=K, seq_len=55, transient=16, lr=3e-3, through_states=False)
 FLOSS_STEPS = 300
 
 
