@@ -180,12 +180,14 @@ def long_term_jacobian(step, state0: torch.Tensor, inputs, horizons, *, jacobian
     logd = torch.zeros(*batch, d, dtype=torch.float64)
     U = torch.eye(d, dtype=torch.float64).expand(*batch, d, d)
     state, out, want = state0, [], set(horizons)
+    dead = torch.zeros(batch, dtype=torch.long)  # directions a step mapped exactly to zero (rank lost)
     for t in range(1, steps + 1):
         x = None if isinstance(inputs, int) else inputs[t - 1]
         new = step(state, x)
         Q, R = torch.linalg.qr(tangent(state, x, new, Q))
         state = new
         R = R.to(dtype=torch.float64, device="cpu")
+        dead = torch.maximum(dead, (R.diagonal(dim1=-2, dim2=-1) == 0).sum(-1))
         # T_{t} = Q' R diag(d) U = Q' diag(d) (diag(d)⁻¹ R diag(d)) U; re-grade so U keeps a unit diagonal
         ratio = torch.exp((logd[..., None, :] - logd[..., :, None]).clamp(max=300.0))  # d_j / d_i, no overflow
         M = torch.triu(R * ratio) @ U
@@ -197,6 +199,9 @@ def long_term_jacobian(step, state0: torch.Tensor, inputs, horizons, *, jacobian
         if t >= horizons[-1]:
             break
     log_sv = torch.stack(out)
+    # an exactly singular product has σ = 0 in the lost directions: -inf, so κ₂ = inf, never a big finite number
+    lost = torch.arange(d) >= (d - dead)[..., None]
+    log_sv = torch.where(lost, torch.tensor(-math.inf, dtype=log_sv.dtype), log_sv)
     return {"horizons": torch.tensor(horizons), "log_sv": log_sv,
             "log_kappa": log_sv[..., 0] - log_sv[..., -1],
             "log_kappa_k": log_sv[..., 0] - log_sv[..., k - 1]}

@@ -199,7 +199,8 @@ def _run_experiment(store: Store, experiment_id, executor, scheduler, worker_id,
     runs = store.runs(experiment_id)
     final = {(int(r.delay), r.schedule, int(r.seed)) for r in runs.itertuples() if r.status in FINAL_RUN_STATUSES}
     # one process: every schedule of a delay in one ensemble; a pool or a cluster: one job per schedule
-    batch = executor == "local" and (max_workers or 1) <= 1
+    # (FLOSS_PER_SCHEDULE=1 keeps one job per schedule here too: finer progress and crash recovery)
+    batch = executor == "local" and (max_workers or 1) <= 1 and os.environ.get("FLOSS_PER_SCHEDULE") != "1"
     jobs = plan(spec, batch=batch)
     pending = [job for job in jobs
                if not all((job.delay, n, s) in final for n in job.schedules for s in spec.seeds)]

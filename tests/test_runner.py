@@ -51,6 +51,10 @@ def start_worker(procs, store_path, *args, **extra_env):
     return p
 
 
+def delay_statuses(store, eid) -> dict:
+    return {(r.schedule, int(r.delay), int(r.seed)): r.status for r in store.runs(eid).itertuples()}
+
+
 def finish(p, timeout=120) -> str:
     out, _ = p.communicate(timeout=timeout)
     assert p.returncode == 0, out
@@ -71,15 +75,26 @@ def statuses(store, eid) -> dict:
     return {(r.schedule, r.seed): r.status for r in store.runs(eid).itertuples()}
 
 
-@pytest.fixture(scope="module")
-def reference():
-    """The tiny comparison run in this process, on one torch thread like the workers."""
+def _reference(batch: bool):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return run_comparison(make_spec("quick", **TINY))
+        return run_comparison(make_spec("quick", **TINY), batch=batch)
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """The tiny comparison run in this process, on one torch thread like the workers: one ensemble
+    holding both schedules, as a single worker runs it."""
+    return _reference(True)
+
+
+@pytest.fixture(scope="module")
+def reference_per_schedule():
+    """The same, one ensemble per schedule, as a process pool or a Dask cluster runs it."""
+    return _reference(False)
 
 
 def same(a, b) -> bool:
@@ -88,25 +103,26 @@ def same(a, b) -> bool:
     return a == b
 
 
-def assert_matches(store, eid, records):
+def assert_matches(store, eid, records, keys=("schedule", "seed")):
     """The stored runs hold exactly the numbers of these in-process records (CPU runs are reproducible)."""
-    runs = store.runs(eid).set_index(["schedule", "seed"])
+    runs = store.runs(eid).set_index(list(keys))
     metrics = store.metrics(eid)
     spectra = store.spectra(eid)
     assert len(runs) == len(records)
     for r in records:
-        row = runs.loc[(r["schedule"], r["seed"])]
+        r = {**r, "delay": r["config"]["task"]["delay"]}
+        row = runs.loc[tuple(r[k] for k in keys)]
         assert row["status"] == r["status"] and bool(row["success"]) == r["success"]
         step = row["convergence_step"]
         assert (None if pd.isna(step) else int(step)) == r["convergence_step"]
         for key, value in r["final"].items():
             assert same(float(row[key]), float(value)), (r["schedule"], r["seed"], key, row[key], value)
-        stored = metrics[(metrics["schedule"] == r["schedule"]) & (metrics["seed"] == r["seed"])]
+        stored = metrics[metrics["run_id"] == row["run_id"]]
         # (a flossing phase logs several values at one training step: compare as sorted lists; repr: nan == nan)
         assert sorted((m.name, m.step, repr(float(m.value))) for m in stored.itertuples()) == \
             sorted((m["name"], m["step"], repr(float(m["value"]))) for m in r["metrics"])
         assert len(stored) > 0
-        got = spectra[(spectra["schedule"] == r["schedule"]) & (spectra["seed"] == r["seed"])]["exponent"].tolist()
+        got = spectra[spectra["run_id"] == row["run_id"]]["exponent"].tolist()
         assert all(same(x, y) for x, y in zip(got, [x for s in r["spectra"] for x in s["exponents"]], strict=True))
 
 
@@ -148,19 +164,21 @@ def test_submit_then_worker_subprocess_stores_what_an_in_process_run_gives(tmp_p
 # ------------------------------------------------------------------------------------ crash safety
 def test_kill_9_mid_experiment_then_a_new_worker_reruns_only_the_interrupted_runs(tmp_path, procs):
     path = tmp_path / "floss.db"
-    # Job 1 (none) is quick; job 2 (pre) floss for a while, so the kill lands while it runs.
-    spec = make_spec("quick", **{**TINY, "pre_steps": 80})
+    # One worker runs one ensemble per delay (every schedule inside): job d=4 finishes, the kill lands
+    # while job d=6 floss-trains.
+    spec = make_spec("quick", **{**TINY, "delays": [4, 6], "pre_steps": 80})
+    done4 = {(s, d, seed): "done" for s in ("none", "pre") for d in (4,) for seed in (0, 1)}
     with Store(path) as store:
         eid = runner.submit(spec, store)
         worker = start_worker(procs, path, "--stale-after", "2")
-        wait_for(lambda: statuses(store, eid) == {("none", 0): "done", ("none", 1): "done",
-                                                  ("pre", 0): "running", ("pre", 1): "running"},
-                 what="job none done and job pre running")
+        wait_for(lambda: delay_statuses(store, eid) == {**done4, **{(s, 6, seed): "running" for s in ("none", "pre")
+                                                                    for seed in (0, 1)}},
+                 what="job d=4 done and job d=6 running")
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait(timeout=30)
-        before = store.runs(eid, schedule="none").set_index("seed")
+        before = store.runs(eid, delay=4).set_index(["schedule", "seed"])
         before_metrics = store.metrics(eid)
-        before_metrics = before_metrics[before_metrics["schedule"] == "none"].reset_index(drop=True)
+        before_metrics = before_metrics[before_metrics["run_id"].isin(before["run_id"])].reset_index(drop=True)
         assert store.experiment(eid)["status"] == "running"  # nobody knows yet that the worker is dead
         assert store.integrity_check() == "ok"
         wait_for(lambda: not store.alive_workers(max_age_s=2), timeout=30, what="the dead worker to go stale")
@@ -172,20 +190,21 @@ def test_kill_9_mid_experiment_then_a_new_worker_reruns_only_the_interrupted_run
         assert store.integrity_check() == "ok"
         exp = store.experiment(eid)
         assert exp["status"] == "done" and exp["attempts"] == 1
-        runs = store.runs(eid).set_index(["schedule", "seed"])
+        runs = store.runs(eid)
         assert set(runs["status"]) == {"done"}
-        assert list(runs.loc["pre", "attempts"]) == [1, 1] and list(runs.loc["none", "attempts"]) == [0, 0]
-        after = store.runs(eid, schedule="none").set_index("seed")
+        assert list(runs[runs["delay"] == 6]["attempts"]) == [1] * 4
+        assert list(runs[runs["delay"] == 4]["attempts"]) == [0] * 4
+        after = store.runs(eid, delay=4).set_index(["schedule", "seed"])
         # the finished runs were not rewritten: same rows, same timestamps, same curves
         assert list(after["run_id"]) == list(before["run_id"])
         assert list(after["finished_at"]) == list(before["finished_at"])
         metrics = store.metrics(eid)
-        assert metrics[metrics["schedule"] == "none"].reset_index(drop=True).equals(before_metrics)
+        assert metrics[metrics["run_id"].isin(before["run_id"])].reset_index(drop=True).equals(before_metrics)
         # and the rerun is a clean one: every number equals an uninterrupted in-process run's
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            assert_matches(store, eid, run_comparison(spec))
+                assert_matches(store, eid, run_comparison(spec), keys=("schedule", "delay", "seed"))
         finally:
             torch.set_num_threads(threads)
 
@@ -195,7 +214,8 @@ def test_cancel_stops_a_running_experiment_within_seconds(tmp_path, procs, capsy
     spec = make_spec("quick", **{**TINY, "pre_steps": 100_000})  # job pre would floss for many minutes
     with Store(path) as store:
         eid = runner.submit(spec, store)
-        worker = start_worker(procs, path, "--exit-when-idle")
+        # one job per schedule, so that job none finishes before job pre starts flossing
+        worker = start_worker(procs, path, "--exit-when-idle", FLOSS_PER_SCHEDULE="1")
         wait_for(lambda: statuses(store, eid)[("pre", 0)] == "running", what="job pre running")
         wait_for(lambda: store.experiment(eid)["progress_step"] > 25, what="flossing under way")
         t0 = time.monotonic()
@@ -245,18 +265,18 @@ def test_dask_local_cluster_stores_the_same_results_as_a_local_run(tmp_path, cap
     from floss_core.experiment import spec_from_dict
     torch.set_num_threads(1)
     try:
-        local = run_comparison(spec_from_dict(spec_dict))
+        local = run_comparison(spec_from_dict(spec_dict), batch=False)  # one job per schedule, as on Dask
     finally:
         torch.set_num_threads(threads)
     with Store(path) as store:
         assert_matches(store, eid, local)
 
 
-def test_process_pool_matches_the_in_process_run(tmp_path, reference):
+def test_process_pool_matches_the_in_process_run(tmp_path, reference_per_schedule):
     with Store(tmp_path / "floss.db") as store:
         eid = runner.run_here(make_spec("quick", **TINY), store, max_workers=2)
         assert store.experiment(eid)["status"] == "done"
-        assert_matches(store, eid, reference)
+        assert_matches(store, eid, reference_per_schedule)
         assert store.alive_workers() == []
 
 
