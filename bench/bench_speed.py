@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 import baseline  # noqa: E402
+from bench_ensemble import table  # noqa: E402  (one markdown-table printer for the bench scripts)
 from floss_core import models as M  # noqa: E402
 from floss_core import schedules as S  # noqa: E402
 from floss_core import tasks as T  # noqa: E402
@@ -48,15 +49,6 @@ def median_time(fn, reps: int, warmup: int = 1) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
-
-
-def table(rows: list[dict]) -> None:
-    cols = list(rows[0])
-    print("| " + " | ".join(cols) + " |")
-    print("|" + "---|" * len(cols))
-    for r in rows:
-        print("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in r.values()) + " |")
-    print()
 
 
 # ------------------------------------------------------------------------------ engine steps
