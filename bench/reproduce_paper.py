@@ -17,8 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from floss_core.experiment import make_spec, plan, run_job, summarize  # noqa: E402
-from floss_core.train import train  # noqa: E402
+from floss_core.experiment import Job, make_spec, plan, run_job, summarize  # noqa: E402
 
 
 def main() -> None:
@@ -45,29 +44,21 @@ def main() -> None:
             done.setdefault((rec["config"]["task"]["delay"], rec["schedule"]), []).append(rec)
     records = [r for rs in done.values() for r in rs]
     t_all = time.perf_counter()
-    jobs = [j for j in plan(spec) if (j.delay, j.schedule) not in done]
-    if a.batch:  # one ensemble per delay: all its schedules x all seeds
-        from dataclasses import replace
-        groups = {}
-        for j in jobs:
-            groups.setdefault(j.delay, []).append(j.schedule)
-        jobs = [(d, names) for d, names in groups.items()]
+    # --batch: one ensemble per delay holding every schedule not yet done; else one per (delay, schedule)
+    jobs = []
+    for j in plan(spec, batch=True):
+        todo = tuple(n for n in j.schedules if (j.delay, n) not in done)
+        jobs += [Job(j.delay, todo)] if a.batch and todo else [Job(j.delay, (n,)) for n in todo]
     for job in jobs:
         t0 = time.perf_counter()
-        if a.batch:
-            d, names = job
-            recs = train(spec.model, replace(spec.task, delay=d), spec.train, spec.floss,
-                         [s for s in spec.schedules if s.name in names], spec.seeds, device="cpu")
-            job = type("J", (), {"delay": d, "schedule": "+".join(names)})
-        else:
-            recs = run_job(spec, job)
+        recs = run_job(spec, job)
         for r in recs:
             r.pop("jacobian", None)  # keep the file small: headline figures, metrics and spectra
         with out.open("a") as f:
             for r in recs:
                 f.write(json.dumps(r) + "\n")
         records += recs
-        print(f"d={job.delay} {job.schedule}: {time.perf_counter() - t0:.0f} s, "
+        print(f"{job.label}: {time.perf_counter() - t0:.0f} s, "
               f"{sum(r['success'] for r in recs)}/{len(recs)} solved", flush=True)
     print(f"total {time.perf_counter() - t_all:.0f} s this invocation")
     print_table(records)
