@@ -297,4 +297,6 @@ def estimate_seconds(spec: ComparisonSpec, *, probe_steps: int = 2) -> float:
     total = 0.0
     for s in spec.schedules:
         total += spec.train.steps * t_train + S.planned_floss_steps(s, spec.train.steps) * t_floss
-    return total * len(spec.delays) * 1.15  # + evaluation and diagnostics, measured at about 15%
+    # evaluation and diagnostic snapshots come on top: +45 % at the paper preset (bench/RESULTS.md, engine
+    # with diagnostics on vs off, extrapolated to 3001 steps); with diagnostics off they are a few per cent
+    return total * len(spec.delays) * (1.45 if spec.train.diagnostics else 1.05)

@@ -158,3 +158,13 @@ def test_summarize_odd_count_median_and_csv_scores():
     row = X.summarize(recs)[0]
     assert row["median_convergence"] == 30.0 and row["iqr_convergence"] == pytest.approx(40.0 - 20.0)
     assert row["final_acc"] == pytest.approx(0.7)
+
+
+def test_estimate_seconds_times_real_steps_and_scales_with_the_work():
+    small = X.make_spec("quick", hidden=8, seq_len=12, delays=[4], seeds=2, steps=10, k=4, pre_steps=5,
+                        floss_len=10, floss_transient=2)
+    big = X.make_spec("quick", hidden=8, seq_len=12, delays=[4], seeds=2, steps=1000, k=4, pre_steps=5,
+                      floss_len=10, floss_transient=2)
+    a, b = X.estimate_seconds(small), X.estimate_seconds(big)
+    assert 0 < a < b and math.isfinite(b)
+    assert b > 10 * a  # 100x the training steps: far more time, whatever the timing noise
