@@ -103,6 +103,20 @@ def pick_delay(runs: pd.DataFrame) -> int | None:
     return delays[0] if delays else None
 
 
+def diagnostics_at_delay(experiment_id: int | None, what: str, missing: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The runs at the delay the user picks and their rows of a diagnostics table ('spectra' or
+    'jacobian'); stops the page with ``missing`` when the experiment stored none."""
+    need_results(experiment_id)
+    runs = read("runs", experiment_id)
+    runs = runs[runs["delay"] == pick_delay(runs)]
+    rows = read(what, experiment_id)
+    rows = rows[rows["run_id"].isin(runs["run_id"])]
+    if rows.empty:
+        st.info(missing)
+        st.stop()
+    return runs, rows
+
+
 def need_results(experiment_id: int | None, runs: pd.DataFrame | None = None) -> None:
     """Stop the page with a hint when there is nothing to show yet."""
     if experiment_id is None:

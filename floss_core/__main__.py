@@ -63,12 +63,17 @@ def _print_table(rows: list[dict], columns: list[tuple[str, str]]) -> None:
         print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
 
 
-# ------------------------------------------------------------------------------------ spectrum
-def _add_spectrum(sub) -> None:
-    p = sub.add_parser("spectrum", help="Lyapunov spectrum of a freshly initialised network")
+def _add_network_args(p) -> None:
+    """The freshly initialised network that spectrum, floss and forecast look at."""
     p.add_argument("--arch", choices=["rnn", "gru", "lstm"], default="rnn")
     p.add_argument("--hidden", type=_int, default=80)
     p.add_argument("--gain", type=_finite_float, default=1.0)
+
+
+# ------------------------------------------------------------------------------------ spectrum
+def _add_spectrum(sub) -> None:
+    p = sub.add_parser("spectrum", help="Lyapunov spectrum of a freshly initialised network")
+    _add_network_args(p)
     p.add_argument("--k", type=_int, default=None, help="exponents (default: the state dimension)")
     p.add_argument("--steps", type=_int, default=1000)
     p.add_argument("--transient", type=_int, default=100)
@@ -119,9 +124,7 @@ def _cmd_spectrum(a) -> None:
 # ------------------------------------------------------------------------------------ floss
 def _add_floss(sub) -> None:
     p = sub.add_parser("floss", help="floss a freshly initialised network with no task")
-    p.add_argument("--arch", choices=["rnn", "gru", "lstm"], default="rnn")
-    p.add_argument("--hidden", type=_int, default=80)
-    p.add_argument("--gain", type=_finite_float, default=1.0)
+    _add_network_args(p)
     p.add_argument("--k", type=_int, default=8)
     p.add_argument("--floss-steps", type=_int, default=300)
     p.add_argument("--floss-len", type=_int, default=55)
@@ -548,9 +551,7 @@ def _cmd_report(a) -> None:
 # ------------------------------------------------------------------------------------ forecast
 def _add_forecast(sub) -> None:
     p = sub.add_parser("forecast", help="trainability forecast of a freshly initialised network for a delay")
-    p.add_argument("--arch", choices=["rnn", "gru", "lstm"], default="rnn")
-    p.add_argument("--hidden", type=_int, default=80)
-    p.add_argument("--gain", type=_finite_float, default=1.0)
+    _add_network_args(p)
     p.add_argument("--delay", type=_int, required=True, help="steps the task must bridge")
     p.add_argument("--tol", type=_finite_float, default=1e-3, help="gradient shrink factor counted as lost")
     p.add_argument("--steps", type=_int, default=1000)

@@ -10,15 +10,8 @@ st.write("The exponents λ_i measure how fast perturbations of the network's sta
          "top k exponents toward 0. Lines are the mean across seeds, bands ± 1 standard deviation.")
 
 experiment_id = ui.select_experiment(finished_only=True)
-ui.need_results(experiment_id)
-runs = ui.read("runs", experiment_id)
-delay = ui.pick_delay(runs)
-runs = runs[runs["delay"] == delay]
-spectra = ui.read("spectra", experiment_id)
-spectra = spectra[spectra["run_id"].isin(runs["run_id"])]
-if spectra.empty:
-    st.info("This experiment stored no spectra (it ran with diagnostics off).")
-    st.stop()
+runs, spectra = ui.diagnostics_at_delay(experiment_id, "spectra",
+                                      "This experiment stored no spectra (it ran with diagnostics off).")
 
 band = views.spectrum_band(spectra, runs)
 summary = views.lambda1_by_stage(band)

@@ -10,15 +10,8 @@ st.write("The long-term Jacobian maps a perturbation of the state to its effect 
          "output with respect to the state h steps back shows how much signal training gets from that far.")
 
 experiment_id = ui.select_experiment(finished_only=True)
-ui.need_results(experiment_id)
-runs = ui.read("runs", experiment_id)
-delay = ui.pick_delay(runs)
-runs = runs[runs["delay"] == delay]
-jac = ui.read("jacobian", experiment_id)
-jac = jac[jac["run_id"].isin(runs["run_id"])]
-if jac.empty:
-    st.info("This experiment stored no Jacobian diagnostics (it ran with diagnostics off).")
-    st.stop()
+runs, jac = ui.diagnostics_at_delay(experiment_id, "jacobian",
+                                  "This experiment stored no Jacobian diagnostics (it ran with diagnostics off).")
 
 stage = st.radio("Snapshot", views.STAGES, index=2, horizontal=True,
                  help="after flossing: right after the first flossing phase (schedules that floss)")
