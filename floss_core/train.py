@@ -251,8 +251,10 @@ def floss_phase(model: M.ModelConfig, params: dict, floss: FlossConfig, n_steps:
 def task_forward(model: M.ModelConfig, params: dict, batch: T.Batch, kind: str):
     """Loss per member (E,) and the scored outputs of one batch: inputs (T, E, B, C)."""
     x0 = M.initial_state(params, batch.inputs.shape[2])
-    states = M.run(model, params, x0, batch.inputs)
-    out = M.readout(model, params, states[batch.mask])
+    if model.arch == "rnn":       # drive, recurrence and readout fused (one matmul per step)
+        out = M.rnn_readouts(params, x0, batch.inputs)[batch.mask]
+    else:
+        out = M.readout(model, params, M.run(model, params, x0, batch.inputs)[batch.mask])
     targets = batch.targets[batch.mask]
     scored = torch.ones(out.shape[0], dtype=torch.bool, device=out.device)
     return T.task_loss(out, targets, scored, kind), out, targets, scored

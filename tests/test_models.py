@@ -188,6 +188,39 @@ def test_fused_rnn_run_gradcheck():
     assert torch.autograd.gradcheck(run, inputs, eps=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_fused_readout_kernel_equals_readout_of_the_step_loop_forward_and_backward(bias):
+    # drive, recurrence and readout in one matmul per step: the same readouts and the same gradient
+    # for every parameter (the readout, input weights, bias and initial state included) and the inputs
+    cfg = M.ModelConfig(hidden=6, gain=1.7, bias=bias, relax_steps=3)
+    base = {k: v.double() for k, v in M.init_ensemble(cfg, 2, 3, [1, 2, 3], batch=4).items()}
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(11, 3, 4, 2, generator=g, dtype=F64)
+    w = torch.randn(11, 3, 4, 3, generator=g, dtype=F64)        # a generic loss on every readout
+    got = {}
+    for fused in (True, False):
+        p = {k: v.clone().requires_grad_(True) for k, v in base.items()}
+        xx = x.clone().requires_grad_(True)
+        x0 = M.initial_state(p, 4)
+        r = M.rnn_readouts(p, x0, xx) if fused else M.readout(cfg, p, M.run(cfg, p, x0, xx, fused=False))
+        (r * w).sum().backward()
+        got[fused] = [r.detach(), xx.grad] + [p[k].grad for k in sorted(p)]
+    for a, b in zip(got[True], got[False]):
+        assert torch.allclose(a, b, atol=1e-12, rtol=0)
+
+
+def test_fused_readout_kernel_gradcheck():
+    cfg = M.ModelConfig(hidden=3, gain=1.5, relax_steps=0)
+    base = {k: v.double() for k, v in M.init_ensemble(cfg, 1, 2, [4, 5], batch=2).items()}
+    x = torch.randn(5, 2, 2, 1, generator=torch.Generator().manual_seed(6), dtype=F64, requires_grad=True)
+    names = sorted(base)
+
+    def f(x, *vals):
+        p = dict(zip(names, vals))
+        return M.rnn_readouts(p, M.initial_state(p, 2), x)
+    assert torch.autograd.gradcheck(f, (x, *(base[k].requires_grad_(True) for k in names)), eps=1e-6, atol=1e-7)
+
+
 def test_run_uses_the_fused_kernel_with_the_same_numbers_in_float32():
     cfg = M.ModelConfig(hidden=8, gain=1.5)
     p = M.init_ensemble(cfg, C, 1, [0, 1], batch=B)
