@@ -153,24 +153,49 @@ def spec_from_dict(d: dict) -> ComparisonSpec:
 
 @dataclass(frozen=True)
 class Job:
-    """One ensemble: all seeds of the named schedules at one delay."""
+    """One ensemble: the named schedules at one delay, for ``seeds`` (empty: all the spec's seeds)."""
     delay: int
     schedules: tuple[str, ...]
+    seeds: tuple[int, ...] = ()
 
     @property
     def label(self) -> str:
-        return f"d={self.delay} {'+'.join(self.schedules)}" if len(self.schedules) > 1 else \
-            f"d={self.delay} {self.schedules[0]}"
+        text = f"d={self.delay} {'+'.join(self.schedules)}"
+        if self.seeds:
+            text += f" seeds {self.seeds[0]}-{self.seeds[-1]}" if len(self.seeds) > 1 else f" seed {self.seeds[0]}"
+        return text
+
+    def seed_list(self, spec: "ComparisonSpec") -> tuple[int, ...]:
+        return self.seeds or tuple(spec.seeds)
 
 
-def plan(spec: ComparisonSpec, *, batch: bool = True) -> list[Job]:
+def _shards(seeds, n: int) -> list[tuple[int, ...]]:
+    """``seeds`` cut into min(n, len) contiguous parts whose sizes differ by at most one."""
+    seeds, n = tuple(seeds), max(1, min(n, len(seeds)))
+    size, extra = divmod(len(seeds), n)
+    out, start = [], 0
+    for i in range(n):
+        stop = start + size + (i < extra)
+        out.append(seeds[start:stop])
+        start = stop
+    return out
+
+
+def plan(spec: ComparisonSpec, *, batch: bool = True, shards: int = 1) -> list[Job]:
     """The ensembles to train. ``batch``: one per delay holding every schedule (E = schedules × seeds,
-    the cheapest on one process: per-op overheads are shared); else one per (delay, schedule), which
-    lets a process pool or a Dask cluster spread them."""
+    the cheapest on one process: per-op overheads are shared); else one per (delay, schedule).
+    ``shards`` > 1 also cuts the seeds into that many parts, one job each, so that parallel processes
+    (one per CPU core) share the work evenly: every part trains every schedule, so a process with the
+    flossing schedules does not lag behind one without."""
     names = tuple(s.name for s in spec.schedules)
-    if batch:
-        return [Job(d, names) for d in spec.delays]
-    return [Job(d, (n,)) for d in spec.delays for n in names]
+    groups = [names] if batch else [(n,) for n in names]
+    parts = [()] if shards <= 1 else _shards(spec.seeds, shards)
+    return [Job(d, g, part) for d in spec.delays for g in groups for part in parts]
+
+
+def shards_for(spec: ComparisonSpec, workers: int) -> int:
+    """Seed parts per delay that keep ``workers`` processes busy: ceil(workers / delays)."""
+    return max(1, -(-int(workers) // max(1, len(spec.delays))))
 
 
 def job_units(spec: ComparisonSpec, job: Job) -> int:
@@ -182,16 +207,18 @@ def run_job(spec: ComparisonSpec, job: Job, *, on_progress=None, should_stop=Non
     """Train one ensemble; records carry the delay and the comparison's name in their config."""
     schedules = [s for s in spec.schedules if s.name in job.schedules]
     records = train(spec.model, replace(spec.task, delay=job.delay), spec.train, spec.floss, schedules,
-                    spec.seeds, device=spec.device, on_progress=on_progress, should_stop=should_stop)
+                    job.seed_list(spec), device=spec.device, on_progress=on_progress, should_stop=should_stop)
     for r in records:
         r["config"]["comparison"] = spec.name
         r["config"]["preset"] = spec.preset
     return records
 
 
-def run_comparison(spec: ComparisonSpec, *, on_progress=None, should_stop=None, batch: bool = True) -> list[dict]:
-    """Run every job in this process, one after another. ``on_progress(done, total, phase)``."""
-    jobs = plan(spec, batch=batch)
+def run_comparison(spec: ComparisonSpec, *, on_progress=None, should_stop=None, batch: bool = True,
+                   shards: int = 1) -> list[dict]:
+    """Run every job of ``plan(spec, batch=, shards=)`` in this process, one after another.
+    ``on_progress(done, total, phase)``."""
+    jobs = plan(spec, batch=batch, shards=shards)
     total = sum(job_units(spec, j) for j in jobs)
     offset, records = 0, []
     for job in jobs:

@@ -33,7 +33,8 @@ import uuid
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from .experiment import ComparisonSpec, Job, job_units, plan, run_job, spec_from_dict, spec_to_dict, validate_spec
+from .experiment import (ComparisonSpec, Job, job_units, plan, run_job, shards_for, spec_from_dict, spec_to_dict,
+                         validate_spec)
 from .store import FINAL_RUN_STATUSES, Store
 from .train import Cancelled
 
@@ -92,9 +93,21 @@ def planned_runs(spec: ComparisonSpec) -> list[dict]:
     return runs
 
 
-def total_units(spec: ComparisonSpec, *, batch: bool = True) -> int:
-    """Work units (flossing + training steps) of the whole comparison, as planned with ``batch``."""
-    return sum(job_units(spec, job) for job in plan(spec, batch=batch))
+def total_units(spec: ComparisonSpec, *, batch: bool = True, shards: int = 1) -> int:
+    """Work units (flossing + training steps) of the whole comparison, as planned."""
+    return sum(job_units(spec, job) for job in plan(spec, batch=batch, shards=shards))
+
+
+def planned_jobs(spec: ComparisonSpec, executor: str, max_workers: int | None) -> tuple[bool, int]:
+    """(batch, shards) for ``plan``. One local process: every schedule and seed of a delay in one
+    ensemble (per-op overheads shared). A local pool of W processes: still every schedule per
+    ensemble, but the seeds cut into parts so that W processes (one per core) share the work evenly.
+    Dask: one job per schedule. FLOSS_PER_SCHEDULE=1 keeps one job per schedule everywhere (finer
+    progress and crash recovery)."""
+    if os.environ.get("FLOSS_PER_SCHEDULE") == "1" or executor != "local":
+        return False, 1
+    workers = max_workers or 1
+    return True, shards_for(spec, workers) if workers > 1 else 1
 
 
 def submit(spec: ComparisonSpec, store, *, worker_id: str | None = None) -> int:
@@ -198,15 +211,13 @@ def _run_experiment(store: Store, experiment_id, executor, scheduler, worker_id,
 
     runs = store.runs(experiment_id)
     final = {(int(r.delay), r.schedule, int(r.seed)) for r in runs.itertuples() if r.status in FINAL_RUN_STATUSES}
-    # one process: every schedule of a delay in one ensemble; a pool or a cluster: one job per schedule
-    # (FLOSS_PER_SCHEDULE=1 keeps one job per schedule here too: finer progress and crash recovery)
-    batch = executor == "local" and (max_workers or 1) <= 1 and os.environ.get("FLOSS_PER_SCHEDULE") != "1"
-    jobs = plan(spec, batch=batch)
+    batch, shards = planned_jobs(spec, executor, max_workers)
+    jobs = plan(spec, batch=batch, shards=shards)
     pending = [job for job in jobs
-               if not all((job.delay, n, s) in final for n in job.schedules for s in spec.seeds)]
-    skip = {(job.delay, n): {s for s in spec.seeds if (job.delay, n, s) in final}
-            for job in pending for n in job.schedules}
-    total = total_units(spec, batch=batch)
+               if not all((job.delay, n, s) in final for n in job.schedules for s in job.seed_list(spec))]
+    skip = {(d, s.name): {seed for seed in spec.seeds if (d, s.name, seed) in final}
+            for d in spec.delays for s in spec.schedules}
+    total = total_units(spec, batch=batch, shards=shards)
     progress = _Progress(store, experiment_id, total, total - sum(job_units(spec, j) for j in pending))
     progress.update(progress.done, force=True)
     log.info("experiment %s (%s): %d of %d jobs to run on %s%s", experiment_id, spec.name, len(pending),
@@ -338,10 +349,10 @@ def _pool_init(stop_event, progress_array) -> None:
 
 def _mark_running(store: Store, experiment_id: int, spec, job: Job) -> None:
     for name in job.schedules:
-        store.set_run_status(experiment_id, name, spec.seeds, "running", delay=job.delay)
+        store.set_run_status(experiment_id, name, job.seed_list(spec), "running", delay=job.delay)
 
 
-def _pool_job(spec_dict: dict, delay: int, schedules: list, slot: int) -> list[dict]:
+def _pool_job(spec_dict: dict, delay: int, schedules: list, seeds: list, slot: int) -> list[dict]:
     if _POOL_STOP.is_set():  # cancelled while this process was still starting
         raise Cancelled()
     spec = spec_from_dict(spec_dict)
@@ -349,7 +360,8 @@ def _pool_job(spec_dict: dict, delay: int, schedules: list, slot: int) -> list[d
     def on_progress(done, _total, _phase):
         _POOL_PROGRESS[slot] = done
 
-    return run_job(spec, Job(delay, tuple(schedules)), on_progress=on_progress, should_stop=_POOL_STOP.is_set)
+    return run_job(spec, Job(delay, tuple(schedules), tuple(seeds)), on_progress=on_progress,
+                   should_stop=_POOL_STOP.is_set)
 
 
 def _run_pool(spec, jobs, save, progress: _Progress, max_workers: int) -> None:
@@ -366,7 +378,8 @@ def _run_pool(spec, jobs, save, progress: _Progress, max_workers: int) -> None:
         futures = {}
         for slot, job in enumerate(jobs):
             _mark_running(store, eid, spec, job)
-            futures[pool.submit(_pool_job, spec_dict, job.delay, list(job.schedules), slot)] = (slot, job)
+            futures[pool.submit(_pool_job, spec_dict, job.delay, list(job.schedules), list(job.seeds),
+                                slot)] = (slot, job)
         # stop: the jobs poll the event every step and raise Cancelled
         _drain(spec, futures, save, progress, lambda f: f.result(), lambda _left: stop_event.set(),
                in_flight=lambda slot: int(shared[slot]))
@@ -378,7 +391,8 @@ def _run_pool(spec, jobs, save, progress: _Progress, max_workers: int) -> None:
 
 
 # ---- Dask
-def _dask_job(spec_dict: dict, delay: int, schedules: list, stop_name: str | None = None) -> str:
+def _dask_job(spec_dict: dict, delay: int, schedules: list, stop_name: str | None = None,
+              seeds: list | None = None) -> str:
     """A Dask task: train one ensemble, return its run records as JSON text (plain data only)."""
     import torch
 
@@ -395,7 +409,8 @@ def _dask_job(spec_dict: dict, delay: int, schedules: list, stop_name: str | Non
             last[0] = time.monotonic()
             return event.is_set()
 
-    records = run_job(spec_from_dict(spec_dict), Job(delay, tuple(schedules)), should_stop=should_stop)
+    records = run_job(spec_from_dict(spec_dict), Job(delay, tuple(schedules), tuple(seeds or ())),
+                      should_stop=should_stop)
     return json.dumps(records)  # NaN / Infinity survive json's own round trip
 
 
@@ -418,7 +433,8 @@ def _run_dask(spec, jobs, save, progress: _Progress, scheduler: str) -> None:
         for job in jobs:
             _mark_running(store, eid, spec, job)
             key = f"floss-{eid}-{job.delay}-{'-'.join(job.schedules)}-{uuid.uuid4().hex[:6]}"
-            futures[client.submit(_dask_job, spec_dict, job.delay, list(job.schedules), stop_name, key=key)] = (0, job)
+            futures[client.submit(_dask_job, spec_dict, job.delay, list(job.schedules), stop_name,
+                                  list(job.seeds), key=key)] = (0, job)
 
         def stop(left):
             event.set()

@@ -168,3 +168,15 @@ def test_estimate_seconds_times_real_steps_and_scales_with_the_work():
     a, b = X.estimate_seconds(small), X.estimate_seconds(big)
     assert 0 < a < b and math.isfinite(b)
     assert b > 10 * a  # 100x the training steps: far more time, whatever the timing noise
+
+
+def test_plan_cuts_seeds_into_even_parts_and_each_part_trains_every_schedule():
+    spec = X.make_spec("quick", seeds=9, delays=[10, 20], schedules=["none", "pre"])
+    jobs = X.plan(spec, shards=2)
+    assert [(j.delay, j.schedules, j.seeds) for j in jobs] == [
+        (10, ("none", "pre"), (0, 1, 2, 3, 4)), (10, ("none", "pre"), (5, 6, 7, 8)),
+        (20, ("none", "pre"), (0, 1, 2, 3, 4)), (20, ("none", "pre"), (5, 6, 7, 8))]
+    assert X.plan(spec) == [X.Job(10, ("none", "pre")), X.Job(20, ("none", "pre"))]
+    assert len(X.plan(spec, shards=50)) == 18                   # never more parts than seeds
+    assert X.shards_for(spec, 2) == 1 and X.shards_for(spec, 4) == 2 and X.shards_for(spec, 5) == 3
+    assert jobs[1].label == "d=10 none+pre seeds 5-8" and jobs[1].seed_list(spec) == (5, 6, 7, 8)

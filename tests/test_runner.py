@@ -18,7 +18,7 @@ import torch
 
 from floss_core import runner
 from floss_core.__main__ import main
-from floss_core.experiment import make_spec, run_comparison
+from floss_core.experiment import make_spec, plan, run_comparison
 from floss_core.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,11 +75,11 @@ def statuses(store, eid) -> dict:
     return {(r.schedule, r.seed): r.status for r in store.runs(eid).itertuples()}
 
 
-def _reference(batch: bool):
+def _reference(batch: bool, shards: int = 1):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return run_comparison(make_spec("quick", **TINY), batch=batch)
+        return run_comparison(make_spec("quick", **TINY), batch=batch, shards=shards)
     finally:
         torch.set_num_threads(threads)
 
@@ -272,11 +272,14 @@ def test_dask_local_cluster_stores_the_same_results_as_a_local_run(tmp_path, cap
         assert_matches(store, eid, local)
 
 
-def test_process_pool_matches_the_in_process_run(tmp_path, reference_per_schedule):
+def test_process_pool_matches_the_in_process_run(tmp_path):
+    # a pool of 2 cuts the seeds in two parts, each training both schedules in one ensemble
+    spec = make_spec("quick", **TINY)
+    assert [j.seeds for j in plan(spec, shards=2)] == [(0,), (1,)] and runner.planned_jobs(spec, "local", 2) == (True, 2)
     with Store(tmp_path / "floss.db") as store:
-        eid = runner.run_here(make_spec("quick", **TINY), store, max_workers=2)
+        eid = runner.run_here(spec, store, max_workers=2)
         assert store.experiment(eid)["status"] == "done"
-        assert_matches(store, eid, reference_per_schedule)
+        assert_matches(store, eid, _reference(True, shards=2))
         assert store.alive_workers() == []
 
 
