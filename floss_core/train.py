@@ -20,6 +20,7 @@ import torch
 from . import models as M
 from . import schedules as S
 from . import tasks as T
+from .fastqr import rnn_lyapunov_spectrum
 from .flossing import flossing_loss
 from .lyapunov import gradient_vs_horizon, long_term_jacobian, lyapunov_spectrum, random_orthonormal
 
@@ -35,7 +36,9 @@ class FlossConfig:
     batch: int = 1               # flossing sequences per step
     lr: float = 1e-3             # its own Adam, no clipping
     target: float = 0.0          # λ* the exponents are pushed to
-    qr: str = "householder"      # householder | cholesky
+    qr: str = "auto"             # auto: the rnn's fused window kernel (CholeskyQR, float64 Gram, hand-written
+                                 # backward; floss_core/fastqr.py), Householder for gru/lstm |
+                                 # householder (LAPACK, autograd) | cholesky (CholeskyQR2, autograd)
     through_states: bool = True  # differentiate through the state trajectory too (the reference does);
                                  # False: only through the one-step Jacobians (lower-variance gradient in
                                  # chaotic nets, where the trajectory term grows like e^{λ_1 t})
@@ -89,6 +92,9 @@ def versions() -> dict:
             "python": platform.python_version()}
 
 
+QR_CHOICES = ("auto", "householder", "cholesky")
+
+
 def validate_floss(f: FlossConfig, d: int) -> None:
     if not 1 <= f.k <= d:
         raise ValueError(f"k must be in 1..{d} (the state dimension), got {f.k}")
@@ -100,8 +106,8 @@ def validate_floss(f: FlossConfig, d: int) -> None:
         raise ValueError(f"floss batch must be >= 1, got {f.batch}")
     if not f.lr > 0:
         raise ValueError(f"floss lr must be > 0, got {f.lr}")
-    if f.qr not in ("householder", "cholesky"):
-        raise ValueError(f"unknown qr {f.qr!r}; choose one of householder, cholesky")
+    if f.qr not in QR_CHOICES:
+        raise ValueError(f"unknown qr {f.qr!r}; choose one of {', '.join(QR_CHOICES)}")
 
 
 def validate_train(t: TrainConfig) -> None:
@@ -207,8 +213,13 @@ def flossing_exponents(model: M.ModelConfig, params: dict, floss: FlossConfig, i
     states = M.run_driven(model, params, x0, u, fused=fused) if fused or not floss.through_states else None
     if states is not None and not floss.through_states:
         states = states.detach()
+    if fused and floss.qr == "auto" and model.arch == "rnn":
+        # the window kernel: states before each step, x_0 .. x_{L-1}; the same exponents (tests compare)
+        return rnn_lyapunov_spectrum(torch.cat([x0[None], states[:-1]]), params["J"], Q0[:, None],
+                                     transient=floss.transient, qr_every=floss.qr_every)
     return lyapunov_spectrum(M.step_fn(model, params), x0, u, floss.k, jacobian=M.jacobian_fn(model, params),
-                             transient=floss.transient, qr_every=floss.qr_every, Q0=Q0[:, None], qr=floss.qr,
+                             transient=floss.transient, qr_every=floss.qr_every, Q0=Q0[:, None],
+                             qr="householder" if floss.qr == "auto" else floss.qr,
                              trajectory=states)
 
 

@@ -1,0 +1,218 @@
+"""A fused, exact, differentiable Lyapunov tangent kernel for the vanilla RNN ``x_t = J tanh(x_{t-1}) + u_t``.
+
+The same numbers as ``lyapunov_spectrum`` with the analytic RNN tangent (``models._rnn_jacobian``) and
+Householder QR, but with its own forward and a hand-written backward (the style of
+``models._RNNSequence``):
+
+* forward QR is CholeskyQR: ``G = AᵀA`` (accumulated in ``gram_dtype``, float64 by default, so an
+  ill-conditioned A keeps a positive definite Gram), ``R = chol(G)`` upper with positive diagonal,
+  ``Q = A R⁻¹`` by one triangular solve. The QR with positive diag(R) is unique, so ``log R_ii`` equals
+  Householder's ``log|R_ii|`` in exact arithmetic; Q differs from LAPACK's only by column signs, which
+  no later ``|R_ii|`` sees. A step whose Gram is not positive definite (a rank-deficient A, or one too
+  ill-conditioned for ``gram_dtype``) falls back to ``torch.linalg.qr`` for that step.
+  Accuracy: one CholeskyQR pass has error ~ cond(A)² · eps(gram_dtype) against Householder's
+  cond(A) · eps(input dtype); with a float64 Gram for float32 data that is far below float32's own
+  rounding (while cond(A) < ~1e7; beyond, Cholesky fails and Householder takes over). When the Gram is no
+  more precise than the data (float64 data, or an explicit float32 Gram) ``refine`` (the default there)
+  adds a second pass, CholeskyQR2, which restores Householder-level accuracy (gradcheck needs it).
+* backward is the QR adjoint (A = QR, m ≥ n) followed by the adjoint of ``A = J (s ⊙ Q)``,
+  ``s = 1 - tanh²(x_{t-1})``, with no autograd graph: a handful of batched matmuls per step.
+
+Shapes: E networks, b sequences each, N units, k tangent vectors, L steps; every (E, b) pair is an
+independent system, flattened to one batch dimension B = E·b inside.
+"""
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+from .lyapunov import _check
+
+
+def qr_schedule(steps: int, qr_every: int = 1) -> tuple[int, ...]:
+    """The 1-based QR steps ``lyapunov_spectrum`` uses: every ``qr_every``-th step and always the last."""
+    if steps < 1 or qr_every < 1:
+        raise ValueError(f"steps and qr_every must be >= 1, got {steps} and {qr_every}")
+    return tuple(range(qr_every, steps, qr_every)) + (steps,)
+
+
+def _qr_step(A: torch.Tensor, gram_dtype: torch.dtype, refine: bool = False):
+    """One re-orthonormalisation of A (B, N, k): ``(Q (B, N, k), R (B, k, k), fell_back)``, both in
+    ``gram_dtype``, R upper triangular with diag(R) >= 0 and A = QR.
+
+    CholeskyQR in ``gram_dtype`` (with ``refine`` a second pass on Q, CholeskyQR2: Householder-level
+    accuracy when ``gram_dtype`` is no more precise than A); if any Gram matrix is not positive definite
+    (``cholesky_ex`` info), Householder QR (``torch.linalg.qr``) for the whole step, signs fixed so that
+    diag(R) >= 0 (a zero R_ii keeps its column's sign). The tensors come in whatever memory layout LAPACK
+    returns (column-major): every later op takes strides as they are, so no transposing copy is made."""
+    Ag = A if A.dtype == gram_dtype else A.to(gram_dtype)
+    R, info = torch.linalg.cholesky_ex(torch.bmm(Ag.mT, Ag), upper=True)
+    if not _failed(info):
+        Q = torch.linalg.solve_triangular(R, Ag, upper=True, left=False)
+        if not refine:
+            return Q, R, False
+        R2, info = torch.linalg.cholesky_ex(torch.bmm(Q.mT, Q), upper=True)
+        if not _failed(info):
+            return torch.linalg.solve_triangular(R2, Q, upper=True, left=False), torch.bmm(R2, R), False
+    Q, R = torch.linalg.qr(Ag)
+    sign = torch.sign(R.diagonal(dim1=-2, dim2=-1))
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    return Q * sign.unsqueeze(-2), R * sign.unsqueeze(-1), True
+
+
+def _failed(info: torch.Tensor) -> bool:
+    # a 9-element int tensor: numpy's any() skips two dispatcher round trips per step on CPU
+    return bool(info.numpy().any() if info.device.type == "cpu" else info.any())
+
+
+class _RNNTangentLogs(torch.autograd.Function):
+    """log diag(R_t) at the QR steps of ``Q_t = J diag(1 - tanh²(x_{t-1})) Q_{t-1}``, hand-written backward.
+
+    Per-step tensors are kept in lists, not preallocated (L, ...) buffers: on CPU a fresh multi-MB
+    buffer costs a page fault per 4 KiB page on every call (about 20% of the forward at the
+    benchmark size), while per-step blocks are recycled by the allocator from the previous call."""
+
+    @staticmethod
+    def forward(ctx, Xprev, J, Q0, qr_steps, gram_dtype, refine):
+        L, E, b, N = Xprev.shape
+        k = Q0.shape[-1]
+        B, dt = E * b, Xprev.dtype
+        T = torch.tanh(Xprev).reshape(L, B, N)
+        S = torch.mul(T, T).neg_().add_(1.0).unsqueeze(-1)       # tanh'(x_{t-1}) (L, B, N, 1)
+        St = S.unbind(0)
+        Jb = J if b == 1 else J.repeat_interleave(b, dim=0)       # (B, N, N): member e's J for each of its b
+        is_qr = [False] * (L + 1)
+        for t in qr_steps:
+            is_qr[t] = True
+        Q = Q0.expand(E, b, N, k).reshape(B, N, k)
+        Qs, Ps, Rs, diag = [Q], [], [], []                        # Q_0..Q_L, P_1..P_L, R and diag R at QR steps
+        fallbacks = 0
+        for t in range(1, L + 1):
+            P = St[t - 1] * Q                                     # P_t = s_t ⊙ Q_{t-1}
+            Ps.append(P)
+            Q = torch.bmm(Jb, P)                                  # A_t (between QRs, Q_t itself)
+            if is_qr[t]:
+                Q, R, fell = _qr_step(Q, gram_dtype, refine)
+                fallbacks += fell
+                diag.append(R.diagonal(dim1=-2, dim2=-1).clone())   # not a view: R itself can go
+                Rs.append(R.to(dt))
+                Q = Q.to(dt)
+            Qs.append(Q)
+        tiny = torch.finfo(dt).tiny
+        diag = torch.stack(diag)
+        logs = torch.log(diag.clamp_min(tiny)).to(dt)
+        ctx.save_for_backward(T, S, Jb)
+        ctx.Qs, ctx.Ps, ctx.Rs, ctx.mask = Qs, Ps, Rs, diag > tiny
+        ctx.shape, ctx.is_qr = (L, E, b, N, k), is_qr
+        ctx.fallbacks = fallbacks            # steps that took Householder (logs.grad_fn.fallbacks)
+        return logs.view(len(qr_steps), E, b, k)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, glogs):
+        T, S, Jb = ctx.saved_tensors
+        Qs, Ps, Rs = ctx.Qs, ctx.Ps, ctx.Rs
+        L, E, b, N, k = ctx.shape
+        is_qr = ctx.is_qr
+        need_x, need_J = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        B, nq = E * b, len(Rs)
+        # R_ii ∂log(max(R_ii, tiny))/∂R_ii: the incoming weight itself, 0 where the clamp was active
+        g = (glogs.reshape(nq, B, k) * ctx.mask).unbind(0)
+        gJb = torch.zeros_like(Jb) if need_J else None
+        gS = T.new_empty((L, B, N)) if need_x else None
+        gSt, St = (gS.unbind(0) if need_x else None), S.unbind(0)
+        JbT = Jb.mT
+        gQ = None                                                 # ∂/∂Q_t; Q_L feeds nothing but logs
+        j = nq - 1
+        for t in range(L, 0, -1):
+            if is_qr[t]:
+                Q = Qs[t]
+                if gQ is None:                                    # M = R gRᵀ = diag(g): X = Q diag(g)
+                    X = Q * g[j].unsqueeze(-2)
+                else:                                             # X = gQ + Q copyltu(R gRᵀ - gQᵀ Q)
+                    W = torch.bmm(gQ.mT, Q)
+                    d = g[j] - W.diagonal(dim1=-2, dim2=-1)
+                    W.tril_(-1)
+                    C = torch.add(W, W.mT)                        # C = -copyltu(M)
+                    C.diagonal(dim1=-2, dim2=-1).sub_(d)
+                    X = torch.baddbmm(gQ, Q, C, alpha=-1.0)
+                gA = torch.linalg.solve_triangular(Rs[j].mT, X, upper=False, left=False)   # X R⁻ᵀ
+                j -= 1
+            else:
+                gA = gQ
+            if need_J:
+                gJb.baddbmm_(gA, Ps[t - 1].mT)                    # dJ += gA (s ⊙ Q_{t-1})ᵀ
+            if t == 1 and not need_x:
+                break
+            V = torch.bmm(JbT, gA)                                # Jᵀ gA
+            if need_x:
+                torch.linalg.vecdot(V, Qs[t - 1], dim=-1, out=gSt[t - 1])   # ∂/∂s_t
+            gQ = V.mul_(St[t - 1])                                # ∂/∂Q_{t-1} = s ⊙ Jᵀ gA
+        gX = None
+        if need_x:                                                # ds/dx = -2 tanh(x) (1 - tanh²(x))
+            gX = gS.mul_(T).mul_(S.squeeze(-1)).mul_(-2.0).view(L, E, b, N)
+        gJ = None
+        if need_J:
+            gJ = gJb if b == 1 else gJb.view(E, b, N, N).sum(1)
+        return gX, gJ, None, None, None, None
+
+
+def rnn_tangent_logs(Xprev: torch.Tensor, J: torch.Tensor, Q0: torch.Tensor, qr_steps,
+                     *, gram_dtype: torch.dtype = torch.float64, refine: bool | None = None) -> torch.Tensor:
+    """log|diag R_t| of the RNN tangent dynamics at the given QR steps, differentiable in Xprev and J.
+
+    Args:
+      Xprev: (L, E, b, N) the state before each step t = 1..L (x_0, ..., x_{L-1}).
+      J: (E, N, N) recurrent weights; the one-step Jacobian is D_t = J diag(1 - tanh²(x_{t-1})).
+      Q0: (E, b, N, k) orthonormal tangent start (b may be 1 to share it); not differentiated.
+      qr_steps: strictly increasing 1-based steps at which Q is re-orthonormalised; must contain L.
+        Between them Q_t = D_t Q_{t-1}; at them (Q_t, R_t) = QR(D_t Q_{t-1}).
+      gram_dtype: dtype the Gram matrix, its Cholesky factor and Q = A R⁻¹ are computed in.
+      refine: a second CholeskyQR pass per QR step (twice the QR cost); default: only when
+        ``gram_dtype`` is no more precise than Xprev's dtype.
+    Returns:
+      (len(qr_steps), E, b, k) log|R_ii| (clamped at the dtype's smallest normal number), in the
+      dtype of Xprev.
+    """
+    if Xprev.dim() != 4:
+        raise ValueError(f"Xprev must be (L, E, b, N), got shape {tuple(Xprev.shape)}")
+    L, E, b, N = Xprev.shape
+    if L < 1 or E < 1 or b < 1 or N < 1:
+        raise ValueError(f"Xprev must have L, E, b, N >= 1, got shape {tuple(Xprev.shape)}")
+    if tuple(J.shape) != (E, N, N):
+        raise ValueError(f"J must be (E, N, N) = {(E, N, N)}, got {tuple(J.shape)}")
+    if Q0.dim() != 4 or Q0.shape[0] != E or Q0.shape[1] not in (1, b) or Q0.shape[2] != N:
+        raise ValueError(f"Q0 must be (E, b, N, k) = ({E}, {b} or 1, {N}, k), got {tuple(Q0.shape)}")
+    k = Q0.shape[-1]
+    if not 1 <= k <= N:
+        raise ValueError(f"k must be in 1..{N}, got {k}")
+    if not (Xprev.dtype.is_floating_point and J.dtype == Xprev.dtype and gram_dtype.is_floating_point):
+        raise ValueError(f"Xprev and J must share one floating dtype, got {Xprev.dtype} and {J.dtype}")
+    steps = tuple(int(t) for t in qr_steps)
+    if not steps or steps[-1] != L or steps[0] < 1 or any(a >= c for a, c in itertools.pairwise(steps)):
+        raise ValueError(f"qr_steps must be strictly increasing steps in 1..L that include the last step "
+                         f"L={L}, got {steps}")
+    if refine is None:
+        refine = torch.finfo(gram_dtype).eps >= torch.finfo(Xprev.dtype).eps
+    return _RNNTangentLogs.apply(Xprev, J, Q0.detach().to(Xprev.dtype), steps, gram_dtype, bool(refine))
+
+
+def rnn_lyapunov_spectrum(Xprev: torch.Tensor, J: torch.Tensor, Q0: torch.Tensor, *, transient: int = 0,
+                          qr_every: int = 1, gram_dtype: torch.dtype = torch.float64,
+                          refine: bool | None = None) -> torch.Tensor:
+    """The first k exponents (E, b, k), sorted descending, exactly as ``lyapunov_spectrum`` counts them
+    (QR every ``qr_every`` steps and at the last; rows after the transient rounded up to a QR boundary,
+    averaged over the steps they cover), from ``rnn_tangent_logs``."""
+    L, N, k = Xprev.shape[0], Xprev.shape[-1], Q0.shape[-1]
+    _check(k, N, L, transient, qr_every)
+    steps = qr_schedule(L, qr_every)
+    rows, counted, last = [], 0, 0
+    for j, t in enumerate(steps):
+        if last >= transient:
+            rows.append(j)
+            counted += t - last
+        last = t
+    logs = rnn_tangent_logs(Xprev, J, Q0, steps, gram_dtype=gram_dtype, refine=refine)
+    total = logs[rows[0]:].sum(dim=0)      # counted rows are a suffix
+    return torch.sort(total / counted, dim=-1, descending=True).values
