@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from floss_core import models as M
-from floss_core.lyapunov import (jvp_tangent, lyapunov_spectrum, random_orthonormal,
+from floss_core.lyapunov import (jvp_tangent, long_term_jacobian, lyapunov_spectrum, random_orthonormal,
                                  volume_growth)
 
 F64 = torch.float64
@@ -142,8 +142,9 @@ def test_cholesky_qr_matches_householder(qr_every):
     step, x0, _ = _tanh_rnn(8, gain=2.0, seed=2, batch=(2,))
     kw = dict(transient=10, qr_every=qr_every, Q0=random_orthonormal(8, 5, generator=_gen(11), dtype=F64))
     h = lyapunov_spectrum(step, x0, 100, 5, qr="householder", **kw)
-    c = lyapunov_spectrum(step, x0, 100, 5, qr="cholesky", **kw)
-    assert torch.allclose(h, c, atol=1e-10, rtol=0)
+    for qr in ("cholesky", "cholesky64"):
+        c = lyapunov_spectrum(step, x0, 100, 5, qr=qr, **kw)
+        assert torch.allclose(h, c, atol=1e-10, rtol=0)
 
 
 def test_autonomous_and_driven_inputs():
@@ -273,7 +274,7 @@ def test_float32_ensemble_equals_separate_runs():
     (dict(k=2, transient=-1), 10, r"transient must be >= 0, got -1"),
     (dict(k=2, qr_every=0), 10, r"qr_every must be >= 1, got 0"),
     (dict(k=2), 0, r"steps \(0\) must exceed"),
-    (dict(k=2, qr="gram"), 10, r"unknown qr 'gram'; choose one of householder, cholesky"),
+    (dict(k=2, qr="gram"), 10, r"unknown qr 'gram'; choose one of householder, cholesky, cholesky64"),
 ])
 def test_bad_arguments_raise_clear_value_errors(kwargs, inputs, match):
     k = kwargs.pop("k")
@@ -285,3 +286,43 @@ def test_bad_arguments_raise_clear_value_errors(kwargs, inputs, match):
 def test_transient_just_below_steps_is_accepted():
     lam = lyapunov_spectrum(lambda s, x: 0.5 * s, torch.ones(4, dtype=F64), 10, 2, transient=9)
     assert torch.allclose(lam, torch.full((2,), math.log(0.5), dtype=F64), atol=1e-12)
+
+
+# ------------------------------------------------------------------------------ long-term Jacobian
+@pytest.mark.parametrize("qr", ["householder", "cholesky64"])
+def test_long_term_jacobian_closed_form_far_beyond_float_range(qr):
+    # x -> diag(2, 0.01) x: T_300 = diag(2^300, 0.01^300); the raw product overflows float64's exponent
+    # range in its small entry (1e-600), the graded form does not
+    a = torch.tensor([2.0, 0.01], dtype=F64)
+    out = long_term_jacobian(lambda s, x: s * a, torch.ones(2, dtype=F64), 300, [1, 10, 300], qr=qr)
+    want = torch.tensor([[math.log(2), math.log(0.01)]], dtype=F64) * torch.tensor([[1.0], [10.0], [300.0]], dtype=F64)
+    assert torch.allclose(out["log_sv"], want, atol=1e-9, rtol=0)
+    assert torch.allclose(out["log_kappa"], want[:, 0] - want[:, 1], atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize("qr", ["householder", "cholesky64"])
+def test_long_term_jacobian_equals_svd_of_the_explicit_jacobian_product(qr):
+    step, x0, _ = _tanh_rnn(5, gain=1.5, seed=30, batch=(2,))
+    u = 0.3 * torch.randn(12, 2, 5, generator=_gen(31), dtype=F64)
+    # horizons short enough that the explicit product's SVD still resolves σ_min (κ well below 1/eps)
+    out = long_term_jacobian(step, x0, u, [1, 3, 5], qr=qr, k=3)
+    for i in range(2):        # member by member, the product of jacrev Jacobians along the trajectory
+        s, T, want = x0[i], torch.eye(5, dtype=F64), []
+        for t in range(5):
+            T = torch.func.jacrev(lambda v: step(v, u[t, i]))(s) @ T
+            s = step(s, u[t, i])
+            if t + 1 in (1, 3, 5):
+                want.append(torch.log(torch.linalg.svdvals(T)))
+        assert float(out["log_kappa"][-1, i]) < 25.0
+        assert torch.allclose(out["log_sv"][:, i], torch.stack(want), atol=1e-6, rtol=0)   # SVD of T: eps·κ
+        assert torch.allclose(out["log_kappa_k"][:, i], torch.stack(want)[:, 0] - torch.stack(want)[:, 2], atol=1e-9)
+
+
+@pytest.mark.parametrize("qr", ["householder", "cholesky64"])
+def test_exactly_singular_long_term_jacobian_is_minus_inf_and_infinite_kappa(qr):
+    # the second unit is wiped every step: T_t has rank 2 of 3 from t = 1 on
+    mask = torch.tensor([1.0, 0.0, 1.0], dtype=F64)
+    M3 = torch.tensor([[0.9, 0.2, 0.0], [0.1, 0.8, 0.3], [0.0, 0.4, 1.1]], dtype=F64)
+    out = long_term_jacobian(lambda s, x: (s @ M3.T) * mask, torch.ones(3, dtype=F64), 20, [1, 20], qr=qr)
+    assert torch.isneginf(out["log_sv"][:, -1]).all() and torch.isfinite(out["log_sv"][:, :2]).all()
+    assert torch.isinf(out["log_kappa"]).all()
