@@ -72,7 +72,7 @@ def engine_train_step(E: int, N: int = 80, B: int = 16, T_: int = 300):
     return step
 
 
-def engine_floss_step(E: int, N: int = 80, k: int = 75, L: int = 55, qr_every: int = 1, qr: str = "householder"):
+def engine_floss_step(E: int, N: int = 80, k: int = 75, L: int = 55, qr_every: int = 1, qr: str = "auto"):
     model = M.ModelConfig(hidden=N, relax_steps=0)
     floss = FlossConfig(k=k, seq_len=L, transient=min(16, L - 1), qr_every=qr_every, qr=qr)
     seeds = list(range(E))
@@ -192,42 +192,78 @@ def section_qr() -> None:
     table(rows)
 
 
-def section_e2e(seeds: int, steps: int, floss_steps: int) -> None:
+def _engine_e2e(seeds: int, steps: int, floss_steps: int, workers: int, diagnostics: bool):
+    """The engine as a user runs it (``python -m floss_core compare --workers W``): a SQLite store and a
+    pool of W spawned processes, one torch thread each, the seeds cut into W parts that each train
+    both schedules as one ensemble. Returns (wall s, stored records, the plan's seed parts)."""
+    import tempfile
+
+    from floss_core import runner
+    from floss_core.experiment import make_spec, plan
+    from floss_core.store import Store
+
+    spec = make_spec("paper", task="xor", delays=[20], seeds=seeds, schedules=["none", "pre"], steps=steps,
+                     pre_steps=floss_steps, diagnostics=diagnostics, device="cpu")
+    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "bench.db") as store:
+        t0 = time.perf_counter()
+        eid = runner.run_here(spec, store, max_workers=workers)
+        wall = time.perf_counter() - t0
+        assert store.experiment(eid)["status"] == "done", store.experiment(eid)
+        recs = runner.stored_records(store, eid)
+    batch, shards = runner.planned_jobs(spec, "local", workers)
+    return wall, recs, [j.seed_list(spec) for j in plan(spec, batch=batch, shards=shards)]
+
+
+def section_e2e(seeds: int, steps: int, floss_steps: int, workers: int) -> None:
     print(f"## End to end: none vs pre, {seeds} seeds, {steps} training steps, {floss_steps} pre-flossing steps "
-          "(paper sizes otherwise)\n")
+          f"(paper sizes otherwise), engine with {workers} worker processes\n")
     seed_list = list(range(seeds))
     evals = len(range(0, steps, 100)) + (1 if (steps - 1) % 100 else 0)
+    full_evals = 31
 
-    t0 = time.perf_counter()
-    base = baseline.run_comparison(seed_list, ["none", "pre"], steps=steps, floss_steps=floss_steps)
-    b_wall = time.perf_counter() - t0
+    # the baseline as its author would run it: one process, torch's default threads (all cores)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    try:
+        t0 = time.perf_counter()
+        base = baseline.run_comparison(seed_list, ["none", "pre"], steps=steps, floss_steps=floss_steps)
+        b_wall = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(threads)
     b_train = sum(r["train_seconds"] for r in base)
     b_floss = sum(r["floss_seconds"] for r in base)
     b_other = b_wall - b_train - b_floss
+    full_b = b_train * 3001 / steps + b_floss * 500 / floss_steps + b_other * full_evals / evals
 
-    p = PRESETS["paper"]
-    sch = [S.Schedule("none"), S.Schedule("pre", pre_steps=floss_steps)]
     rows = []
     for diagnostics in (False, True):
-        t0 = time.perf_counter()
-        recs = train(p["model"], T.TaskConfig(name="xor", delay=20, seq_len=300, batch=16),
-                     TrainConfig(steps=steps, diagnostics=diagnostics), p["floss"], sch, seed_list, device="cpu")
-        e_wall = time.perf_counter() - t0
-        e_floss = sum(r["floss_seconds"] for r in recs)
-        e_train = recs[0]["train_seconds"] * len(recs)
-        e_other = e_wall - e_floss - e_train
-        # extrapolate each part by its own count: training steps, flossing steps, evaluations
-        full_b = b_train * 3001 / steps + b_floss * 500 / floss_steps + b_other * 31 / evals
-        full_e = e_train * 3001 / steps + e_floss * 500 / floss_steps + e_other * 31 / evals
+        e_wall, recs, parts = _engine_e2e(seeds, steps, floss_steps, workers, diagnostics)
+        # each process's own parts, scaled by their own counts; the slowest process sets the wall time,
+        # and what the run spent outside the processes' jobs (spawning, importing torch, the store) is
+        # added unscaled
+        procs = []
+        for part in parts:
+            mine = [r for r in recs if r["seed"] in part]
+            train_s = sum(r["train_seconds"] for r in mine)
+            floss_s = sum(r["floss_seconds"] for r in mine)
+            other_s = sum(r["wall_seconds"] for r in mine) - train_s - floss_s
+            procs.append((train_s + floss_s + other_s,
+                          train_s * 3001 / steps + floss_s * 500 / floss_steps + other_s * full_evals / evals))
+        outside = max(0.0, e_wall - max(p[0] for p in procs))
+        full_e = max(p[1] for p in procs) + outside
         rows.append({"engine diagnostics": "on" if diagnostics else "off",
                      "baseline s": b_wall, "engine s": e_wall, "ratio (measured)": b_wall / e_wall,
                      "baseline full preset min (extrap.)": full_b / 60, "engine full preset min (extrap.)": full_e / 60,
                      "ratio (full, extrap.)": full_b / full_e})
         agree = sum(a["success"] == b["success"] for a, b in zip(
             sorted(base, key=lambda r: (r["schedule"], r["seed"])), sorted(recs, key=lambda r: (r["schedule"], r["seed"]))))
+        print(f"engine diagnostics {'on' if diagnostics else 'off'}: wall {e_wall:.1f} s, outside the jobs "
+              f"{outside:.1f} s, seed parts {[list(p) for p in parts]}; success agreement with the baseline "
+              f"{agree}/{len(base)} runs", flush=True)
+    print()
     table(rows)
-    print(f"Baseline parts: train {b_train:.1f} s, flossing {b_floss:.1f} s, evaluation {b_other:.1f} s. "
-          f"Success agreement baseline vs engine (same protocol, different random streams): {agree}/{len(base)} runs.\n")
+    print(f"Baseline ({os.cpu_count()} torch threads) parts: train {b_train:.1f} s, flossing {b_floss:.1f} s, "
+          f"evaluation {b_other:.1f} s. Success agreement compares the same protocol with different random streams.\n")
 
 
 def main() -> None:
@@ -236,6 +272,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=9)
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--floss-steps", type=int, default=30)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="engine worker processes for the end-to-end section (default: all cores)")
     a = ap.parse_args()
     only = set(a.only.split(","))
     print(f"`{' '.join(['OMP_NUM_THREADS=' + os.environ.get('OMP_NUM_THREADS', '(default)'), 'python'] + sys.argv)}` "
@@ -250,7 +288,7 @@ def main() -> None:
     if "qr" in only:
         section_qr()
     if "e2e" in only:
-        section_e2e(a.seeds, a.steps, a.floss_steps)
+        section_e2e(a.seeds, a.steps, a.floss_steps, a.workers)
     try:
         print("git " + subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout)
     except OSError:

@@ -93,6 +93,7 @@ def versions() -> dict:
 
 
 QR_CHOICES = ("auto", "householder", "cholesky")
+DIAG_QR = "cholesky64"   # diagnostics need no gradient: the cheapest forward QR (tests compare it with Householder)
 
 
 def validate_floss(f: FlossConfig, d: int) -> None:
@@ -370,9 +371,9 @@ def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, flos
             u = M.drive(model, p, diag_inputs)
             step_map, jac = M.step_fn(model, p), M.jacobian_fn(model, p)
             lam = lyapunov_spectrum(step_map, x0, u, d, jacobian=jac, transient=diag_transient,
-                                    Q0=torch.eye(d, device=dev))[:, 0]
+                                    Q0=torch.eye(d, device=dev), qr=DIAG_QR)[:, 0]
             horizons = sorted({h for h in (1, 2, 5, 10, 20, 50, 100, 200, 300, 500, 1000) if h <= len(u)} | {len(u)})
-            ltj = long_term_jacobian(step_map, x0, u, horizons, jacobian=jac, k=min(floss.k, d))
+            ltj = long_term_jacobian(step_map, x0, u, horizons, jacobian=jac, k=min(floss.k, d), qr=DIAG_QR)
         grads = gradient_vs_horizon(step_map, x0, u, loss=lambda s: M.readout(model, p, s).sum(-1))[:, :, 0]
         for i in torch.nonzero(who & active).flatten().tolist():
             m = members[i]
@@ -430,7 +431,7 @@ def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, flos
             mon_k = min(train_cfg.monitor_k, d)
             lam = lyapunov_spectrum(M.step_fn(model, p), p["h0"][:, :1], M.drive(model, p, diag_inputs), mon_k,
                                     jacobian=M.jacobian_fn(model, p), transient=diag_transient,
-                                    Q0=torch.eye(d, mon_k, device=dev))[:, 0]
+                                    Q0=torch.eye(d, mon_k, device=dev), qr=DIAG_QR)[:, 0]
         for i in torch.nonzero(active).flatten().tolist():
             m = members[i]
             m.metrics += [{"step": step, "name": "test_loss", "value": float(loss[i])},
@@ -531,7 +532,7 @@ def measure_spectrum(model: M.ModelConfig, params: dict, k: int, *, steps: int =
     u = M.drive(model, p, x.expand(steps, e, 1, channels).to(dev))
     with torch.no_grad():
         return lyapunov_spectrum(M.step_fn(model, p), p["h0"][:, :1], u, k, jacobian=M.jacobian_fn(model, p),
-                                 transient=transient, generator=gen)[:, 0]
+                                 transient=transient, generator=gen, qr=DIAG_QR)[:, 0]
 
 
 def floss_fresh(model: M.ModelConfig, floss: FlossConfig, n_steps: int, seeds, *, channels: int = 1,
