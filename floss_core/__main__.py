@@ -275,7 +275,8 @@ def _add_executor_args(p) -> None:
     p.add_argument("--scheduler", default=os.environ.get("FLOSS_SCHEDULER") or None,
                    help="Dask scheduler address, e.g. tcp://HOST:8786 (default $FLOSS_SCHEDULER)")
     p.add_argument("--workers", type=_int, default=None,
-                   help="local: jobs in parallel processes (default $FLOSS_WORKERS, else 1)")
+                   help="local: parallel worker processes, one torch thread each, the seeds shared out "
+                        "among them (default $FLOSS_WORKERS, else auto = one per CPU core, at most 8)")
 
 
 def _executor_options(prog: str, a) -> dict:
@@ -283,11 +284,13 @@ def _executor_options(prog: str, a) -> dict:
 
     workers = a.workers
     if workers is None:
-        text = os.environ.get("FLOSS_WORKERS") or "1"
+        from .runner import default_workers
+
+        text = os.environ.get("FLOSS_WORKERS") or "auto"
         try:
-            workers = int(text)
+            workers = default_workers() if text.strip() == "auto" else int(text)
         except ValueError:
-            _fail(prog, f"FLOSS_WORKERS must be an integer >= 1, got {text!r}")
+            _fail(prog, f"FLOSS_WORKERS must be an integer >= 1 or auto, got {text!r}")
     if workers < 1:
         _fail(prog, f"workers must be >= 1, got {workers}")
     if a.executor not in ("local", "dask"):  # a default from FLOSS_EXECUTOR skips argparse's choices

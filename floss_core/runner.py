@@ -98,6 +98,17 @@ def total_units(spec: ComparisonSpec, *, batch: bool = True, shards: int = 1) ->
     return sum(job_units(spec, job) for job in plan(spec, batch=batch, shards=shards))
 
 
+def default_workers() -> int:
+    """Worker processes when nobody says: one per CPU core this process may use, at most 8 (each holds
+    a torch import, ~0.3 GB). Every process runs one torch thread: on small matrices, processes on
+    separate cores scale where threads inside one op do not (bench/RESULTS.md)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
+
+
 def planned_jobs(spec: ComparisonSpec, executor: str, max_workers: int | None) -> tuple[bool, int]:
     """(batch, shards) for ``plan``. One local process: every schedule and seed of a delay in one
     ensemble (per-op overheads shared). A local pool of W processes: still every schedule per

@@ -6,3 +6,6 @@ default threads make such work up to 100x slower (bench/RESULTS.md)."""
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# one worker process unless a test asks for a pool (the default, one per core, spawns processes that each
+# import torch: seconds per test for nothing at these sizes)
+os.environ.setdefault("FLOSS_WORKERS", "1")

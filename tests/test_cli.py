@@ -124,3 +124,14 @@ def test_more_bad_input_in_process(capsys, args, needle):
     assert len(lines) == 1, err
     assert needle in lines[0], lines[0]
     assert out == ""
+
+
+def test_worker_count_default_and_bad_environment(capsys, monkeypatch):
+    from floss_core import runner
+    monkeypatch.setattr(runner.os, "sched_getaffinity", lambda _pid: set(range(32)), raising=False)
+    assert runner.default_workers() == 8                      # one per core, capped
+    monkeypatch.setattr(runner.os, "sched_getaffinity", lambda _pid: {0}, raising=False)
+    assert runner.default_workers() == 1
+    monkeypatch.setenv("FLOSS_WORKERS", "many")
+    code, out, err = in_process(capsys, "compare", "--preset", "quick", "--steps", "5")
+    assert code == 2 and err.strip().count("\n") == 0 and "FLOSS_WORKERS must be an integer >= 1 or auto" in err
