@@ -52,18 +52,21 @@ def median_time(fn, reps: int, warmup: int = 1) -> float:
 
 
 # ------------------------------------------------------------------------------ engine steps
-def engine_train_step(E: int, N: int = 80, B: int = 16, T_: int = 300):
-    """A closure running one engine training step (forward, backward, clipping, Adam) for E seeds."""
+def engine_train_step(E: int, N: int = 80, B: int = 16, T_: int = 300, device: str = "cpu"):
+    """A closure running one engine training step (forward, backward, clipping, Adam) for E seeds; the
+    batch is drawn on the CPU from per-member generators and moved, as ``train`` does."""
     model = M.ModelConfig(hidden=N, relax_steps=0)
     task = T.TaskConfig(name="xor", delay=20, seq_len=T_, batch=B)
     seeds = list(range(E))
-    params = {k: v.requires_grad_(True) for k, v in M.init_ensemble(model, 1, 1, seeds, batch=B).items()}
+    params = {k: v.to(device).requires_grad_(True)
+              for k, v in M.init_ensemble(model, 1, 1, seeds, batch=B).items()}
     opt = EnsembleAdam(list(params.values()), lr=1e-3)
     gens = member_generators(seeds, 1)
-    active = torch.ones(E, dtype=torch.bool)
+    active = torch.ones(E, dtype=torch.bool, device=device)
 
     def step():
-        batch = T.make_ensemble_batch(task, gens)
+        b = T.make_ensemble_batch(task, gens)
+        batch = T.Batch(b.inputs.to(device), b.targets.to(device), b.mask.to(device))
         loss, *_ = task_forward(model, params, batch, "bce")
         opt.zero_grad()
         loss.sum().backward()
@@ -72,18 +75,19 @@ def engine_train_step(E: int, N: int = 80, B: int = 16, T_: int = 300):
     return step
 
 
-def engine_floss_step(E: int, N: int = 80, k: int = 75, L: int = 55, qr_every: int = 1, qr: str = "auto"):
+def engine_floss_step(E: int, N: int = 80, k: int = 75, L: int = 55, qr_every: int = 1, qr: str = "auto",
+                      device: str = "cpu"):
     model = M.ModelConfig(hidden=N, relax_steps=0)
     floss = FlossConfig(k=k, seq_len=L, transient=min(16, L - 1), qr_every=qr_every, qr=qr)
     seeds = list(range(E))
-    params = {k_: v.requires_grad_(True) for k_, v in M.init_ensemble(model, 1, 1, seeds).items()}
+    params = {k_: v.to(device).requires_grad_(True) for k_, v in M.init_ensemble(model, 1, 1, seeds).items()}
     opt = EnsembleAdam([params[n] for n in M.flossed_names(params)], lr=1e-3)
     gens = member_generators(seeds, 3)
-    q0 = member_q0(seeds, N, k, "cpu")
-    active = torch.ones(E, dtype=torch.bool)
+    q0 = member_q0(seeds, N, k, device)
+    active = torch.ones(E, dtype=torch.bool, device=device)
 
     def step():
-        lam = flossing_exponents(model, params, floss, _bits(gens, L, 1, 1, "cpu"), q0)
+        lam = flossing_exponents(model, params, floss, _bits(gens, L, 1, 1, device), q0)
         opt.zero_grad()
         (lam ** 2).mean(-1).sum().backward()
         opt.step(active)
@@ -211,7 +215,7 @@ def _engine_e2e(seeds: int, steps: int, floss_steps: int, workers: int, diagnost
         assert store.experiment(eid)["status"] == "done", store.experiment(eid)
         recs = runner.stored_records(store, eid)
     batch, shards = runner.planned_jobs(spec, "local", workers)
-    return wall, recs, [j.seed_list(spec) for j in plan(spec, batch=batch, shards=shards)]
+    return wall, recs, [j.member_list(spec) for j in plan(spec, batch=batch, shards=shards)]
 
 
 def section_e2e(seeds: int, steps: int, floss_steps: int, workers: int) -> None:
@@ -243,7 +247,7 @@ def section_e2e(seeds: int, steps: int, floss_steps: int, workers: int) -> None:
         # added unscaled
         procs = []
         for part in parts:
-            mine = [r for r in recs if r["seed"] in part]
+            mine = [r for r in recs if (r["schedule"], r["seed"]) in part]
             train_s = sum(r["train_seconds"] for r in mine)
             floss_s = sum(r["floss_seconds"] for r in mine)
             other_s = sum(r["wall_seconds"] for r in mine) - train_s - floss_s
@@ -258,7 +262,7 @@ def section_e2e(seeds: int, steps: int, floss_steps: int, workers: int) -> None:
         agree = sum(a["success"] == b["success"] for a, b in zip(
             sorted(base, key=lambda r: (r["schedule"], r["seed"])), sorted(recs, key=lambda r: (r["schedule"], r["seed"]))))
         print(f"engine diagnostics {'on' if diagnostics else 'off'}: wall {e_wall:.1f} s, outside the jobs "
-              f"{outside:.1f} s, seed parts {[list(p) for p in parts]}; success agreement with the baseline "
+              f"{outside:.1f} s, parts {[len(p) for p in parts]} runs; success agreement with the baseline "
               f"{agree}/{len(base)} runs", flush=True)
     print()
     table(rows)

@@ -153,30 +153,37 @@ def spec_from_dict(d: dict) -> ComparisonSpec:
 
 @dataclass(frozen=True)
 class Job:
-    """One ensemble: the named schedules at one delay, for ``seeds`` (empty: all the spec's seeds)."""
+    """One ensemble at one delay: the named schedules for every seed of the spec, or, when ``members``
+    is given, exactly those (schedule, seed) pairs (a part of a comparison cut for parallel workers)."""
     delay: int
     schedules: tuple[str, ...]
-    seeds: tuple[int, ...] = ()
+    members: tuple[tuple[str, int], ...] = ()
 
     @property
     def label(self) -> str:
         text = f"d={self.delay} {'+'.join(self.schedules)}"
-        if self.seeds:
-            text += f" seeds {self.seeds[0]}-{self.seeds[-1]}" if len(self.seeds) > 1 else f" seed {self.seeds[0]}"
+        if self.members:
+            seeds = sorted({seed for _, seed in self.members})
+            text += f" seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f" seed {seeds[0]}"
+            text += f" ({len(self.members)} runs)"
         return text
 
-    def seed_list(self, spec: "ComparisonSpec") -> tuple[int, ...]:
-        return self.seeds or tuple(spec.seeds)
+    def member_list(self, spec: "ComparisonSpec") -> tuple[tuple[str, int], ...]:
+        """(schedule, seed) of every member, schedules outermost."""
+        return self.members or tuple((n, seed) for n in self.schedules for seed in spec.seeds)
+
+    def seeds_of(self, name: str, spec: "ComparisonSpec") -> tuple[int, ...]:
+        return tuple(seed for n, seed in self.member_list(spec) if n == name)
 
 
-def _shards(seeds, n: int) -> list[tuple[int, ...]]:
-    """``seeds`` cut into min(n, len) contiguous parts whose sizes differ by at most one."""
-    seeds, n = tuple(seeds), max(1, min(n, len(seeds)))
-    size, extra = divmod(len(seeds), n)
+def _cut(items, n: int) -> list[tuple]:
+    """``items`` cut into min(n, len) contiguous parts whose sizes differ by at most one."""
+    items, n = tuple(items), max(1, min(n, len(items)))
+    size, extra = divmod(len(items), n)
     out, start = [], 0
     for i in range(n):
         stop = start + size + (i < extra)
-        out.append(seeds[start:stop])
+        out.append(items[start:stop])
         start = stop
     return out
 
@@ -184,17 +191,27 @@ def _shards(seeds, n: int) -> list[tuple[int, ...]]:
 def plan(spec: ComparisonSpec, *, batch: bool = True, shards: int = 1) -> list[Job]:
     """The ensembles to train. ``batch``: one per delay holding every schedule (E = schedules × seeds,
     the cheapest on one process: per-op overheads are shared); else one per (delay, schedule).
-    ``shards`` > 1 also cuts the seeds into that many parts, one job each, so that parallel processes
-    (one per CPU core) share the work evenly: every part trains every schedule, so a process with the
-    flossing schedules does not lag behind one without."""
+    ``shards`` > 1 cuts each of those into that many parts of (schedule, seed) runs whose sizes differ
+    by at most one, for parallel processes (one per CPU core): the runs are taken seed by seed, so
+    every part holds about the same number of runs of each schedule, and a process does not lag
+    behind because it got all the flossing."""
     names = tuple(s.name for s in spec.schedules)
     groups = [names] if batch else [(n,) for n in names]
-    parts = [()] if shards <= 1 else _shards(spec.seeds, shards)
-    return [Job(d, g, part) for d in spec.delays for g in groups for part in parts]
+    jobs = []
+    for d in spec.delays:
+        for g in groups:
+            if shards <= 1:
+                jobs.append(Job(d, g))
+                continue
+            runs = [(n, seed) for seed in spec.seeds for n in g]               # seed by seed
+            for part in _cut(runs, shards):
+                part = tuple(sorted(part, key=lambda r: (g.index(r[0]), spec.seeds.index(r[1]))))
+                jobs.append(Job(d, tuple(n for n in g if any(r[0] == n for r in part)), part))
+    return jobs
 
 
 def shards_for(spec: ComparisonSpec, workers: int) -> int:
-    """Seed parts per delay that keep ``workers`` processes busy: ceil(workers / delays)."""
+    """Parts per delay that keep ``workers`` processes busy: ceil(workers / delays)."""
     return max(1, -(-int(workers) // max(1, len(spec.delays))))
 
 
@@ -205,9 +222,10 @@ def job_units(spec: ComparisonSpec, job: Job) -> int:
 
 def run_job(spec: ComparisonSpec, job: Job, *, on_progress=None, should_stop=None) -> list[dict]:
     """Train one ensemble; records carry the delay and the comparison's name in their config."""
-    schedules = [s for s in spec.schedules if s.name in job.schedules]
-    records = train(spec.model, replace(spec.task, delay=job.delay), spec.train, spec.floss, schedules,
-                    job.seed_list(spec), device=spec.device, on_progress=on_progress, should_stop=should_stop)
+    by_name = {s.name: s for s in spec.schedules}
+    members = job.member_list(spec)
+    records = train(spec.model, replace(spec.task, delay=job.delay), spec.train, spec.floss,
+                    [by_name[n] for n, _ in members], [seed for _, seed in members], members=True, device=spec.device, on_progress=on_progress, should_stop=should_stop)
     for r in records:
         r["config"]["comparison"] = spec.name
         r["config"]["preset"] = spec.preset

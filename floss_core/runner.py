@@ -225,7 +225,7 @@ def _run_experiment(store: Store, experiment_id, executor, scheduler, worker_id,
     batch, shards = planned_jobs(spec, executor, max_workers)
     jobs = plan(spec, batch=batch, shards=shards)
     pending = [job for job in jobs
-               if not all((job.delay, n, s) in final for n in job.schedules for s in job.seed_list(spec))]
+               if not all((job.delay, n, s) in final for n, s in job.member_list(spec))]
     skip = {(d, s.name): {seed for seed in spec.seeds if (d, s.name, seed) in final}
             for d in spec.delays for s in spec.schedules}
     total = total_units(spec, batch=batch, shards=shards)
@@ -360,10 +360,10 @@ def _pool_init(stop_event, progress_array) -> None:
 
 def _mark_running(store: Store, experiment_id: int, spec, job: Job) -> None:
     for name in job.schedules:
-        store.set_run_status(experiment_id, name, job.seed_list(spec), "running", delay=job.delay)
+        store.set_run_status(experiment_id, name, job.seeds_of(name, spec), "running", delay=job.delay)
 
 
-def _pool_job(spec_dict: dict, delay: int, schedules: list, seeds: list, slot: int) -> list[dict]:
+def _pool_job(spec_dict: dict, delay: int, schedules: list, members: list, slot: int) -> list[dict]:
     if _POOL_STOP.is_set():  # cancelled while this process was still starting
         raise Cancelled()
     spec = spec_from_dict(spec_dict)
@@ -371,7 +371,7 @@ def _pool_job(spec_dict: dict, delay: int, schedules: list, seeds: list, slot: i
     def on_progress(done, _total, _phase):
         _POOL_PROGRESS[slot] = done
 
-    return run_job(spec, Job(delay, tuple(schedules), tuple(seeds)), on_progress=on_progress,
+    return run_job(spec, Job(delay, tuple(schedules), tuple(map(tuple, members))), on_progress=on_progress,
                    should_stop=_POOL_STOP.is_set)
 
 
@@ -389,7 +389,7 @@ def _run_pool(spec, jobs, save, progress: _Progress, max_workers: int) -> None:
         futures = {}
         for slot, job in enumerate(jobs):
             _mark_running(store, eid, spec, job)
-            futures[pool.submit(_pool_job, spec_dict, job.delay, list(job.schedules), list(job.seeds),
+            futures[pool.submit(_pool_job, spec_dict, job.delay, list(job.schedules), list(job.members),
                                 slot)] = (slot, job)
         # stop: the jobs poll the event every step and raise Cancelled
         _drain(spec, futures, save, progress, lambda f: f.result(), lambda _left: stop_event.set(),
@@ -403,7 +403,7 @@ def _run_pool(spec, jobs, save, progress: _Progress, max_workers: int) -> None:
 
 # ---- Dask
 def _dask_job(spec_dict: dict, delay: int, schedules: list, stop_name: str | None = None,
-              seeds: list | None = None) -> str:
+              members: list | None = None) -> str:
     """A Dask task: train one ensemble, return its run records as JSON text (plain data only)."""
     import torch
 
@@ -420,7 +420,7 @@ def _dask_job(spec_dict: dict, delay: int, schedules: list, stop_name: str | Non
             last[0] = time.monotonic()
             return event.is_set()
 
-    records = run_job(spec_from_dict(spec_dict), Job(delay, tuple(schedules), tuple(seeds or ())),
+    records = run_job(spec_from_dict(spec_dict), Job(delay, tuple(schedules), tuple(map(tuple, members or ()))),
                       should_stop=should_stop)
     return json.dumps(records)  # NaN / Infinity survive json's own round trip
 
@@ -445,7 +445,7 @@ def _run_dask(spec, jobs, save, progress: _Progress, scheduler: str) -> None:
             _mark_running(store, eid, spec, job)
             key = f"floss-{eid}-{job.delay}-{'-'.join(job.schedules)}-{uuid.uuid4().hex[:6]}"
             futures[client.submit(_dask_job, spec_dict, job.delay, list(job.schedules), stop_name,
-                                  list(job.seeds), key=key)] = (0, job)
+                                  list(job.members), key=key)] = (0, job)
 
         def stop(left):
             event.set()

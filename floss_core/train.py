@@ -292,7 +292,8 @@ def work_units(schedules, steps: int) -> int:
 
 
 def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, floss: FlossConfig,
-          schedule, seeds, *, device: str = "cpu", on_progress=None, should_stop=None) -> list[dict]:
+          schedule, seeds, *, members: bool = False, device: str = "cpu", on_progress=None,
+          should_stop=None) -> list[dict]:
     """Train one ensemble: every seed under every schedule, E = len(schedules) × len(seeds) networks.
 
     ``schedule`` is one Schedule or a sequence of them. All schedules start from the same initial
@@ -300,6 +301,9 @@ def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, flos
     flossing; a flossing phase computes only the members whose schedule asks for it.
 
     Args:
+      members: False (default): every seed under every schedule. True: ``schedule`` and ``seeds`` are
+        equally long lists, member i trains ``seeds[i]`` under ``schedule[i]`` (a part of a comparison
+        cut for parallel workers; a member's numbers do not depend on who else is in the ensemble).
       on_progress: ``(done, total, phase: str)`` called as work progresses (units: flossing + training steps).
       should_stop: ``() -> bool`` polled every step; True raises ``Cancelled``.
     Returns:
@@ -321,8 +325,14 @@ def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, flos
         raise ValueError("seeds and schedules must each hold at least one entry")
     kind = T.loss_kind(task)
     n_in, n_out = T.task_dims(task)
-    member_seeds = [s for _ in schedules for s in seeds]
-    sched = [s for s in schedules for _ in seeds]          # each member's schedule
+    if members:
+        if len(schedules) != len(seeds):
+            raise ValueError(f"members=True needs one schedule per seed, got {len(schedules)} and {len(seeds)}")
+        member_seeds, sched = list(seeds), list(schedules)
+        schedules = list({s.name: s for s in schedules}.values())
+    else:
+        member_seeds = [s for _ in schedules for s in seeds]
+        sched = [s for s in schedules for _ in seeds]          # each member's schedule
     e = len(member_seeds)
     t_wall = time.perf_counter()
 

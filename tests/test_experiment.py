@@ -170,13 +170,17 @@ def test_estimate_seconds_times_real_steps_and_scales_with_the_work():
     assert b > 10 * a  # 100x the training steps: far more time, whatever the timing noise
 
 
-def test_plan_cuts_seeds_into_even_parts_and_each_part_trains_every_schedule():
+def test_plan_cuts_runs_into_even_parts_with_each_schedule_spread():
     spec = X.make_spec("quick", seeds=9, delays=[10, 20], schedules=["none", "pre"])
     jobs = X.plan(spec, shards=2)
-    assert [(j.delay, j.schedules, j.seeds) for j in jobs] == [
-        (10, ("none", "pre"), (0, 1, 2, 3, 4)), (10, ("none", "pre"), (5, 6, 7, 8)),
-        (20, ("none", "pre"), (0, 1, 2, 3, 4)), (20, ("none", "pre"), (5, 6, 7, 8))]
+    assert len(jobs) == 4 and [len(j.members) for j in jobs] == [9, 9, 9, 9]
+    a, b = jobs[0].members, jobs[1].members
+    assert a == (("none", 0), ("none", 1), ("none", 2), ("none", 3), ("none", 4), ("pre", 0), ("pre", 1),
+                 ("pre", 2), ("pre", 3))
+    assert b == (("none", 5), ("none", 6), ("none", 7), ("none", 8), ("pre", 4), ("pre", 5), ("pre", 6),
+                 ("pre", 7), ("pre", 8))
+    assert sorted(a + b) == sorted(X.plan(spec)[0].member_list(spec))     # every run exactly once
     assert X.plan(spec) == [X.Job(10, ("none", "pre")), X.Job(20, ("none", "pre"))]
-    assert len(X.plan(spec, shards=50)) == 18                   # never more parts than seeds
+    assert len(X.plan(spec, shards=50)) == 36                   # never more parts than runs
     assert X.shards_for(spec, 2) == 1 and X.shards_for(spec, 4) == 2 and X.shards_for(spec, 5) == 3
-    assert jobs[1].label == "d=10 none+pre seeds 5-8" and jobs[1].seed_list(spec) == (5, 6, 7, 8)
+    assert jobs[1].label == "d=10 none+pre seeds 4-8 (9 runs)" and jobs[1].seeds_of("pre", spec) == (4, 5, 6, 7, 8)

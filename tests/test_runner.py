@@ -273,9 +273,10 @@ def test_dask_local_cluster_stores_the_same_results_as_a_local_run(tmp_path, cap
 
 
 def test_process_pool_matches_the_in_process_run(tmp_path):
-    # a pool of 2 cuts the seeds in two parts, each training both schedules in one ensemble
+    # a pool of 2 cuts the runs in two even parts, each one ensemble
     spec = make_spec("quick", **TINY)
-    assert [j.seeds for j in plan(spec, shards=2)] == [(0,), (1,)] and runner.planned_jobs(spec, "local", 2) == (True, 2)
+    assert [j.members for j in plan(spec, shards=2)] == [(("none", 0), ("pre", 0)), (("none", 1), ("pre", 1))]
+    assert runner.planned_jobs(spec, "local", 2) == (True, 2)
     with Store(tmp_path / "floss.db") as store:
         eid = runner.run_here(spec, store, max_workers=2)
         assert store.experiment(eid)["status"] == "done"

@@ -303,6 +303,20 @@ def test_ensemble_equals_separate_runs(schedule):
         assert_same_metrics(together[i], alone, atol=1e-5)
 
 
+def test_explicit_members_equal_the_same_runs_in_the_full_product():
+    # a part cut for a parallel worker: any (schedule, seed) pairs in one ensemble give the numbers those
+    # runs have in the schedules x seeds ensemble
+    scheds = {n: Schedule(**{**SCHED, "name": n}) for n in ("none", "pre")}
+    full = train(MODEL, TASK, TRAIN, FLOSS, list(scheds.values()), [0, 1])
+    part = train(MODEL, TASK, TRAIN, FLOSS, [scheds["pre"], scheds["none"]], [0, 1], members=True)
+    assert [(r["schedule"], r["seed"]) for r in part] == [("pre", 0), ("none", 1)]
+    for r in part:
+        ref = next(f for f in full if (f["schedule"], f["seed"]) == (r["schedule"], r["seed"]))
+        assert_same_metrics(r, ref, atol=1e-5)
+    with pytest.raises(ValueError, match="one schedule per seed"):
+        train(MODEL, TASK, TRAIN, FLOSS, [scheds["pre"]], [0, 1], members=True)
+
+
 def test_one_ensemble_of_several_schedules_equals_one_ensemble_per_schedule():
     names = ["none", "pre", "inter", "joint", "adaptive"]
     kw = dict(weight=1.0, every=3, threshold=0.0)
