@@ -225,26 +225,12 @@ def section_e2e(seeds: int, steps: int, floss_steps: int, workers: int) -> None:
     evals = len(range(0, steps, 100)) + (1 if (steps - 1) % 100 else 0)
     full_evals = 31
 
-    # the baseline as its author would run it: one process, torch's default threads (all cores)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(os.cpu_count() or 1)
-    try:
-        t0 = time.perf_counter()
-        base = baseline.run_comparison(seed_list, ["none", "pre"], steps=steps, floss_steps=floss_steps)
-        b_wall = time.perf_counter() - t0
-    finally:
-        torch.set_num_threads(threads)
-    b_train = sum(r["train_seconds"] for r in base)
-    b_floss = sum(r["floss_seconds"] for r in base)
-    b_other = b_wall - b_train - b_floss
-    full_b = b_train * 3001 / steps + b_floss * 500 / floss_steps + b_other * full_evals / evals
-
-    rows = []
-    for diagnostics in (False, True):
+    def engine(diagnostics: bool, when: str) -> dict:
         e_wall, recs, parts = _engine_e2e(seeds, steps, floss_steps, workers, diagnostics)
         # each process's own parts, scaled by their own counts; the slowest process sets the wall time,
         # and what the run spent outside the processes' jobs (spawning, importing torch, the store) is
-        # added unscaled
+        # added unscaled. Diagnostics snapshots (a fixed number per run) are scaled like evaluations:
+        # an overestimate of the engine's full time.
         procs = []
         for part in parts:
             mine = [r for r in recs if (r["schedule"], r["seed"]) in part]
@@ -254,20 +240,50 @@ def section_e2e(seeds: int, steps: int, floss_steps: int, workers: int) -> None:
             procs.append((train_s + floss_s + other_s,
                           train_s * 3001 / steps + floss_s * 500 / floss_steps + other_s * full_evals / evals))
         outside = max(0.0, e_wall - max(p[0] for p in procs))
-        full_e = max(p[1] for p in procs) + outside
-        rows.append({"engine diagnostics": "on" if diagnostics else "off",
-                     "baseline s": b_wall, "engine s": e_wall, "ratio (measured)": b_wall / e_wall,
-                     "baseline full preset min (extrap.)": full_b / 60, "engine full preset min (extrap.)": full_e / 60,
-                     "ratio (full, extrap.)": full_b / full_e})
-        agree = sum(a["success"] == b["success"] for a, b in zip(
-            sorted(base, key=lambda r: (r["schedule"], r["seed"])), sorted(recs, key=lambda r: (r["schedule"], r["seed"]))))
-        print(f"engine diagnostics {'on' if diagnostics else 'off'}: wall {e_wall:.1f} s, outside the jobs "
-              f"{outside:.1f} s, parts {[len(p) for p in parts]} runs; success agreement with the baseline "
-              f"{agree}/{len(base)} runs", flush=True)
+        print(f"engine ({when}, diagnostics {'on' if diagnostics else 'off'}): wall {e_wall:.1f} s, outside the "
+              f"jobs {outside:.1f} s, parts of {[len(p) for p in parts]} runs", flush=True)
+        return {"when": when, "diagnostics": diagnostics, "wall": e_wall, "recs": recs,
+                "full": max(p[1] for p in procs) + outside}
+
+    # the engine runs before AND after the baseline: these shared machines drift by up to 2x over minutes,
+    # and the two ratios bracket what the drift did
+    runs = [engine(False, "before the baseline")]
+    # the baseline in its best setting: one process, 1 thread or torch's default (all cores), whichever
+    # runs its training step faster right now (on this machine 1 thread usually does; 2 threads vary more)
+    threads = torch.get_num_threads()
+    trial = {}
+    for th in sorted({1, os.cpu_count() or 1}):
+        torch.set_num_threads(th)
+        trial[th] = baseline.time_train_step(reps=5)
+    best = min(trial, key=trial.get)
+    print("baseline training step by torch threads: " + ", ".join(f"{th}: {1e3 * t:.1f} ms" for th, t in trial.items())
+          + f"; the baseline runs with {best}", flush=True)
+    torch.set_num_threads(best)
+    try:
+        t0 = time.perf_counter()
+        base = baseline.run_comparison(seed_list, ["none", "pre"], steps=steps, floss_steps=floss_steps)
+        b_wall = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(threads)
+    print(f"baseline: wall {b_wall:.1f} s", flush=True)
+    runs += [engine(False, "after the baseline"), engine(True, "after the baseline")]
+    b_train = sum(r["train_seconds"] for r in base)
+    b_floss = sum(r["floss_seconds"] for r in base)
+    b_other = b_wall - b_train - b_floss
+    full_b = b_train * 3001 / steps + b_floss * 500 / floss_steps + b_other * full_evals / evals
+
+    rows = []
+    key = lambda r: (r["schedule"], r["seed"])  # noqa: E731
+    for run in runs:
+        agree = sum(a["success"] == b["success"] for a, b in zip(sorted(base, key=key), sorted(run["recs"], key=key)))
+        rows.append({"engine run": run["when"], "diagnostics": "on" if run["diagnostics"] else "off",
+                     "baseline s": b_wall, "engine s": run["wall"], "ratio (measured)": b_wall / run["wall"],
+                     "baseline full min (extrap.)": full_b / 60, "engine full min (extrap.)": run["full"] / 60,
+                     "ratio (full, extrap.)": full_b / run["full"], "same success as baseline": f"{agree}/{len(base)}"})
     print()
     table(rows)
-    print(f"Baseline ({os.cpu_count()} torch threads) parts: train {b_train:.1f} s, flossing {b_floss:.1f} s, "
-          f"evaluation {b_other:.1f} s. Success agreement compares the same protocol with different random streams.\n")
+    print(f"Baseline ({best} torch thread{'s' if best > 1 else ''}) parts: train {b_train:.1f} s, flossing {b_floss:.1f} s, "
+          f"evaluation {b_other:.1f} s. 'Same success' compares the same protocol with different random streams.\n")
 
 
 def main() -> None:
