@@ -35,7 +35,8 @@ from floss_core import models as M  # noqa: E402
 from floss_core import schedules as S  # noqa: E402
 from floss_core import tasks as T  # noqa: E402
 from floss_core.experiment import PRESETS  # noqa: E402
-from floss_core.lyapunov import lyapunov_spectrum  # noqa: E402
+from floss_core.fastqr import rnn_lyapunov_spectrum  # noqa: E402
+from floss_core.lyapunov import lyapunov_spectrum, random_orthonormal  # noqa: E402
 from floss_core.train import (EnsembleAdam, FlossConfig, TrainConfig, _bits, clip_per_member,  # noqa: E402
                               flossing_exponents, member_generators, member_q0, task_forward, train)
 
@@ -177,13 +178,23 @@ def section_qr() -> None:
     step, jac = M.step_fn(model, params), M.jacobian_fn(model, params)
     p64 = {k: v.double() for k, v in params.items()}
     ref = lyapunov_spectrum(M.step_fn(model, p64), p64["h0"][:, :1], u.double(), 75, transient=50,
-                            jacobian=M.jacobian_fn(model, p64), generator=torch.Generator().manual_seed(0))
+                            jacobian=M.jacobian_fn(model, p64),
+                            Q0=random_orthonormal(80, 75, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+    Q0 = random_orthonormal(80, 75, generator=torch.Generator().manual_seed(0))
+    x0 = params["h0"][:, :1]
+    states = M.run_driven(model, params, x0, u)
     rows = []
-    for qr in ("householder", "cholesky"):
+    for qr in ("householder", "cholesky", "cholesky64", "window kernel (auto)"):
         for every in (1, 2, 5, 10):
-            def run():
-                return lyapunov_spectrum(step, params["h0"][:, :1], u, 75, transient=50, qr_every=every, qr=qr,
-                                         jacobian=jac, generator=torch.Generator().manual_seed(0))
+            if qr.startswith("window"):
+                # the flossing path: floss_core/fastqr.py (CholeskyQR, float64 Gram), states from the fused kernel
+                def run():
+                    return rnn_lyapunov_spectrum(torch.cat([x0[None], states[:-1]]), params["J"], Q0[None, None],
+                                                 transient=50, qr_every=every)
+            else:
+                def run():
+                    return lyapunov_spectrum(step, x0, u, 75, transient=50, qr_every=every, qr=qr,
+                                             jacobian=jac, Q0=Q0)
             try:
                 diff = (run().double() - ref).abs()
                 err8, err = float(diff[..., :8].max()), float(diff.max())
