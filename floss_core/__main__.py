@@ -179,6 +179,10 @@ def _add_comparison_args(p) -> None:
     p.add_argument("--schedules", default="none,pre", help="comma-separated: none,pre,inter,pre+inter,adaptive,joint")
     p.add_argument("--k", type=_int, default=None)
     p.add_argument("--qr-every", type=_int, default=None)
+    p.add_argument("--floss-len", type=_int, default=None, help="flossing window length")
+    p.add_argument("--floss-transient", type=_int, default=None, help="window steps discarded before averaging")
+    p.add_argument("--qr", choices=["auto", "householder", "cholesky"], default=None,
+                   help="flossing QR: auto (the rnn's window kernel), householder or cholesky (autograd)")
     p.add_argument("--pre-steps", type=_int, default=None)
     p.add_argument("--inter-steps", type=_int, default=None)
     p.add_argument("--inter-at", type=_int_list, default=None)
@@ -196,7 +200,8 @@ def spec_from_args(a):
 
     return make_spec(a.preset, task=a.task, delays=a.delay, channels=a.channels, order=a.order, csv=a.csv,
                      arch=a.arch, hidden=a.hidden, gain=a.gain, seeds=a.seeds, steps=a.steps, seq_len=a.seq_len,
-                     schedules=a.schedules, k=a.k, qr_every=a.qr_every, pre_steps=a.pre_steps,
+                     schedules=a.schedules, k=a.k, qr_every=a.qr_every, floss_len=a.floss_len,
+                     floss_transient=a.floss_transient, qr=a.qr, pre_steps=a.pre_steps,
                      inter_steps=a.inter_steps, inter_at=a.inter_at, every=a.every, threshold=a.threshold,
                      weight=a.weight, success_acc=a.success_acc, name=a.name, device=a.device)
 

@@ -135,3 +135,17 @@ def test_worker_count_default_and_bad_environment(capsys, monkeypatch):
     monkeypatch.setenv("FLOSS_WORKERS", "many")
     code, out, err = in_process(capsys, "compare", "--preset", "quick", "--steps", "5")
     assert code == 2 and err.strip().count("\n") == 0 and "FLOSS_WORKERS must be an integer >= 1 or auto" in err
+
+
+def test_flossing_window_flags_reach_the_spec(capsys):
+    # wired through: a transient outside the window is refused by the spec's own check, one line, exit 2
+    code, out, err = in_process(capsys, "compare", "--preset", "quick", "--floss-len", "12", "--floss-transient", "12")
+    assert code == 2 and "floss transient must be in 0..11" in err and err.strip().count("\n") == 0
+    import argparse
+
+    from floss_core.__main__ import _add_comparison_args, spec_from_args
+    parser = argparse.ArgumentParser()
+    _add_comparison_args(parser)
+    a = parser.parse_args(["--preset", "quick", "--floss-len", "12", "--floss-transient", "3", "--qr", "householder"])
+    f = spec_from_args(a).floss
+    assert (f.seq_len, f.transient, f.qr) == (12, 3, "householder")
