@@ -205,8 +205,8 @@ def work_summary(spec) -> str:
 
 
 @st.cache_data(show_spinner="Timing a few real training and flossing steps...", max_entries=64)
-def _estimate(spec_json: str) -> float:
-    return estimate_seconds(spec_from_dict(json.loads(spec_json)))
+def _estimate(spec_json: str, workers: int) -> float:
+    return estimate_seconds(spec_from_dict(json.loads(spec_json)), workers=workers)
 
 
 def estimate(spec, *, measure: bool) -> float | None:
@@ -215,7 +215,8 @@ def estimate(spec, *, measure: bool) -> float | None:
     asked = st.session_state.setdefault("estimated_specs", set())
     if measure:
         asked.add(key)
-    return _estimate(key) if key in asked else None
+    # the worker the dashboard starts shares the runs out among its processes (FLOSS_WORKERS, else one per core)
+    return _estimate(key, runner.configured_workers()) if key in asked else None
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -304,9 +304,11 @@ def summarize(records: list[dict]) -> list[dict]:
     return out
 
 
-def estimate_seconds(spec: ComparisonSpec, *, probe_steps: int = 2) -> float:
+def estimate_seconds(spec: ComparisonSpec, *, probe_steps: int = 2, workers: int = 1) -> float:
     """Estimated wall time of the whole comparison, from timing a few real training and flossing
-    steps of this spec's ensemble on this machine (so it is measured, not guessed)."""
+    steps of this spec's ensemble on this machine (so it is measured, not guessed). ``workers``
+    processes share the runs of each delay (the cost per network barely depends on the ensemble size
+    between E = 9 and 18, bench/RESULTS.md), plus a few seconds to start them."""
     from .train import _bits, flossing_exponents, member_q0, resolve_device, task_forward
     from . import models as M
     import torch
@@ -344,4 +346,6 @@ def estimate_seconds(spec: ComparisonSpec, *, probe_steps: int = 2) -> float:
         total += spec.train.steps * t_train + S.planned_floss_steps(s, spec.train.steps) * t_floss
     # evaluation and diagnostic snapshots come on top: +45 % at the paper preset (bench/RESULTS.md, engine
     # with diagnostics on vs off, extrapolated to 3001 steps); with diagnostics off they are a few per cent
-    return total * len(spec.delays) * (1.45 if spec.train.diagnostics else 1.05)
+    parallel = max(1, min(int(workers), len(spec.seeds) * len(spec.schedules)))
+    start = 5.0 if parallel > 1 else 0.0   # spawning the processes, each importing torch
+    return total * len(spec.delays) * (1.45 if spec.train.diagnostics else 1.05) / parallel + start

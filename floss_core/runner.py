@@ -109,6 +109,18 @@ def default_workers() -> int:
     return max(1, min(8, cores))
 
 
+def configured_workers() -> int:
+    """The worker processes a worker started now would use: $FLOSS_WORKERS (an integer, or auto), else
+    one per core (``default_workers``); a malformed value counts as 1 here (the worker itself refuses it)."""
+    text = (os.environ.get("FLOSS_WORKERS") or "auto").strip()
+    if text == "auto":
+        return default_workers()
+    try:
+        return max(1, int(text))
+    except ValueError:
+        return 1
+
+
 def planned_jobs(spec: ComparisonSpec, executor: str, max_workers: int | None) -> tuple[bool, int]:
     """(batch, shards) for ``plan``. One local process: every schedule and seed of a delay in one
     ensemble (per-op overheads shared). A local pool of W processes: still every schedule per

@@ -168,6 +168,10 @@ def test_estimate_seconds_times_real_steps_and_scales_with_the_work():
     a, b = X.estimate_seconds(small), X.estimate_seconds(big)
     assert 0 < a < b and math.isfinite(b)
     assert b > 10 * a  # 100x the training steps: far more time, whatever the timing noise
+    # two worker processes share the runs: about half, plus a few seconds to start them (timing noise
+    # between the calls is why this is a range)
+    two = X.estimate_seconds(big, workers=2)
+    assert 0.1 * b + 5 < two < 1.5 * b + 5
 
 
 def test_plan_cuts_runs_into_even_parts_with_each_schedule_spread():
