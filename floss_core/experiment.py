@@ -225,7 +225,8 @@ def run_job(spec: ComparisonSpec, job: Job, *, on_progress=None, should_stop=Non
     by_name = {s.name: s for s in spec.schedules}
     members = job.member_list(spec)
     records = train(spec.model, replace(spec.task, delay=job.delay), spec.train, spec.floss,
-                    [by_name[n] for n, _ in members], [seed for _, seed in members], members=True, device=spec.device, on_progress=on_progress, should_stop=should_stop)
+                    [by_name[n] for n, _ in members], [seed for _, seed in members], members=True,
+                    device=spec.device, on_progress=on_progress, should_stop=should_stop)
     for r in records:
         r["config"]["comparison"] = spec.name
         r["config"]["preset"] = spec.preset
