@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
+from . import native
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -117,7 +119,8 @@ class _RNNReadoutSequence(torch.autograd.Function):
     ``W2 = [[Jᵀ, Jᵀ w_outᵀ], [W_inᵀ/C, W_inᵀ w_outᵀ/C], [b, b w_outᵀ + c]]`` (built by autograd in
     ``rnn_readouts``), so no (T, E, B, N) drive or readout tensor is ever formed. The tanh states are
     stored member-major (E, T, B, ·), which makes the weight gradient ``dW2 = Σ_t [h|s|1]ᵀ [δx|δr]``
-    ONE batched matmul without a transposing copy. Two ops per step forward, three backward."""
+    ONE batched matmul without a transposing copy. Two ATen calls per step each way, made from C++ when
+    the compiled loop is available (``native``: same calls, same numbers, no interpreter per step)."""
 
     @staticmethod
     def forward(ctx, ext, x0, W2, n):
@@ -127,10 +130,7 @@ class _RNNReadoutSequence(torch.autograd.Function):
         H[:, :T, :, n:] = ext.transpose(0, 1)
         torch.tanh(x0, out=H[:, 0, :, :n])
         Y = torch.empty((T, e, b, W2.shape[2]), dtype=W2.dtype, device=W2.device)
-        hs, ys, xs, hn = H.unbind(1), Y.unbind(0), Y[..., :n].unbind(0), H[..., :n].unbind(1)  # views, made once
-        for t in range(T):
-            torch.bmm(hs[t], W2, out=ys[t])
-            torch.tanh(xs[t], out=hn[t + 1])
+        native.rnn_forward_loop(H, Y, W2, n)          # per step: ys[t] = hs[t] @ W2, hs[t+1] = tanh(xs[t])
         ctx.save_for_backward(H, W2)
         ctx.n = n
         return Y[..., n:]
@@ -143,13 +143,7 @@ class _RNNReadoutSequence(torch.autograd.Function):
         dY = torch.empty((e, T, b, n + o), dtype=g.dtype, device=g.device)   # [δx_t | δr_t], member-major
         dY[:, :, :, n:] = g.transpose(0, 1)
         WT = W2[:, :n, :].mT.contiguous()           # (E, N + O, N): maps [δx|δr] back to ∂L/∂tanh(x_{t-1})
-        dh = torch.zeros((e, b, n), dtype=g.dtype, device=g.device)
-        tmp = torch.empty_like(dh)
-        hn, dys, dxs = H[..., :n].unbind(1), dY.unbind(1), dY[..., :n].unbind(1)
-        for t in range(T - 1, -1, -1):
-            torch.mul(dh, hn[t + 1], out=tmp)
-            torch.addcmul(dh, tmp, hn[t + 1], value=-1.0, out=dxs[t])      # δx_t = δh_t ⊙ (1 - h_t²)
-            torch.bmm(dys[t], WT, out=dh)
+        dh = native.rnn_backward_loop(H, dY, WT, n)    # per step: δx_t = δh_t ⊙ (1 - h_t²), δh = [δx|δr] WT
         k = H.shape[3]
         flat = dY.reshape(e, T * b, n + o)
         dW2 = torch.bmm(H[:, :T].reshape(e, T * b, k).mT, flat)

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from . import models as M
+from . import native
 from . import schedules as S
 from . import tasks as T
 from .fastqr import rnn_lyapunov_spectrum
@@ -89,7 +90,7 @@ def resolve_device(device: str) -> torch.device:
 def versions() -> dict:
     import numpy
     return {"floss_core": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
-            "python": platform.python_version()}
+            "python": platform.python_version(), "time_loop": native.status()}
 
 
 QR_CHOICES = ("auto", "householder", "cholesky")

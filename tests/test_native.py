@@ -1,0 +1,88 @@
+"""The compiled time loop (floss_core/native.py, csrc/rnn_loop.cpp) against the Python loop it replaces."""
+import shutil
+import warnings
+
+import pytest
+import torch
+
+from floss_core import models as M
+from floss_core import native
+from floss_core.train import versions
+
+needs_compiler = pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
+                                    reason="no C++ compiler on this machine: the Python loop is used")
+
+
+def _readouts_and_grads(dtype, seed=3):
+    cfg = M.ModelConfig(hidden=7, gain=1.8, relax_steps=2)
+    p = {k: v.to(dtype).requires_grad_(True) for k, v in M.init_ensemble(cfg, 2, 1, [1, 2, 3], batch=5).items()}
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(13, 3, 5, 2, generator=g, dtype=dtype).requires_grad_(True)
+    w = torch.randn(13, 3, 5, 1, generator=g, dtype=dtype)
+    r = M.rnn_readouts(p, M.initial_state(p, 5), x)
+    (r * w).sum().backward()
+    return [r.detach(), x.grad] + [p[k].grad for k in sorted(p)]
+
+
+@needs_compiler
+def test_the_compiled_loop_builds_here():
+    assert native.load(), native.status()
+    assert native.status() == "compiled"
+    assert versions()["time_loop"] == "compiled"
+
+
+@needs_compiler
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_and_python_loops_give_identical_numbers(monkeypatch, dtype):
+    # the same ATen calls in the same order: bit for bit the same readouts and gradients
+    assert native.available()
+    fast = _readouts_and_grads(dtype)
+    monkeypatch.setenv("FLOSS_NATIVE", "0")
+    assert not native.available()
+    slow = _readouts_and_grads(dtype)
+    for a, b in zip(fast, slow):
+        assert torch.equal(a, b)
+
+
+def test_python_loop_gradcheck(monkeypatch):
+    # the fallback is a complete kernel on its own (the compiled path is gradchecked in test_models)
+    monkeypatch.setenv("FLOSS_NATIVE", "0")
+    cfg = M.ModelConfig(hidden=3, gain=1.5, relax_steps=0)
+    base = {k: v.double() for k, v in M.init_ensemble(cfg, 1, 2, [4, 5], batch=2).items()}
+    x = torch.randn(5, 2, 2, 1, generator=torch.Generator().manual_seed(6), dtype=torch.float64, requires_grad=True)
+    names = sorted(base)
+
+    def f(x, *vals):
+        p = dict(zip(names, vals))
+        return M.rnn_readouts(p, M.initial_state(p, 2), x)
+    assert torch.autograd.gradcheck(f, (x, *(base[k].requires_grad_(True) for k in names)), eps=1e-6, atol=1e-7)
+
+
+def test_a_failed_build_warns_once_and_falls_back_to_the_same_numbers(monkeypatch):
+    import torch.utils.cpp_extension as cpp
+
+    ref = None
+    if native.available():
+        ref = _readouts_and_grads(torch.float64, seed=8)
+
+    def broken(*a, **k):
+        raise RuntimeError("Ninja is required to load C++ extensions\nsecond line")
+    monkeypatch.setattr(native, "_state", {"loaded": None, "error": None})
+    monkeypatch.setattr(cpp, "load", broken)
+    with pytest.warns(RuntimeWarning, match="Ninja is required"):
+        assert not native.available()
+    assert native.status() == "python (RuntimeError: Ninja is required to load C++ extensions)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # no second warning, no second build attempt
+        got = _readouts_and_grads(torch.float64, seed=8)
+    if ref is not None:
+        for a, b in zip(ref, got):
+            assert torch.equal(a, b)
+
+
+def test_floss_native_switch(monkeypatch):
+    monkeypatch.setenv("FLOSS_NATIVE", "0")
+    assert not native.enabled() and native.status() == "python (FLOSS_NATIVE=0)"
+    monkeypatch.setenv("FLOSS_NATIVE", "maybe")
+    with pytest.raises(ValueError, match="FLOSS_NATIVE must be 0 or 1, got 'maybe'"):
+        native.enabled()
