@@ -32,6 +32,7 @@ import torch  # noqa: E402
 import baseline  # noqa: E402
 from bench_ensemble import table  # noqa: E402  (one markdown-table printer for the bench scripts)
 from floss_core import models as M  # noqa: E402
+from floss_core import native  # noqa: E402
 from floss_core import schedules as S  # noqa: E402
 from floss_core import tasks as T  # noqa: E402
 from floss_core.experiment import PRESETS  # noqa: E402
@@ -135,6 +136,33 @@ def section_steps() -> None:
                      "baseline ms/network": 1e3 * b_floss, "engine ms/step": 1e3 * t,
                      "engine ms/network": 1e3 * t / E, "speed-up per network": b_floss / (t / E)})
     table(rows[1:])
+    if native.available():
+        loop = _time_loops(9)
+        print(f"The training step's time loop from C++ vs from Python (`FLOSS_NATIVE=0`, the same ATen calls), E = 9, "
+              f"alternating, median of 9: {loop['compiled']:.1f} vs {loop['python']:.1f} ms, "
+              f"{loop['python'] / loop['compiled']:.2f}x\n")
+    else:
+        print(f"(compiled time loop unavailable: {native.status()})\n")
+
+
+def _time_loops(E: int, reps: int = 9) -> dict:
+    """Median ms of one engine training step with the compiled and with the Python time loop, alternating."""
+    step, old = engine_train_step(E), os.environ.get("FLOSS_NATIVE")
+    times: dict = {"compiled": [], "python": []}
+    try:
+        for i in range(reps + 1):
+            for mode in times:
+                os.environ["FLOSS_NATIVE"] = "1" if mode == "compiled" else "0"
+                t0 = time.perf_counter()
+                step()
+                if i:                                  # the first round warms both up
+                    times[mode].append(time.perf_counter() - t0)
+    finally:
+        if old is None:
+            os.environ.pop("FLOSS_NATIVE", None)
+        else:
+            os.environ["FLOSS_NATIVE"] = old
+    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
 
 
 def section_scaling() -> None:
@@ -256,8 +284,10 @@ def section_e2e(seeds: int, steps: int, floss_steps: int, workers: int) -> None:
         return {"when": when, "diagnostics": diagnostics, "wall": e_wall, "recs": recs,
                 "full": max(p[1] for p in procs) + outside}
 
-    # the engine runs before AND after the baseline: these shared machines drift by up to 2x over minutes,
-    # and the two ratios bracket what the drift did
+    # the engine runs before the baseline, between its two halves (by seed) and after it: these shared
+    # machines drift by up to 2x over minutes, so one engine run beside one baseline run can land in
+    # different phases; three runs spread over the baseline's span show what the drift did, and their
+    # mean is the engine's time over the same span
     runs = [engine(False, "before the baseline")]
     # the baseline in its best setting: one process, 1 thread or torch's default (all cores), whichever
     # runs its training step faster right now (on this machine 1 thread usually does; 2 threads vary more)
@@ -269,13 +299,20 @@ def section_e2e(seeds: int, steps: int, floss_steps: int, workers: int) -> None:
     best = min(trial, key=trial.get)
     print("baseline training step by torch threads: " + ", ".join(f"{th}: {1e3 * t:.1f} ms" for th, t in trial.items())
           + f"; the baseline runs with {best}", flush=True)
-    torch.set_num_threads(best)
-    try:
-        t0 = time.perf_counter()
-        base = baseline.run_comparison(seed_list, ["none", "pre"], steps=steps, floss_steps=floss_steps)
-        b_wall = time.perf_counter() - t0
-    finally:
-        torch.set_num_threads(threads)
+    half = (len(seed_list) + 1) // 2
+    base, b_wall = [], 0.0
+    for part, seeds_part in enumerate((seed_list[:half], seed_list[half:])):
+        torch.set_num_threads(best)
+        try:
+            t0 = time.perf_counter()
+            base += baseline.run_comparison(seeds_part, ["none", "pre"], steps=steps, floss_steps=floss_steps)
+            b_part = time.perf_counter() - t0
+        finally:
+            torch.set_num_threads(threads)
+        b_wall += b_part
+        print(f"baseline seeds {seeds_part[0]}-{seeds_part[-1]}: wall {b_part:.1f} s", flush=True)
+        if part == 0:
+            runs.append(engine(False, "between the baseline's halves"))
     print(f"baseline: wall {b_wall:.1f} s", flush=True)
     runs += [engine(False, "after the baseline"), engine(True, "after the baseline")]
     b_train = sum(r["train_seconds"] for r in base)
@@ -291,6 +328,13 @@ def section_e2e(seeds: int, steps: int, floss_steps: int, workers: int) -> None:
                      "baseline s": b_wall, "engine s": run["wall"], "ratio (measured)": b_wall / run["wall"],
                      "baseline full min (extrap.)": full_b / 60, "engine full min (extrap.)": run["full"] / 60,
                      "ratio (full, extrap.)": full_b / run["full"], "same success as baseline": f"{agree}/{len(base)}"})
+    off = [r for r in runs if not r["diagnostics"]]
+    mean_wall = sum(r["wall"] for r in off) / len(off)
+    mean_full = sum(r["full"] for r in off) / len(off)
+    rows.append({"engine run": f"mean of the {len(off)} runs above", "diagnostics": "off", "baseline s": b_wall,
+                 "engine s": mean_wall, "ratio (measured)": b_wall / mean_wall,
+                 "baseline full min (extrap.)": full_b / 60, "engine full min (extrap.)": mean_full / 60,
+                 "ratio (full, extrap.)": full_b / mean_full, "same success as baseline": ""})
     print()
     table(rows)
     print(f"Baseline ({best} torch thread{'s' if best > 1 else ''}) parts: train {b_train:.1f} s, flossing {b_floss:.1f} s, "
@@ -307,6 +351,9 @@ def main() -> None:
                     help="engine worker processes for the end-to-end section (default: all cores)")
     a = ap.parse_args()
     only = set(a.only.split(","))
+    # the allocator setting the engine's worker processes use (native.keep_freed_memory); set here too, so
+    # the in-process baseline and per-step figures get it as well (it can only narrow the ratios)
+    native.keep_freed_memory()
     print(f"`{' '.join(['OMP_NUM_THREADS=' + os.environ.get('OMP_NUM_THREADS', '(default)'), 'python'] + sys.argv)}` "
           f"on {time.strftime('%Y-%m-%d %H:%M')}\n")
     peak = section_machine()

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from .experiment import (ComparisonSpec, Job, job_units, plan, run_job, shards_for, spec_from_dict, spec_to_dict,
                          validate_spec)
+from . import native
 from .store import FINAL_RUN_STATUSES, Store
 from .train import Cancelled
 
@@ -306,6 +307,7 @@ def _apply_thread_setting() -> None:
 
 def _run_here(spec, jobs, save, progress: _Progress, store: Store, experiment_id: int) -> None:
     _apply_thread_setting()
+    native.keep_freed_memory()
     for job in jobs:
         if progress.should_stop():
             raise Cancelled()
@@ -367,6 +369,7 @@ def _pool_init(stop_event, progress_array) -> None:
     global _POOL_STOP, _POOL_PROGRESS
     import torch
     torch.set_num_threads(1)  # several jobs side by side: oversubscribed threads make torch ~100x slower
+    native.keep_freed_memory()
     _POOL_STOP, _POOL_PROGRESS = stop_event, progress_array
 
 
@@ -420,6 +423,7 @@ def _dask_job(spec_dict: dict, delay: int, schedules: list, stop_name: str | Non
     import torch
 
     torch.set_num_threads(max(1, int(os.environ.get("FLOSS_THREADS") or 1)))
+    native.keep_freed_memory()
     should_stop = None
     if stop_name:
         from distributed import Event
