@@ -159,19 +159,31 @@ def make_batch(cfg: TaskConfig, generator: torch.Generator, *, split: str = "tra
         window = series[starts[None, :] + torch.arange(T + d)[:, None]]    # (T+d, B, C)
         inputs, targets = window[:T], TASKS["csv"](window, cfg)
     else:
-        inputs = torch.randint(0, 2, (T, B, cfg.channels), generator=generator).float()
+        inputs = _bits(cfg, generator, B).float()
         targets = TASKS[cfg.name](inputs, cfg)
     mask = torch.arange(T) >= d
     return Batch(inputs.contiguous(), targets.contiguous(), mask)
 
 
+def _bits(cfg: TaskConfig, generator: torch.Generator, batch: int) -> torch.Tensor:
+    return torch.randint(0, 2, (cfg.seq_len, batch, cfg.channels), generator=generator)
+
+
 def make_ensemble_batch(cfg: TaskConfig, generators: list[torch.Generator], *,
                         split: str = "train", batch: int | None = None) -> Batch:
     """One batch per ensemble member, stacked on dim 1: inputs (T, E, B, C_in),
-    targets (T, E, B, C_out), mask (T,)."""
-    parts = [make_batch(cfg, g, split=split, batch=batch) for g in generators]
-    return Batch(torch.stack([p.inputs for p in parts], 1),
-                 torch.stack([p.targets for p in parts], 1), parts[0].mask)
+    targets (T, E, B, C_out), mask (T,); member i's batch is ``make_batch(cfg, generators[i])``.
+    Bit tasks draw each member's bits from its own generator and compute all targets at once (the
+    target functions work along time and broadcast over the rest)."""
+    if cfg.name == "csv":
+        parts = [make_batch(cfg, g, split=split, batch=batch) for g in generators]
+        return Batch(torch.stack([p.inputs for p in parts], 1),
+                     torch.stack([p.targets for p in parts], 1), parts[0].mask)
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    B = cfg.batch if batch is None else batch
+    inputs = torch.stack([_bits(cfg, g, B) for g in generators], 1).float()
+    return Batch(inputs, TASKS[cfg.name](inputs, cfg), torch.arange(cfg.seq_len) >= cfg.delay)
 
 
 # ---------------------------------------------------------------- CSV series

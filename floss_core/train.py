@@ -149,17 +149,25 @@ class EnsembleAdam:
         self.t += active.to(self.t.dtype)
         bc1 = (1 - b1 ** self.t).clamp_min(1e-300)
         bc2 = (1 - b2 ** self.t).clamp_min(1e-300)
+        every = bool(active.all())      # the usual case: no masking, in place (the same numbers)
         for p, m, v in zip(self.params, self.m, self.v):
             if p.grad is None:
                 continue
             shape = (-1,) + (1,) * (p.dim() - 1)
             a = active.view(shape)
             g = p.grad
-            m.copy_(torch.where(a, b1 * m + (1 - b1) * g, m))
-            v.copy_(torch.where(a, b2 * v + (1 - b2) * g * g, v))
+            if every:
+                m.mul_(b1).add_((1 - b1) * g)
+                v.mul_(b2).add_((1 - b2) * g * g)
+            else:
+                m.copy_(torch.where(a, b1 * m + (1 - b1) * g, m))
+                v.copy_(torch.where(a, b2 * v + (1 - b2) * g * g, v))
             denom = (v / bc2.to(p.dtype).view(shape)).sqrt() + self.eps
             update = self.lr * (m / bc1.to(p.dtype).view(shape)) / denom
-            p.copy_(torch.where(a, p - update, p))
+            if every:
+                p.sub_(update)
+            else:
+                p.copy_(torch.where(a, p - update, p))
 
     def zero_grad(self) -> None:
         for p in self.params:

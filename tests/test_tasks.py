@@ -107,8 +107,10 @@ def test_reproducible_batches():
     assert make_batch(cfg, torch.Generator().manual_seed(5), batch=7).inputs.shape == (30, 7, 1)
 
 
-def test_ensemble_batch_is_stacked_single_batches():
-    cfg = TaskConfig(name="copy", delay=5, seq_len=20, batch=3, channels=2)
+@pytest.mark.parametrize("name", ["copy", "xor", "parity"])
+def test_ensemble_batch_is_stacked_single_batches(name):
+    # the ensemble draws each member's bits from its own generator and computes the targets at once
+    cfg = TaskConfig(name=name, delay=8, seq_len=20, batch=3, channels=2, order=2)
     ens = make_ensemble_batch(cfg, [torch.Generator().manual_seed(s) for s in (1, 2, 3)])
     singles = [make_batch(cfg, torch.Generator().manual_seed(s)) for s in (1, 2, 3)]
     assert ens.inputs.shape == (20, 3, 3, 2) and ens.targets.shape == (20, 3, 3, 2)

@@ -205,6 +205,20 @@ def test_ensemble_adam_equals_torch_adam_per_member_and_skips_inactive():
     assert opt2.t.tolist() == [3, 0, 3]
 
 
+def test_ensemble_adam_in_place_path_equals_the_masked_path_bit_for_bit():
+    # all members active takes the in-place path; a spare inactive member forces torch.where for the rest
+    g = torch.Generator().manual_seed(2)
+    init = torch.randn(3, 5, generator=g)
+    a, b = init[:2].clone().requires_grad_(True), init.clone().requires_grad_(True)
+    oa, ob = EnsembleAdam([a], lr=1e-2), EnsembleAdam([b], lr=1e-2)
+    for _ in range(4):
+        gr = torch.randn(3, 5, generator=g)
+        a.grad, b.grad = gr[:2].clone(), gr.clone()
+        oa.step(torch.ones(2, dtype=torch.bool))
+        ob.step(torch.tensor([True, True, False]))
+    assert torch.equal(a.detach(), b.detach()[:2]) and torch.equal(oa.m[0], ob.m[0][:2])
+
+
 def test_ensemble_adam_float32_matches_torch_adam():
     g = torch.Generator().manual_seed(1)
     init = torch.randn(2, 6, generator=g)
