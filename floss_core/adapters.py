@@ -671,3 +671,106 @@ def floss_checkpoint(module, *, k: int, steps: int, lr: float = 1e-3, window: in
     result = floss(module, sampler, k=k, steps=steps, lr=lr, transient=transient, seed=seed, on_step=on_step)
     after = spectrum(module, measure, k=k, transient=100, seed=seed)[0]
     return {"before": before.tolist(), "after": after.tolist(), **result}
+
+
+# ------------------------------------------------------------------------------------ flossing in the background
+# The dashboard flosses a checkpoint in a separate process (a long job must not run in the Streamlit script):
+# start_floss_job validates and starts it, floss_job_status reads what it left in its folder.
+
+def start_floss_job(data: bytes, settings: dict, *, k: int, steps: int, lr: float):
+    """Check the request here (a bad checkpoint, k, steps or lr raises ValueError and starts nothing), then
+    floss in a new Python process (``_floss_job_main``; not multiprocessing, whose spawn would re-run the
+    Streamlit script that called this). Returns (folder, process: ``subprocess.Popen``);
+    read it with ``floss_job_status``."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    module = load_checkpoint(data, **settings)
+    _check_k(k, module_step(module).dim)
+    _check_floss(steps, lr)
+    folder = tempfile.mkdtemp(prefix="floss-job-")
+    with open(os.path.join(folder, "input.pt"), "wb") as f:
+        f.write(data)
+    with open(os.path.join(folder, "request.json"), "w") as f:
+        json.dump({"settings": settings, "k": k, "steps": steps, "lr": lr}, f)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))      # where floss_core is importable
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+           "PYTHONPATH": os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+    with open(os.path.join(folder, "stderr.txt"), "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-c", "import sys; from floss_core.adapters import _floss_job_main; "
+                                 "_floss_job_main(sys.argv[1])", folder], env=env, stdout=subprocess.DEVNULL, stderr=err)
+    return folder, proc
+
+
+def floss_job(folder: str, settings: dict, *, k: int, steps: int, lr: float) -> None:
+    """The process body: floss ``folder/input.pt`` (``load_checkpoint(**settings)``, ``floss_checkpoint``)
+    on one torch thread, writing ``progress.json`` as it goes, then ``flossed.pt`` and ``result.json``, or
+    ``error.txt`` with a one-line reason."""
+    import json
+    import time
+
+    torch.set_num_threads(1)
+    last = [0.0]
+
+    def write(name: str, text: str) -> None:           # atomic: a reader never sees half a file
+        tmp = os.path.join(folder, name + ".tmp")
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, os.path.join(folder, name))
+
+    def on_step(i: int, loss: float) -> None:
+        if time.monotonic() - last[0] > 0.2 or i + 1 == steps:
+            last[0] = time.monotonic()
+            write("progress.json", json.dumps({"step": i + 1, "loss": loss}))
+    try:
+        with open(os.path.join(folder, "input.pt"), "rb") as f:
+            module = load_checkpoint(f.read(), **settings)
+        out = floss_checkpoint(module, k=k, steps=steps, lr=lr, on_step=on_step)
+        with open(os.path.join(folder, "flossed.pt.tmp"), "wb") as f:
+            f.write(save_state_dict(module))
+        os.replace(os.path.join(folder, "flossed.pt.tmp"), os.path.join(folder, "flossed.pt"))
+        write("result.json", json.dumps(out, allow_nan=True))
+    except Exception as exc:  # reported to the page, never lost with the process
+        msg = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        write("error.txt", (msg.splitlines() or [type(exc).__name__])[0])
+
+
+def floss_job_status(folder: str, proc=None) -> dict:
+    """What a flossing job left: ``{"state": "running", "step", "loss"}``, ``{"state": "done", "out",
+    "weights"}`` (floss_checkpoint's dict and the flossed state_dict's bytes) or ``{"state": "failed",
+    "error"}``, also when the process ended without a word (killed, out of memory)."""
+    import json
+
+    def path(name):
+        return os.path.join(folder, name)
+    alive = proc is None or proc.poll() is None    # first: a process found ended has written all it will
+    if os.path.exists(path("result.json")):
+        with open(path("result.json")) as f, open(path("flossed.pt"), "rb") as w:
+            return {"state": "done", "out": json.load(f), "weights": w.read()}
+    if os.path.exists(path("error.txt")):
+        with open(path("error.txt")) as f:
+            return {"state": "failed", "error": f.read()}
+    if not alive:
+        try:
+            with open(path("stderr.txt"), errors="replace") as f:
+                last = [ln.strip() for ln in f if ln.strip()][-1:]
+        except OSError:
+            last = []
+        return {"state": "failed", "error": f"the flossing process ended without a result (exit code "
+                                            f"{proc.returncode})" + "".join(f": {ln}" for ln in last)}
+    try:
+        with open(path("progress.json")) as f:
+            return {"state": "running", **json.load(f)}
+    except (OSError, ValueError):
+        return {"state": "running", "step": 0, "loss": None}
+
+
+def _floss_job_main(folder: str) -> None:
+    """The entry point of the process ``start_floss_job`` starts: the request is in ``folder/request.json``."""
+    import json
+
+    with open(os.path.join(folder, "request.json")) as f:
+        req = json.load(f)
+    floss_job(folder, req["settings"], k=req["k"], steps=req["steps"], lr=req["lr"])

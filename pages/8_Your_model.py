@@ -1,6 +1,7 @@
 """Your model: upload a state_dict of your own nn.RNN / GRU / LSTM (or Cell), see its spectrum, κ₂ and
 trainability forecast, floss it, download the flossed weights. All the math is in floss_core.adapters."""
 import math
+import shutil
 from pathlib import PurePath
 
 import plotly.graph_objects as go
@@ -86,21 +87,38 @@ floss_k = a.number_input("Flossed exponents k", 1, rep["dim"], min(int(k), rep["
 floss_steps = b.number_input("Flossing steps", 1, 5000, 100, key="floss_steps")
 lr = c.number_input("Learning rate", 1e-5, 1.0, 1e-2, format="%.4f")
 job = (upload.file_id if hasattr(upload, "file_id") else upload.name, str(settings), floss_k, floss_steps, lr)
-if st.button("Floss", type="primary"):
-    bar = st.progress(0.0, text="Flossing...")
-    try:
-        module = adapters.load_checkpoint(data, **settings)
-        out = adapters.floss_checkpoint(module, k=int(floss_k), steps=int(floss_steps), lr=float(lr),
-                                        on_step=lambda i, loss: bar.progress((i + 1) / floss_steps,
-                                                                             text=f"step {i + 1}: loss {loss:.4f}"))
+running = st.session_state.get("floss_job")
+if running and running["job"] == job and st.button("Stop flossing"):
+    running["proc"].terminate()
+    running["proc"].wait(5)
+if st.button("Floss", type="primary", disabled=bool(running and running["job"] == job and running["proc"].poll() is None)):
+    try:  # checked here, then flossed in a separate process: the page stays live and shows progress
+        folder, proc = adapters.start_floss_job(data, settings, k=int(floss_k), steps=int(floss_steps), lr=float(lr))
     except ValueError as e:
         st.error(str(e))
         st.stop()
-    bar.empty()
-    st.session_state["flossed"] = {"job": job, "out": out, "weights": adapters.save_state_dict(module)}
+    st.session_state["floss_job"] = {"job": job, "folder": folder, "proc": proc, "steps": int(floss_steps)}
+    st.session_state.pop("flossed", None)
+    running = st.session_state["floss_job"]
+
+if running and running["job"] == job:
+    @st.fragment(run_every=1.0)
+    def watch():
+        s = adapters.floss_job_status(running["folder"], running["proc"])
+        if s["state"] == "running":
+            loss = "" if s["loss"] is None else f": loss {s['loss']:.4f}"
+            st.progress(s["step"] / running["steps"], text=f"Flossing... step {s['step']} of {running['steps']}{loss}")
+            return
+        del st.session_state["floss_job"]
+        shutil.rmtree(running["folder"], ignore_errors=True)
+        st.session_state["flossed"] = {"job": job, **s}
+        st.rerun()
+    watch()
 
 done = st.session_state.get("flossed")
-if done and done["job"] == job:
+if done and done["job"] == job and done["state"] == "failed":
+    st.error(f"Flossing failed: {done['error']}")
+elif done and done["job"] == job:
     out = done["out"]
     if out["diverged_step"] is not None:
         st.error(f"The flossing loss became non-finite at step {out['diverged_step']}; lower the learning rate.")

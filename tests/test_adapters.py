@@ -8,6 +8,7 @@ are refused with one line.
 """
 import io
 import math
+import os
 import pickle
 
 import pytest
@@ -387,3 +388,50 @@ def test_cli_forecast(capsys):
         assert e.value.code == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and msg in err
+
+
+# ------------------------------------------------------------------------------------ flossing in the background
+def _wait(folder, proc, timeout=120.0):
+    import time
+    t0 = time.monotonic()
+    while (s := A.floss_job_status(folder, proc))["state"] == "running":
+        assert time.monotonic() - t0 < timeout
+        time.sleep(0.2)
+    return s
+
+
+def test_floss_job_in_a_separate_process_gives_the_in_process_result():
+    torch.manual_seed(3)
+    gru = torch.nn.GRU(1, 4)
+    data = A.save_state_dict(gru)
+    folder, proc = A.start_floss_job(data, dict(arch="gru", hidden=4, input_size=1), k=3, steps=4, lr=1e-2)
+    assert proc.pid != os.getpid()
+    s = _wait(folder, proc)
+    assert s["state"] == "done", s
+    here = A.load_checkpoint(data, arch="gru", hidden=4, input_size=1)
+    want = A.floss_checkpoint(here, k=3, steps=4, lr=1e-2)
+    assert s["out"]["after"] == want["after"] and s["out"]["steps"] == 4
+    got = A.load_checkpoint(s["weights"], arch="gru", hidden=4, input_size=1)
+    assert torch.equal(got.weight_hh_l0, here.weight_hh_l0)
+
+
+def test_floss_job_refuses_a_bad_request_before_starting(tmp_path, monkeypatch):
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    data = A.save_state_dict(torch.nn.GRU(1, 4))
+    with pytest.raises(ValueError, match=r"k must be in 1..4 \(the state dimension\), got 9"):
+        A.start_floss_job(data, dict(arch="gru", hidden=4, input_size=1), k=9, steps=4, lr=1e-2)
+    with pytest.raises(ValueError, match="it looks like a gru"):
+        A.start_floss_job(data, dict(arch="lstm", hidden=4, input_size=1), k=2, steps=4, lr=1e-2)
+    assert not list(tmp_path.iterdir())          # nothing written, nothing started
+
+
+def test_floss_job_status_reports_a_process_that_died_without_a_word(tmp_path):
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-c", "import os; os._exit(3)"])
+    proc.wait()
+    assert A.floss_job_status(str(tmp_path), proc) == {
+        "state": "failed", "error": "the flossing process ended without a result (exit code 3)"}
+    (tmp_path / "error.txt").write_text("k must be in 1..4 (the state dimension), got 9")
+    assert A.floss_job_status(str(tmp_path))["error"].startswith("k must be in 1..4")

@@ -165,3 +165,44 @@ def test_launch_watch_and_inspect_a_tiny_comparison(server):
     with Store(store) as s:
         runs = s.runs(1)
     assert len(runs) == 8 and set(runs["status"]) == {"done"}
+
+
+def test_your_model_upload_and_floss_in_the_background(server, tmp_path):
+    # the "Your model" page flosses in a separate process and polls it; in a real server that process is
+    # started from Streamlit's script thread and the polling is a timed fragment, which AppTest does not run
+    import torch
+    torch.manual_seed(0)
+    ckpt = tmp_path / "my_lstm.pt"
+    torch.save(torch.nn.LSTM(1, 32).state_dict(), ckpt)     # the page's defaults: lstm, hidden 32, input 1
+    url, _ = server
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        try:
+            page.goto(url)   # the home page first: a deep link as a fresh server's first request is "not found"
+            settle(page, text="Run the quick demo comparison")
+            page.goto(f"{url}/{dashboard.url_path(dashboard.PAGES['Your model'])}")
+            settle(page, text="Upload a checkpoint to begin. Any torch.nn.RNN, GRU, LSTM (any number of layers, "
+                              "batch_first either way, bias on or off) or their Cell variants; not bidirectional, "
+                              "no proj_size.")
+            page.locator('input[type="file"]').set_input_files(str(ckpt))
+            settle(page, charts=3, timeout_ms=120_000)
+            steps = page.get_by_label("Flossing steps")
+            steps.fill("5")
+            steps.press("Enter")
+            settle(page, charts=3)
+            page.get_by_role("button", name="Floss", exact=True).click()
+            # the page polls the flossing process and shows its progress, then the result (the intro text
+            # also says "download the flossed weights": wait for the button itself)
+            page.get_by_text(re.compile(r"Flossing\.\.\. step \d+ of 5")).wait_for(timeout=60_000)
+            page.get_by_role("button", name="Download the flossed weights").wait_for(timeout=120_000)
+            settle(page, text="before")
+            assert page.locator('[data-testid="stProgress"]').count() == 0
+            shot(page, "8_your_model_flossed")
+            with page.expect_download(timeout=60_000) as download:
+                page.get_by_role("button", name="Download the flossed weights").click()
+            flossed = torch.load(download.value.path(), weights_only=True)
+            assert set(flossed) == set(torch.nn.LSTM(1, 32).state_dict())
+            assert not torch.equal(flossed["weight_hh_l0"], torch.load(ckpt, weights_only=True)["weight_hh_l0"])
+        finally:
+            browser.close()

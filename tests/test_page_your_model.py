@@ -1,7 +1,9 @@
 """The "Your model" page under streamlit's AppTest: upload a real state_dict, see the spectrum and the
 forecast, floss it and get the flossed weights back; a mismatched checkpoint gets one st.error."""
 import io
+import os
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -55,12 +57,37 @@ def test_upload_report_floss_download(monkeypatch, tmp_path):
     at.number_input(key="floss_steps").set_value(3)
     at.button[0].click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
+    # flossing runs in a separate process; the page shows its progress until it is done
+    assert "floss_job" in at.session_state and at.session_state["floss_job"]["proc"].pid != os.getpid()
+    _until_flossed(at)
+    assert not at.exception and not at.error, [e.value for e in at.error]
     assert len(at.get("plotly_chart")) == 4
     assert len(at.get("download_button")) == 1
     # what the button serves: a weights-only state_dict of the same architecture, flossed
     flossed = adapters.load_checkpoint(at.session_state["flossed"]["weights"], arch="gru", hidden=4, input_size=1)
     assert not torch.equal(flossed.weight_hh_l0, gru.weight_hh_l0)
     assert at.session_state["flossed"]["out"]["steps"] == 3
+
+
+def _until_flossed(at, timeout=120.0):
+    t0 = time.monotonic()
+    while "floss_job" in at.session_state:
+        assert time.monotonic() - t0 < timeout, "the flossing process did not finish"
+        time.sleep(0.5)
+        at.run()
+
+
+def test_bad_flossing_request_gets_an_error_and_starts_nothing(monkeypatch, tmp_path):
+    at = _page(monkeypatch, tmp_path)
+    _declare(at)
+    at.file_uploader[0].set_value(("g.pt", _state_dict_bytes(torch.nn.GRU(1, 4)), "application/octet-stream"))
+    at.run()
+    def refuse(steps, lr):  # the page's own widget limits let no bad value through, so refuse a good one
+        raise ValueError("lr must be a positive number, got 0")
+    monkeypatch.setattr(adapters, "_check_floss", refuse)
+    at.button[0].click().run()
+    assert [e.value for e in at.error] == ["lr must be a positive number, got 0"]
+    assert "floss_job" not in at.session_state
 
 
 def test_mismatched_checkpoint_gets_one_error(monkeypatch, tmp_path):
