@@ -25,7 +25,7 @@ from .fastqr import rnn_lyapunov_spectrum
 from .flossing import flossing_loss
 from .lyapunov import gradient_vs_horizon, long_term_jacobian, lyapunov_spectrum, random_orthonormal
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # 0.2.0: the training backward rounds δ(1 - h²) (tanh_backward)
 
 
 @dataclass(frozen=True)
