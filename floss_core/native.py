@@ -27,9 +27,9 @@ log = logging.getLogger(__name__)
 def enabled() -> bool:
     """Whether the environment allows the compiled loop (``FLOSS_NATIVE``, default on)."""
     v = os.environ.get("FLOSS_NATIVE", "1").strip().lower()
-    if v not in ("0", "1", "off", "on", "false", "true", ""):
+    if v not in ("0", "1", "off", "on", "false", "true", "no", "yes", ""):
         raise ValueError(f"FLOSS_NATIVE must be 0 or 1, got {v!r}")
-    return v not in ("0", "off", "false")
+    return v not in ("0", "off", "false", "no")
 
 
 def load() -> bool:
