@@ -714,10 +714,10 @@ def floss_job(folder: str, settings: dict, *, k: int, steps: int, lr: float) -> 
     torch.set_num_threads(1)
     last = [0.0]
 
-    def write(name: str, text: str) -> None:           # atomic: a reader never sees half a file
+    def write(name: str, data: str | bytes) -> None:    # atomic: a reader never sees half a file
         tmp = os.path.join(folder, name + ".tmp")
-        with open(tmp, "w") as f:
-            f.write(text)
+        with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
+            f.write(data)
         os.replace(tmp, os.path.join(folder, name))
 
     def on_step(i: int, loss: float) -> None:
@@ -728,9 +728,7 @@ def floss_job(folder: str, settings: dict, *, k: int, steps: int, lr: float) -> 
         with open(os.path.join(folder, "input.pt"), "rb") as f:
             module = load_checkpoint(f.read(), **settings)
         out = floss_checkpoint(module, k=k, steps=steps, lr=lr, on_step=on_step)
-        with open(os.path.join(folder, "flossed.pt.tmp"), "wb") as f:
-            f.write(save_state_dict(module))
-        os.replace(os.path.join(folder, "flossed.pt.tmp"), os.path.join(folder, "flossed.pt"))
+        write("flossed.pt", save_state_dict(module))
         write("result.json", json.dumps(out, allow_nan=True))
     except Exception as exc:  # reported to the page, never lost with the process
         msg = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
