@@ -50,6 +50,22 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _strict(value):
+    """``value`` with every non-finite float replaced by None (JSON has no NaN or Infinity)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
+
+
+def _print_json(value) -> None:
+    """One strict JSON object on stdout: a missing or undefined figure is null, never NaN."""
+    print(json.dumps(_strict(value), allow_nan=False, default=lambda x: None))
+
+
 def _fmt(x, nd=3) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
@@ -71,6 +87,9 @@ def _add_network_args(p) -> None:
 
 
 # ------------------------------------------------------------------------------------ spectrum
+DTYPES = {"float32": "float32", "float64": "float64"}
+
+
 def _add_spectrum(sub) -> None:
     p = sub.add_parser("spectrum", help="Lyapunov spectrum of a freshly initialised network")
     _add_network_args(p)
@@ -81,16 +100,28 @@ def _add_spectrum(sub) -> None:
     p.add_argument("--seed", type=_int, default=0)
     p.add_argument("--bias", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--input", choices=["none", "bits"], default="none")
+    p.add_argument("--dtype", choices=list(DTYPES), default="float64",
+                   help="float64 (default: exact down to strongly negative exponents) or float32 (faster; "
+                        "exponents below about -1 per step drift)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--json", action="store_true")
 
 
+def _finite_or_fail(prog: str, values, what: str) -> None:
+    if not all(math.isfinite(v) for v in values):
+        _fail(prog, f"{what} are not finite (the state left the float range: the gain or the inputs are too "
+                    f"large for this network); nothing to report")
+
+
 def _cmd_spectrum(a) -> None:
+    import warnings
+
     import torch
     from . import models as M
-    from .lyapunov import lyapunov_spectrum
+    from .lyapunov import LyapunovAccuracyWarning, lyapunov_spectrum
     from .train import resolve_device
 
+    dtype = getattr(torch, DTYPES[a.dtype])
     try:
         cfg = M.ModelConfig(arch=a.arch, hidden=a.hidden, gain=a.gain, bias=a.bias)
         M.validate_model(cfg)
@@ -100,65 +131,121 @@ def _cmd_spectrum(a) -> None:
         if not 1 <= k <= d:
             raise ValueError(f"k must be in 1..{d}, got {k}")
         t0 = time.perf_counter()
-        params = {n: v.to(dev) for n, v in M.init_ensemble(cfg, 1, 1, [a.seed]).items()}
+        params = {n: v.to(dev, dtype) for n, v in M.init_ensemble(cfg, 1, 1, [a.seed]).items()}
         gen = torch.Generator().manual_seed(a.seed)
-        x = torch.randint(0, 2, (a.steps, 1, 1, 1), generator=gen).float() if a.input == "bits" \
-            else torch.zeros(a.steps, 1, 1, 1)
-        with torch.no_grad():
+        x = torch.randint(0, 2, (a.steps, 1, 1, 1), generator=gen).to(dtype) if a.input == "bits" \
+            else torch.zeros(a.steps, 1, 1, 1, dtype=dtype)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("error", LyapunovAccuracyWarning)   # an untrustworthy spectrum is refused
             lam = lyapunov_spectrum(M.step_fn(cfg, params), params["h0"][:, :1], M.drive(cfg, params, x.to(dev)), k,
                                     jacobian=M.jacobian_fn(cfg, params), transient=a.transient,
                                     qr_every=a.qr_every, generator=gen)[0, 0].cpu()
-    except ValueError as e:
+    except (ValueError, LyapunovAccuracyWarning) as e:
         _fail("spectrum", str(e))
+    _finite_or_fail("spectrum", lam.tolist(), "the exponents")
     out = {"exponents": lam.tolist(), "sum": float(lam.sum()), "arch": a.arch, "hidden": a.hidden,
            "gain": a.gain, "k": k, "steps": a.steps, "transient": a.transient, "qr_every": a.qr_every,
-           "input": a.input, "device": str(dev), "seconds": time.perf_counter() - t0}
+           "input": a.input, "dtype": a.dtype, "device": str(dev), "seconds": time.perf_counter() - t0}
     if a.json:
-        print(json.dumps(out))
+        _print_json(out)
         return
-    print(f"{a.arch} N={a.hidden} g={a.gain} k={k}: {out['seconds']:.2f} s on {dev}")
+    print(f"{a.arch} N={a.hidden} g={a.gain} k={k} ({a.dtype}): {out['seconds']:.2f} s on {dev}")
     print("λ (per step): " + " ".join(f"{v:+.4f}" for v in out["exponents"]))
     print(f"sum = {out['sum']:+.4f}")
 
 
 # ------------------------------------------------------------------------------------ floss
 def _add_floss(sub) -> None:
+    from .train import FLOSS_DESIGNS
+
     p = sub.add_parser("floss", help="floss a freshly initialised network with no task")
     _add_network_args(p)
+    p.add_argument("--design", choices=list(FLOSS_DESIGNS), default="lab",
+                   help="lab (the lab's default: chosen by bench/floss_study.py) or reference (the paper's code "
+                        "exactly); the flags below override single fields")
     p.add_argument("--k", type=_int, default=8)
-    p.add_argument("--floss-steps", type=_int, default=300)
-    p.add_argument("--floss-len", type=_int, default=55)
-    p.add_argument("--transient", type=_int, default=16)
-    p.add_argument("--lr", type=_finite_float, default=1e-3)
-    p.add_argument("--through-states", action=argparse.BooleanOptionalAction, default=True,
-                   help="differentiate through the state trajectory (the reference) or only the Jacobians")
+    p.add_argument("--floss-steps", type=_int, default=None, help="step budget (default: the design's)")
+    p.add_argument("--floss-len", type=_int, default=None)
+    p.add_argument("--transient", type=_int, default=None)
+    p.add_argument("--lr", type=_finite_float, default=None)
+    p.add_argument("--state-grad", choices=["full", "one_step", "none"], default=None,
+                   help="gradient through the state trajectory: full (the reference), one_step (each state's "
+                        "direct dependence on the weights) or none (through the one-step Jacobians only)")
+    p.add_argument("--through-states", action=argparse.BooleanOptionalAction, default=None,
+                   help="the same as --state-grad full / --state-grad none")
+    p.add_argument("--stop-tol", type=_finite_float, default=None,
+                   help="stop once max |λ_1..k| on a fresh long window is within this (0: the whole budget)")
     p.add_argument("--seed", type=_int, default=0)
+    p.add_argument("--save", default=None, metavar="PATH",
+                   help="write the flossed network's parameters there (a torch state dict of plain tensors)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--json", action="store_true")
 
 
-def _cmd_floss(a) -> None:
-    from . import models as M
-    from .train import FlossConfig, floss_fresh
+def _save_path(prog: str, text: str):
+    """A writable file path for --save: its folder must exist; never a folder itself."""
+    from pathlib import Path
 
+    path = Path(text).expanduser()
+    if path.is_dir():
+        _fail(prog, f"--save {text}: is a folder; give a file name, e.g. {path / 'flossed.pt'}")
+    if not path.parent.is_dir():
+        _fail(prog, f"--save {text}: folder {path.parent} does not exist")
+    return path.resolve()
+
+
+def _cmd_floss(a) -> None:
+    from dataclasses import replace
+
+    from . import models as M
+    from .train import FLOSS_DESIGNS, floss_fresh, save_params
+
+    floss, budget = FLOSS_DESIGNS[a.design]
+    over = {"seq_len": a.floss_len, "transient": a.transient, "lr": a.lr, "stop_tol": a.stop_tol}
+    over = {key: v for key, v in over.items() if v is not None}
+    if a.through_states is not None and a.state_grad is None:
+        a.state_grad = "full" if a.through_states else "none"
+    if a.state_grad is not None:
+        over["state_grad"] = a.state_grad
+    if a.lr is not None and floss.lr_end is not None:
+        over["lr_end"] = min(floss.lr_end, a.lr)
+    steps = budget if a.floss_steps is None else a.floss_steps
+    save = _save_path("floss", a.save) if a.save is not None else None
     try:
-        if a.floss_steps < 0:
-            raise ValueError(f"floss-steps must be >= 0, got {a.floss_steps}")
+        if steps < 0:
+            raise ValueError(f"floss-steps must be >= 0, got {steps}")
+        floss = replace(floss, k=a.k, **over)
         t0 = time.perf_counter()
-        r = floss_fresh(M.ModelConfig(arch=a.arch, hidden=a.hidden, gain=a.gain),
-                        FlossConfig(k=a.k, seq_len=a.floss_len, transient=a.transient, lr=a.lr,
-                                    through_states=a.through_states),
-                        a.floss_steps, [a.seed], device=a.device)
+        r = floss_fresh(M.ModelConfig(arch=a.arch, hidden=a.hidden, gain=a.gain), floss, steps, [a.seed],
+                        device=a.device)
     except ValueError as e:
         _fail("floss", str(e))
-    out = {"before": r["before"][0].tolist(), "after": r["after"][0].tolist(), "arch": a.arch, "hidden": a.hidden,
-           "gain": a.gain, "k": a.k, "floss_steps": a.floss_steps, "seconds": time.perf_counter() - t0}
+    before, after = r["before"][0].tolist(), r["after"][0].tolist()
+    _finite_or_fail("floss", before + after, "the exponents before or after flossing")
+    out = {"before": before, "after": after, "arch": a.arch, "hidden": a.hidden, "gain": a.gain, "k": a.k,
+           "design": a.design, "floss_steps": steps, "steps_taken": r["steps_taken"][0],
+           "objective_before": sum(v * v for v in before) / len(before),
+           "objective_after": sum(v * v for v in after) / len(after),
+           "floss": {key: v for key, v in vars(floss).items()}, "seconds": time.perf_counter() - t0}
+    if save is not None:
+        try:
+            save_params(r["params"], save)
+        except OSError as e:
+            _fail("floss", f"cannot write {save}: {e.strerror or e}")
+        out["saved"] = str(save)
     if a.json:
-        print(json.dumps(out))
+        _print_json(out)
         return
-    print(f"flossed {a.arch} N={a.hidden} g={a.gain} for {a.floss_steps} steps (k={a.k}) in {out['seconds']:.1f} s")
+    print(f"flossed {a.arch} N={a.hidden} g={a.gain} ({a.design} design, k={a.k}): {out['steps_taken']} of "
+          f"{steps} steps in {out['seconds']:.1f} s; exponents on a fresh {MEASURE_STEPS}-step window:")
     print("before: " + " ".join(f"{v:+.4f}" for v in out["before"]))
     print("after:  " + " ".join(f"{v:+.4f}" for v in out["after"]))
+    print(f"mean λ² over the {a.k}: {out['objective_before']:.4f} -> {out['objective_after']:.4f}")
+    if save is not None:
+        print(f"saved the flossed parameters to {save}")
+
+
+MEASURE_STEPS = 2000
 
 
 # ------------------------------------------------------------------------------------ compare
@@ -183,6 +270,9 @@ def _add_comparison_args(p) -> None:
     p.add_argument("--floss-transient", type=_int, default=None, help="window steps discarded before averaging")
     p.add_argument("--qr", choices=["auto", "householder", "cholesky"], default=None,
                    help="flossing QR: auto (the rnn's window kernel), householder or cholesky (autograd)")
+    p.add_argument("--floss-design", choices=["lab", "reference"], default=None,
+                   help="lab (default: truncated state gradient, clipping, stopping rule; bench/floss_study.py) "
+                        "or reference (the paper's code exactly)")
     p.add_argument("--pre-steps", type=_int, default=None)
     p.add_argument("--inter-steps", type=_int, default=None)
     p.add_argument("--inter-at", type=_int_list, default=None)
@@ -200,7 +290,7 @@ def spec_from_args(a):
 
     return make_spec(a.preset, task=a.task, delays=a.delay, channels=a.channels, order=a.order, csv=a.csv,
                      arch=a.arch, hidden=a.hidden, gain=a.gain, seeds=a.seeds, steps=a.steps, seq_len=a.seq_len,
-                     schedules=a.schedules, k=a.k, qr_every=a.qr_every, floss_len=a.floss_len,
+                     schedules=a.schedules, k=a.k, qr_every=a.qr_every, floss_len=a.floss_len, floss_design=a.floss_design,
                      floss_transient=a.floss_transient, qr=a.qr, pre_steps=a.pre_steps,
                      inter_steps=a.inter_steps, inter_at=a.inter_at, every=a.every, threshold=a.threshold,
                      weight=a.weight, success_acc=a.success_acc, name=a.name, device=a.device)
@@ -220,10 +310,8 @@ def print_summary(summary: list[dict], *, as_json: bool, extra: dict | None = No
         out["schedules"] = {}
         for row in summary:
             key = row["schedule"] if len({r["delay"] for r in summary}) == 1 else f"{row['schedule']}@{row['delay']}"
-            # strict JSON: a figure that does not exist (no successful run, say) is null, not NaN
-            out["schedules"][key] = {k: None if isinstance(v, float) and not math.isfinite(v) else v
-                                     for k, v in row.items()}
-        print(json.dumps(out, allow_nan=False, default=lambda x: None))
+            out["schedules"][key] = dict(row)   # a figure that does not exist is null (_print_json)
+        _print_json(out)
         return
     _print_table(summary, SUMMARY_COLUMNS)
 
@@ -370,7 +458,10 @@ def _cmd_submit(a) -> None:
         alive = store.alive_workers(max_age_s=stale_after())
     finally:
         store.close()
-    print(json.dumps({"experiment_id": experiment_id}) if a.json else experiment_id)
+    if a.json:
+        _print_json({"experiment_id": experiment_id})
+    else:
+        print(experiment_id)
     if not alive:
         sys.stderr.write(f"queued experiment {experiment_id}; no worker is running: "
                          f"start one with `python -m floss_core worker --store {store.path}`\n")
@@ -469,7 +560,7 @@ def _cmd_status(a) -> None:
     rows = [_experiment_row(e, heads.get(int(e["id"]), {})) for e in experiments]
     if a.experiment_id is None:
         if a.json:
-            print(json.dumps({"experiments": rows}))
+            _print_json({"experiments": rows})
             return
         if not rows:
             print("no experiments yet")
@@ -490,7 +581,7 @@ def _cmd_status(a) -> None:
                  "attempts": int(r["attempts"])}
                 for r in runs.to_dict("records")]
     if a.json:
-        print(json.dumps({"experiment": rows[0], "runs": run_rows}))
+        _print_json({"experiment": rows[0], "runs": run_rows})
         return
     e = rows[0]
     progress = "-" if e["progress"] is None else f"{100 * e['progress']:.0f}%"
@@ -578,8 +669,7 @@ def _cmd_forecast(a) -> None:
     except ValueError as e:
         _fail("forecast", str(e))
     if a.json:
-        print(json.dumps({**out, "horizon": None if math.isinf(out["horizon"]) else out["horizon"],
-                          "arch": a.arch, "hidden": a.hidden, "gain": a.gain}))
+        _print_json({**out, "arch": a.arch, "hidden": a.hidden, "gain": a.gain})   # an infinite horizon is null
         return
     print(out["verdict"])
 

@@ -35,6 +35,7 @@ import torch.autograd.forward_ad as fwAD
 from torch import nn
 
 from .flossing import flossing_loss
+from .train import LAB_FLOSS
 from .lyapunov import forecast_horizon, gradient_vs_horizon, long_term_jacobian, lyapunov_spectrum, \
     random_orthonormal
 
@@ -47,6 +48,11 @@ ARCHS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM,
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}    # rows of weight_ih per hidden unit
 MAX_CHECKPOINT_BYTES = 50_000_000
 HORIZONS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+# the lab's flossing design (train.LAB_FLOSS, chosen by bench/floss_study.py) for your own module: the
+# state-trajectory gradient truncated to 5 steps and each parameter tensor's gradient clipped to 0.03
+STATE_HORIZON = LAB_FLOSS.state_horizon
+CLIP = LAB_FLOSS.clip
+
 # λ_1 in [0, EDGE_OF_CHAOS] nats/step reads as "marginal" (a flossed network lands there, e.g. +0.003),
 # above it as chaotic: an RNN with g = 2 at λ_1 = +0.04 failed a delay-10 copy task (README table)
 EDGE_OF_CHAOS = 0.01
@@ -307,17 +313,37 @@ def spectrum(module, inputs, *, k: int | None = None, transient: int = 0, qr_eve
     return lam[0] if unbatched else lam
 
 
-def _window_loss(st: Stepper, xs, state0, *, k, transient, qr_every, target, Q0, seed):
-    """Flossing loss of one window from a detached start, and the window's final (detached) state."""
+def _window_loss(st: Stepper, xs, state0, *, k, transient, qr_every, target, Q0, seed, state_horizon=None):
+    """Flossing loss of one window from a detached start, and the window's final (detached) state.
+
+    ``state_horizon``: the gradient through the state trajectory runs back at most this many steps (the
+    trajectory is detached every state_horizon steps; the lab's default design, bench/floss_study.py);
+    None: through the whole window (the reference code)."""
     k = _check_k(k, st.dim)
+    trajectory = None
+    if state_horizon is not None:
+        s, states = state0.detach(), []
+        for t in range(xs.shape[0]):
+            if t and t % state_horizon == 0:
+                s = s.detach()
+            s = st.step(s, xs[t])
+            states.append(s)
+        trajectory = torch.stack(states)
     lam, end = lyapunov_spectrum(st.step, state0.detach(), xs, k, jacobian=st.tangent, transient=transient,
                                  qr_every=qr_every, Q0=_q0(st.dim, k, seed, state0) if Q0 is None else Q0,
-                                 return_state=True)
+                                 trajectory=trajectory, return_state=True)
     return flossing_loss(lam, target=target).mean(), lam.detach(), end.detach()
 
 
+def _check_horizon(state_horizon) -> None:
+    if state_horizon is not None and (isinstance(state_horizon, bool) or not isinstance(state_horizon, int)
+                                      or state_horizon < 1):
+        raise ValueError(f"state_horizon must be an integer >= 1 or None, got {state_horizon!r}")
+
+
 def flossing_loss_term(module, inputs, *, k: int, transient: int = 0, qr_every: int = 1, h0=None,
-                       target: float = 0.0, Q0: torch.Tensor | None = None, seed: int = 0) -> torch.Tensor:
+                       target: float = 0.0, Q0: torch.Tensor | None = None, seed: int = 0,
+                       state_horizon: int | None = STATE_HORIZON) -> torch.Tensor:
     """The flossing loss of the module on ``inputs``: mean over the batch and the first k exponents
     of (λ_i − target)² (Engelken 2023, eq. 4), a scalar differentiable w.r.t. the module's parameters.
 
@@ -325,11 +351,14 @@ def flossing_loss_term(module, inputs, *, k: int, transient: int = 0, qr_every: 
     The initial state is detached and the tangent start is the same every call (``seed``), as in the
     reference code. Start on the attractor: pass a state your model reached as ``h0``, or discard a
     transient (from a zero state the first steps expand more than the long-run dynamics do, and
-    flossing them to 0 over-contracts the network).
+    flossing them to 0 over-contracts the network). ``state_horizon`` (default 5): how far back the
+    gradient follows the state trajectory; None follows it through the whole window like the reference,
+    whose gradient in a chaotic network grows like e^{λ_1 t} and is mostly noise (bench/floss_study.py).
     """
+    _check_horizon(state_horizon)
     st, xs, state0, _ = _prepare(module, inputs, h0)
     return _window_loss(st, xs, state0, k=k, transient=transient, qr_every=qr_every, target=target, Q0=Q0,
-                        seed=seed)[0]
+                        seed=seed, state_horizon=state_horizon)[0]
 
 
 def _check_floss(steps, lr) -> None:
@@ -341,14 +370,19 @@ def _check_floss(steps, lr) -> None:
 
 def floss(module, inputs_or_sampler, *, k: int, steps: int, lr: float = 1e-3, transient: int = 0,
           qr_every: int = 1, h0=None, target: float = 0.0, params=None, seed: int = 0,
-          carry_state: bool = True, on_step=None) -> dict:
+          carry_state: bool = True, on_step=None, state_horizon: int | None = STATE_HORIZON,
+          clip: float = CLIP) -> dict:
     """A separate flossing phase (the paper's mode): ``steps`` Adam steps on the flossing loss alone.
 
     Args:
       inputs_or_sampler: one input window (the same every step), or ``sampler(i) -> inputs`` giving a
         fresh window per step (the paper draws fresh random bits: 55 steps, 16 of them transient).
       k, transient, qr_every, h0, target, seed: as for ``flossing_loss_term``.
-      lr: the phase's own Adam (betas 0.9/0.999, no clipping).
+      lr: the phase's own Adam (betas 0.9/0.999).
+      state_horizon: how far back the gradient follows the state trajectory (default 5, the lab's design);
+        None: the whole window (the reference code).
+      clip: each parameter tensor's gradient norm is clipped to this before the Adam step (default 0.03,
+        the lab's design; 0: no clipping, the reference code). bench/floss_study.py measured both.
       params: tensors to update; default every parameter of the module (recurrent weights and
         biases, the paper's J, b and W_in). A plain step function needs them here.
       carry_state: each window starts where the previous one ended (so on the attractor, like the
@@ -361,6 +395,9 @@ def floss(module, inputs_or_sampler, *, k: int, steps: int, lr: float = 1e-3, tr
       updating; None when all went well).
     """
     _check_floss(steps, lr)
+    _check_horizon(state_horizon)
+    if isinstance(clip, bool) or not (isinstance(clip, (int, float)) and math.isfinite(clip) and clip >= 0):
+        raise ValueError(f"clip must be a number >= 0, got {clip!r}")
     tensors = list(module_step(module, params=params).params)
     if not tensors:
         raise ValueError("nothing to floss: a plain step function needs params=[the tensors to update]")
@@ -372,13 +409,17 @@ def floss(module, inputs_or_sampler, *, k: int, steps: int, lr: float = 1e-3, tr
         if carried is not None and carried.shape == state0.shape:
             state0 = carried
         loss, lam, end = _window_loss(st, xs, state0, k=k, transient=transient, qr_every=qr_every,
-                                      target=target, Q0=None, seed=seed)
+                                      target=target, Q0=None, seed=seed, state_horizon=state_horizon)
         if not torch.isfinite(loss):
             diverged = i
             break
         carried = end if carry_state and bool(torch.isfinite(end).all()) else None
         opt.zero_grad()
         loss.backward()
+        if clip > 0:
+            for t in tensors:   # per tensor, as the lab's training does per parameter array
+                if t.grad is not None:
+                    torch.nn.utils.clip_grad_norm_([t], clip)
         opt.step()
         history.append(float(loss.detach()))
         if on_step:

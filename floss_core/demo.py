@@ -37,10 +37,12 @@ def launch_spec(size: str, **options) -> ComparisonSpec:
 def launch_defaults(size: str) -> dict:
     """The Launch page's starting widget values for ``size``: flat ``make_spec`` option names."""
     spec = launch_spec(size)
+    from .train import design_of
+
     s = spec.schedules[0]
     return {"task": spec.task.name, "delays": list(spec.delays), "channels": spec.task.channels,
             "order": spec.task.order, "arch": spec.model.arch, "hidden": spec.model.hidden,
             "seeds": len(spec.seeds), "steps": spec.train.steps, "schedules": [x.name for x in spec.schedules],
             "k": spec.floss.k, "pre_steps": s.pre_steps, "inter_steps": s.inter_steps,
             "inter_at": list(s.inter_at), "every": s.every, "threshold": s.threshold, "weight": s.weight,
-            "adaptive_k": s.adaptive_k}
+            "adaptive_k": s.adaptive_k, "floss_design": design_of(spec.floss)}

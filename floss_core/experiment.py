@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from . import schedules as S
 from . import tasks as T
 from .models import ModelConfig, state_dim, validate_model
-from .train import FlossConfig, TrainConfig, train, validate_floss, validate_train, work_units
+from .train import LAB_FLOSS, FlossConfig, TrainConfig, train, validate_floss, validate_train, with_design, work_units
 
 
 @dataclass(frozen=True)
@@ -36,11 +36,11 @@ class ComparisonSpec:
 PRESETS = {
     "paper": dict(task=T.TaskConfig(seq_len=300, batch=16), model=ModelConfig(hidden=80, gain=1.0),
                   train=TrainConfig(steps=3001, eval_every=100, diag_len=300),
-                  floss=FlossConfig(k=75, seq_len=55, transient=16),
+                  floss=LAB_FLOSS,                 # floss_design="reference": the paper's code exactly
                   schedule=S.Schedule(pre_steps=500, inter_steps=500, inter_at=(100, 200), every=100)),
     "quick": dict(task=T.TaskConfig(seq_len=60, batch=16), model=ModelConfig(hidden=32, gain=1.0),
                   train=TrainConfig(steps=400, eval_every=50, diag_len=100, diag_transient=20, lr=3e-3),
-                  floss=FlossConfig(k=16, seq_len=40, transient=10, lr=3e-3),
+                  floss=replace(LAB_FLOSS, k=16, seq_len=40, transient=10, lr=3e-3, stop_len=200),
                   schedule=S.Schedule(pre_steps=100, inter_steps=50, inter_at=(50, 100), every=50,
                                       adaptive_steps=25)),
 }
@@ -63,7 +63,7 @@ _OVERRIDES = {
     "adaptive_k": ("schedule", "adaptive_k"), "adaptive_steps": ("schedule", "adaptive_steps"),
     "weight": ("schedule", "weight"),
 }
-OPTIONS = tuple(_OVERRIDES) + ("delays", "seeds", "schedules", "device", "name")
+OPTIONS = tuple(_OVERRIDES) + ("delays", "seeds", "schedules", "device", "name", "floss_design")
 
 
 def make_spec(preset: str = "quick", **options) -> ComparisonSpec:
@@ -78,6 +78,8 @@ def make_spec(preset: str = "quick", **options) -> ComparisonSpec:
         raise ValueError(f"unknown option {unknown[0]!r}; choose from {', '.join(OPTIONS)}")
     base = PRESETS[preset]
     parts = {name: base[name] for name in ("task", "model", "train", "floss", "schedule")}
+    if options.get("floss_design") is not None:      # first, so that single flossing fields still override it
+        parts["floss"] = with_design(parts["floss"], options["floss_design"])
     for key, value in options.items():
         if key in _OVERRIDES and value is not None:
             section, fld = _OVERRIDES[key]

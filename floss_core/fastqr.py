@@ -27,7 +27,7 @@ import itertools
 
 import torch
 
-from .lyapunov import _check
+from .lyapunov import _check, ordered_sum
 
 
 def qr_schedule(steps: int, qr_every: int = 1) -> tuple[int, ...]:
@@ -154,7 +154,7 @@ class _RNNTangentLogs(torch.autograd.Function):
             gX = gS.mul_(T).mul_(S.squeeze(-1)).mul_(-2.0).view(L, E, b, N)
         gJ = None
         if need_J:
-            gJ = gJb if b == 1 else gJb.view(E, b, N, N).sum(1)
+            gJ = gJb if b == 1 else ordered_sum(gJb.view(E, b, N, N).unbind(1))
         return gX, gJ, None, None, None, None
 
 
@@ -214,5 +214,5 @@ def rnn_lyapunov_spectrum(Xprev: torch.Tensor, J: torch.Tensor, Q0: torch.Tensor
             counted += t - last
         last = t
     logs = rnn_tangent_logs(Xprev, J, Q0, steps, gram_dtype=gram_dtype, refine=refine)
-    total = logs[rows[0]:].sum(dim=0)      # counted rows are a suffix
+    total = ordered_sum(logs[rows[0]:].unbind(0))      # counted rows are a suffix
     return torch.sort(total / counted, dim=-1, descending=True).values

@@ -52,10 +52,26 @@ def _rnn_init(cfg: ModelConfig, n_in: int, n_out: int, gen: torch.Generator) -> 
     return p
 
 
+def member_linear(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None, scale: float = 1.0) -> torch.Tensor:
+    """W x / scale + b per member: x (..., E, B, C), W (E, G, C), b (E, G) or None -> (..., E, B, G).
+
+    One batched matmul per member over [x | 1] and [W / scale | b], so the weight and bias gradients are
+    batched matmuls too. (An einsum plus a broadcast bias reduces their gradients over outer
+    dimensions, whose summation order depends on how many members share the ensemble: a network's
+    numbers would then depend on its neighbours, its process and its cluster layout.)"""
+    e, nb, c = x.shape[-3:]
+    lead = x.shape[:-3]
+    xe = x.movedim(-3, 0).reshape(e, -1, c)
+    Wa = W / scale if scale != 1 else W
+    if b is not None:
+        xe = torch.cat([xe, torch.ones(xe.shape[:-1] + (1,), dtype=xe.dtype, device=xe.device)], -1)
+        Wa = torch.cat([Wa, b[:, :, None]], -1)
+    return torch.bmm(xe, Wa.mT).view((e,) + lead + (nb, W.shape[1])).movedim(0, -3)
+
+
 def _rnn_drive(p: dict, inputs: torch.Tensor) -> torch.Tensor:
     # inputs (T, E, B, C) -> u (T, E, B, N) = W_in s / C + b
-    u = torch.einsum("teBc,enc->teBn", inputs, p["W_in"]) / inputs.shape[-1]
-    return u + p["b"][:, None, :] if "b" in p else u
+    return member_linear(inputs, p["W_in"], p.get("b"), inputs.shape[-1])
 
 
 def _rnn_step(p: dict, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -190,13 +206,11 @@ def _gated_init(n_gates: int):
 
 
 def _gated_drive(p: dict, inputs: torch.Tensor) -> torch.Tensor:
-    u = torch.einsum("teBc,egc->teBg", inputs, p["W_ih"])
-    return u + p["b_ih"][:, None, :] if "b_ih" in p else u
+    return member_linear(inputs, p["W_ih"], p.get("b_ih"))
 
 
 def _hh(p: dict, h: torch.Tensor) -> torch.Tensor:
-    g = h @ p["W_hh"].transpose(1, 2)
-    return g + p["b_hh"][:, None, :] if "b_hh" in p else g
+    return member_linear(h, p["W_hh"], p.get("b_hh"))
 
 
 def _gru_step(p: dict, h: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -317,7 +331,7 @@ def jacobian_fn(cfg: ModelConfig, params: dict):
 def readout(cfg: ModelConfig, params: dict, states: torch.Tensor) -> torch.Tensor:
     """Logits / predictions r = w_out x + c: states (..., E, B, D) -> (..., E, B, C_out)."""
     x = ARCHS[cfg.arch].readout_state(params, states)
-    return torch.einsum("...eBn,eon->...eBo", x, params["w_out"]) + params["c"][:, None, :]
+    return member_linear(x, params["w_out"], params["c"])
 
 
 def initial_state(params: dict, batch: int) -> torch.Tensor:

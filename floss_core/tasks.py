@@ -25,6 +25,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .lyapunov import per_member
+
 
 @dataclass(frozen=True)
 class TaskConfig:
@@ -305,7 +307,7 @@ def task_loss(preds: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
         per_entry = (p - y) ** 2
     else:
         raise ValueError(f"unknown loss kind {kind!r}; choose one of bce, mse")
-    return per_entry.mean(dim=(0, 2, 3))
+    return per_member(per_entry).mean(dim=1)     # a row reduction: the same whatever E
 
 
 def task_accuracy(logits: torch.Tensor, targets: torch.Tensor,
@@ -313,7 +315,7 @@ def task_accuracy(logits: torch.Tensor, targets: torch.Tensor,
     """(T, E, B, C) logits/targets, mask (T,) -> (E,) fraction of scored entries with
     (logit > 0) == (target == 1)."""
     correct = (logits[mask] > 0) == (targets[mask] > 0.5)
-    return correct.float().mean(dim=(0, 2, 3))
+    return per_member(correct.float()).mean(dim=1)
 
 
 def r2_score(preds: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -323,7 +325,8 @@ def r2_score(preds: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> 
     NaN when the scored targets have no variance.
     """
     p, y = preds[mask].double(), targets[mask].double()
-    sse = ((p - y) ** 2).sum(dim=(0, 2, 3))
-    sst = ((y - y.mean(dim=(0, 2), keepdim=True)) ** 2).sum(dim=(0, 2, 3))
+    ym = y.permute(1, 3, 0, 2).reshape(y.shape[1], y.shape[3], -1).mean(dim=2)   # (E, C) channel means, row reductions
+    sse = per_member((p - y) ** 2).sum(dim=1)
+    sst = per_member((y - ym[None, :, None, :]) ** 2).sum(dim=1)
     r2 = 1 - sse / sst
     return torch.where(sst > 0, r2, torch.full_like(r2, float("nan"))).to(preds.dtype)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
@@ -43,6 +43,42 @@ class FlossConfig:
     through_states: bool = True  # differentiate through the state trajectory too (the reference does);
                                  # False: only through the one-step Jacobians (lower-variance gradient in
                                  # chaotic nets, where the trajectory term grows like e^{λ_1 t})
+    state_grad: str | None = None  # full | truncated | one_step | none; None: from through_states (full / none)
+    state_horizon: int = 10      # truncated: steps the trajectory gradient runs back (blocks of this many)
+    lr_end: float | None = None  # cosine decay of the flossing lr from lr to lr_end over each phase (None: constant)
+    clip: float = 0.0            # gradient norm clipped per member and parameter array inside flossing (0 = off)
+    stop_tol: float = 0.0        # stopping rule: a member stops flossing once max |λ_1..k| on a fresh long
+                                 # window (stop_len steps, its own bits) is <= stop_tol (0 = off: the whole budget)
+    stop_every: int = 50         # stopping rule: check every this many flossing steps
+    stop_len: int = 500          # stopping rule: length of the check window (a fifth of it is transient)
+
+
+# The paper's reference code, exactly: gradients through the states too, Adam at lr 1e-3, no clipping, a
+# fixed step budget (the paper preset's "reference" flossing design).
+REFERENCE_FLOSS = FlossConfig(k=75, seq_len=55, transient=16, lr=1e-3, through_states=True)
+# The lab's default design, chosen by bench/floss_study.py (bench/RESULTS.md): see the README.
+LAB_FLOSS = FlossConfig(k=75, seq_len=55, transient=16, lr=1e-3, state_grad="truncated", state_horizon=5,
+                        clip=0.03, stop_tol=0.03, stop_every=50, stop_len=500)
+LAB_BUDGET = 500
+FLOSS_DESIGNS = {"lab": (LAB_FLOSS, LAB_BUDGET), "reference": (REFERENCE_FLOSS, 500)}   # name -> (config, budget)
+# what a design is, as opposed to a size (k, window, transient, lr, QR stay the preset's or the user's)
+DESIGN_FIELDS = ("through_states", "state_grad", "state_horizon", "lr_end", "clip", "stop_tol", "stop_every")
+
+
+def with_design(floss: FlossConfig, design: str) -> FlossConfig:
+    """``floss`` with the optimisation design ``design`` ('lab' or 'reference', see ``FLOSS_DESIGNS``)."""
+    if design not in FLOSS_DESIGNS:
+        raise ValueError(f"unknown flossing design {design!r}; choose one of {', '.join(FLOSS_DESIGNS)}")
+    base = FLOSS_DESIGNS[design][0]
+    return replace(floss, **{f: getattr(base, f) for f in DESIGN_FIELDS})
+
+
+def design_of(floss: FlossConfig) -> str:
+    """'lab', 'reference' or 'custom': which named design ``floss`` follows."""
+    for name in FLOSS_DESIGNS:
+        if with_design(floss, name) == floss:
+            return name
+    return "custom"
 
 
 @dataclass(frozen=True)
@@ -58,6 +94,9 @@ class TrainConfig:
     diag_len: int = 300          # window of the spectrum / long-term-Jacobian snapshots
     diag_transient: int = 50     # transient of the spectrum snapshots
     diagnostics: bool = True     # full spectra, κ₂ and gradient-vs-horizon at phase boundaries
+    diag_dtype: str = "float64"  # of those snapshots: float64 (default) keeps the bottom of the spectrum and
+                                 # κ₂ exact (float32 is off by up to 2.7 per step there at g = 4); the cheap
+                                 # λ_1..monitor_k monitor stays float32, where the top exponents are exact
 
 
 @dataclass
@@ -94,6 +133,7 @@ def versions() -> dict:
 
 
 QR_CHOICES = ("auto", "householder", "cholesky")
+DIAG_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 DIAG_QR = "cholesky64"   # diagnostics need no gradient: the cheapest forward QR (tests compare it with Householder)
 
 
@@ -110,6 +150,20 @@ def validate_floss(f: FlossConfig, d: int) -> None:
         raise ValueError(f"floss lr must be > 0, got {f.lr}")
     if f.qr not in QR_CHOICES:
         raise ValueError(f"unknown qr {f.qr!r}; choose one of {', '.join(QR_CHOICES)}")
+    if f.state_grad is not None and f.state_grad not in STATE_GRADIENTS:
+        raise ValueError(f"unknown state_grad {f.state_grad!r}; choose one of {', '.join(STATE_GRADIENTS)}")
+    if f.state_horizon < 1:
+        raise ValueError(f"floss state_horizon must be >= 1, got {f.state_horizon}")
+    if f.lr_end is not None and not 0 < f.lr_end <= f.lr:
+        raise ValueError(f"floss lr_end must be in (0, lr={f.lr}], got {f.lr_end}")
+    if not f.clip >= 0:
+        raise ValueError(f"floss clip must be >= 0, got {f.clip}")
+    if not f.stop_tol >= 0:
+        raise ValueError(f"floss stop_tol must be >= 0, got {f.stop_tol}")
+    if f.stop_every < 1:
+        raise ValueError(f"floss stop_every must be >= 1, got {f.stop_every}")
+    if f.stop_len < 10:
+        raise ValueError(f"floss stop_len must be >= 10, got {f.stop_len}")
 
 
 def validate_train(t: TrainConfig) -> None:
@@ -126,6 +180,8 @@ def validate_train(t: TrainConfig) -> None:
         raise ValueError(f"success_acc must be in (0, 1], got {t.success_acc}")
     if not 0 <= t.diag_transient < t.diag_len:
         raise ValueError(f"diag_transient must be in 0..{t.diag_len - 1}, got {t.diag_transient}")
+    if t.diag_dtype not in DIAG_DTYPES:
+        raise ValueError(f"unknown diag_dtype {t.diag_dtype!r}; choose one of {', '.join(DIAG_DTYPES)}")
 
 
 # ------------------------------------------------------------------------------ the optimiser
@@ -194,7 +250,8 @@ def clip_per_member(params: list[torch.Tensor], max_norm: float) -> torch.Tensor
 # ------------------------------------------------------------------------------ building blocks
 def member_generators(seeds, stream: int) -> list[torch.Generator]:
     """One generator per member and purpose (1 train data, 2 test data, 3 flossing data, 4 Q0,
-    5 diagnostics): the same for every schedule, so schedules see the same data."""
+    5 diagnostics, 6 the flossing stopping rule's check windows): the same for every schedule, so
+    schedules see the same data."""
     return [torch.Generator().manual_seed(int(s) * 1_000_003 + stream) for s in seeds]
 
 
@@ -210,6 +267,17 @@ def _bits(generators, length: int, batch: int, channels: int, device) -> torch.T
     return x.to(device=device, dtype=torch.float32)
 
 
+STATE_GRADIENTS = ("full", "truncated", "one_step", "none")
+
+
+def state_gradient(floss: FlossConfig) -> str:
+    """How a flossing gradient treats the state trajectory: 'full' (through every state, the reference),
+    'one_step' (each state's direct dependence on the weights only) or 'none' (Jacobians only)."""
+    if floss.state_grad is not None:
+        return floss.state_grad
+    return "full" if floss.through_states else "none"
+
+
 def flossing_exponents(model: M.ModelConfig, params: dict, floss: FlossConfig, inputs: torch.Tensor,
                        Q0: torch.Tensor, *, fused: bool = True) -> torch.Tensor:
     """Exponents of one flossing window per member: inputs (L, E, b, C), Q0 (E, D, k) -> (E, b, k).
@@ -220,9 +288,27 @@ def flossing_exponents(model: M.ModelConfig, params: dict, floss: FlossConfig, i
     e, b = inputs.shape[1], inputs.shape[2]
     x0 = params["h0"][:, :1].detach().expand(e, b, -1)
     u = M.drive(model, params, inputs)
-    states = M.run_driven(model, params, x0, u, fused=fused) if fused or not floss.through_states else None
-    if states is not None and not floss.through_states:
+    mode = state_gradient(floss)
+    states = M.run_driven(model, params, x0, u, fused=fused) if fused or mode != "full" else None
+    if mode == "none":
         states = states.detach()
+    elif mode == "truncated":
+        # the full trajectory gradient within blocks of state_horizon steps, each block starting from the
+        # previous block's detached end: non-chaotic nets keep almost all of it (it decays anyway), chaotic
+        # ones at most e^{λ_1 · state_horizon} of the exploding part
+        h, blocks, start = floss.state_horizon, [], x0
+        for t0 in range(0, u.shape[0], h):
+            blocks.append(M.run_driven(model, params, start, u[t0:t0 + h], fused=fused))
+            start = blocks[-1][-1].detach()
+        states = torch.cat(blocks)
+    elif mode == "one_step":
+        # each state's direct dependence on the weights, x_t = step(detached x_{t-1}, u_t): the first-order
+        # effect of the weights on where the trajectory runs (its saturation), without the chaotic
+        # propagation e^{λ_1 t} that the full trajectory gradient carries
+        prev = torch.cat([x0[None], states[:-1]]).detach()
+        step = M.step_fn(model, params)
+        states = torch.stack([step(prev[t], u[t]) for t in range(u.shape[0])]) if model.arch != "rnn" else \
+            torch.einsum("teBm,enm->teBn", torch.tanh(prev), params["J"]) + u
     if fused and floss.qr == "auto" and model.arch == "rnn":
         # the window kernel: states before each step, x_0 .. x_{L-1}; the same exponents (tests compare)
         return rnn_lyapunov_spectrum(torch.cat([x0[None], states[:-1]]), params["J"], Q0[:, None],
@@ -233,18 +319,50 @@ def flossing_exponents(model: M.ModelConfig, params: dict, floss: FlossConfig, i
                              trajectory=states)
 
 
+def floss_lr(floss: FlossConfig, i: int, n_steps: int) -> float:
+    """The flossing learning rate at step i of an n_steps phase: constant, or a cosine from lr to lr_end."""
+    if floss.lr_end is None or n_steps <= 1:
+        return floss.lr
+    return floss.lr_end + 0.5 * (floss.lr - floss.lr_end) * (1 + math.cos(math.pi * i / (n_steps - 1)))
+
+
+def stop_check_exponents(model: M.ModelConfig, params: dict, floss: FlossConfig, generators, channels: int,
+                         device) -> torch.Tensor:
+    """The stopping rule's measurement: the first k exponents (E, k) of each member on a fresh window of
+    ``stop_len`` steps (its own bits, a fifth of them transient), no gradient; never a flossing window."""
+    p = {key: v.detach() for key, v in params.items()}
+    x = _bits(generators, floss.stop_len, 1, channels, device)
+    with torch.no_grad():
+        return lyapunov_spectrum(M.step_fn(model, p), p["h0"][:, :1], M.drive(model, p, x), floss.k,
+                                 jacobian=M.jacobian_fn(model, p), transient=floss.stop_len // 5,
+                                 Q0=torch.eye(M.state_dim(model), floss.k, device=device), qr=DIAG_QR)[:, 0]
+
+
 def floss_phase(model: M.ModelConfig, params: dict, floss: FlossConfig, n_steps: int, *, opt: EnsembleAdam,
-                generators, Q0: torch.Tensor, channels: int, active: torch.Tensor, on_step=None) -> list:
-    """``n_steps`` flossing steps for the members where ``active`` is True: loss = flossing_loss(λ)
+                generators, Q0: torch.Tensor, channels: int, active: torch.Tensor, on_step=None,
+                check_generators=None) -> list:
+    """Up to ``n_steps`` flossing steps for the members where ``active`` is True: loss = flossing_loss(λ)
     per member, summed. Only those members are computed (a differentiable slice of the stacked
     parameters) and only their flossing data streams advance, so a member's numbers do not depend
     on who else is in the ensemble. A member whose exponents turn non-finite drops out of the phase.
 
+    The step's learning rate follows ``floss_lr``; with ``floss.clip`` each member's gradient is clipped
+    per parameter array; with ``floss.stop_tol`` > 0 every ``stop_every`` steps each flossing member's
+    first k exponents are measured on a fresh long window (bits from ``check_generators``, one per
+    member, never the flossing windows' stream) and a member within the tolerance stops flossing.
+
     Returns per-step (E,) losses (NaN for members not flossing). ``on_step(i, loss (E,), bad (E,))``
     is called after each step, ``bad`` marking members whose exponents were not finite."""
+    if floss.stop_tol > 0 and check_generators is None:
+        raise ValueError("the stopping rule (stop_tol > 0) needs check_generators, one per member")
     live = active.clone()
     history = []
     for i in range(n_steps):
+        if floss.stop_tol > 0 and i > 0 and i % floss.stop_every == 0:
+            idx = torch.nonzero(live).flatten()
+            lam = stop_check_exponents(model, {k: v[idx] for k, v in params.items()}, floss,
+                                       [check_generators[j] for j in idx.tolist()], channels, Q0.device)
+            live[idx[lam.abs().amax(dim=1) <= floss.stop_tol]] = False
         idx = torch.nonzero(live).flatten()
         if idx.numel() == 0:
             break
@@ -255,8 +373,11 @@ def floss_phase(model: M.ModelConfig, params: dict, floss: FlossConfig, n_steps:
         ok = torch.isfinite(lam).flatten(1).all(dim=1)
         opt.zero_grad()
         torch.where(ok, loss, torch.zeros_like(loss)).sum().backward()
+        if floss.clip > 0:
+            clip_per_member(opt.params, floss.clip)
         step_mask = torch.zeros_like(live)
         step_mask[idx[ok]] = True
+        opt.lr = floss_lr(floss, i, n_steps)
         opt.step(step_mask)
         full = torch.full(live.shape, math.nan, device=loss.device)
         full[idx] = loss.detach()
@@ -350,7 +471,7 @@ def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, flos
     task_opt = EnsembleAdam(list(params.values()), lr=train_cfg.lr)
     floss_opt = EnsembleAdam([params[k] for k in M.flossed_names(params)], lr=floss.lr)
     g_train, g_test = member_generators(member_seeds, 1), member_generators(member_seeds, 2)
-    g_floss = member_generators(member_seeds, 3)
+    g_floss, g_check = member_generators(member_seeds, 3), member_generators(member_seeds, 6)
     Q0 = member_q0(member_seeds, d, floss.k, dev)
     diag_inputs = _bits(member_generators(member_seeds, 5), train_cfg.diag_len, 1, n_in, dev) if kind == "bce" \
         else T.make_ensemble_batch(task, member_generators(member_seeds, 5), split="test", batch=1).inputs.to(dev)
@@ -384,10 +505,11 @@ def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, flos
         if not train_cfg.diagnostics:
             return
         t0 = time.perf_counter()
+        dt = DIAG_DTYPES[train_cfg.diag_dtype]
         with torch.no_grad():
-            p = {k: v.detach() for k, v in params.items()}
+            p = {k: v.detach().to(dt) for k, v in params.items()}
             x0 = p["h0"][:, :1]
-            u = M.drive(model, p, diag_inputs)
+            u = M.drive(model, p, diag_inputs.to(dt))
             step_map, jac = M.step_fn(model, p), M.jacobian_fn(model, p)
             lam = lyapunov_spectrum(step_map, x0, u, d, jacobian=jac, transient=diag_transient,
                                     Q0=torch.eye(d, device=dev), qr=DIAG_QR)[:, 0]
@@ -429,8 +551,10 @@ def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, flos
                                                    "value": float(loss[j])})
                 tick(1, f"{phase} flossing")
 
-            floss_phase(model, params, floss, n, opt=floss_opt, generators=g_floss, Q0=Q0, channels=n_in,
-                        active=who, on_step=on_step)
+            ran = floss_phase(model, params, floss, n, opt=floss_opt, generators=g_floss, Q0=Q0, channels=n_in,
+                              active=who, on_step=on_step, check_generators=g_check)
+            if len(ran) < n:            # every member stopped early (the stopping rule): the rest is skipped
+                tick(n - len(ran), f"{phase} flossing")
             share = (time.perf_counter() - t0) / int(who.sum())
             for j in torch.nonzero(who).flatten().tolist():
                 seconds["floss"][j] += share
@@ -540,14 +664,16 @@ def _to(batch: T.Batch, dev: torch.device) -> T.Batch:
 
 
 def measure_spectrum(model: M.ModelConfig, params: dict, k: int, *, steps: int = 1000, transient: int = 100,
-                     seed: int = 0, inputs: str = "bits", channels: int = 1) -> torch.Tensor:
+                     seed: int = 0, inputs: str = "bits", channels: int = 1,
+                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Long-window exponents (E, k) of an ensemble driven by random bits (or no input), from the first
-    initial-state column: the honest check of what flossing did beyond the window it optimises."""
-    p = {key: v.detach() for key, v in params.items()}
+    initial-state column: the honest check of what flossing did beyond the window it optimises.
+    ``dtype`` float64 keeps strongly negative exponents exact (float32 loses them below about -1)."""
+    p = {key: v.detach().to(dtype) for key, v in params.items()}
     e, dev = p["h0"].shape[0], p["h0"].device
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randint(0, 2, (steps, 1, 1, channels), generator=gen).float() if inputs == "bits" \
-        else torch.zeros(steps, 1, 1, channels)
+    x = torch.randint(0, 2, (steps, 1, 1, channels), generator=gen).to(dtype) if inputs == "bits" \
+        else torch.zeros(steps, 1, 1, channels, dtype=dtype)
     u = M.drive(model, p, x.expand(steps, e, 1, channels).to(dev))
     with torch.no_grad():
         return lyapunov_spectrum(M.step_fn(model, p), p["h0"][:, :1], u, k, jacobian=M.jacobian_fn(model, p),
@@ -555,19 +681,42 @@ def measure_spectrum(model: M.ModelConfig, params: dict, k: int, *, steps: int =
 
 
 def floss_fresh(model: M.ModelConfig, floss: FlossConfig, n_steps: int, seeds, *, channels: int = 1,
-                device: str = "cpu", measure_steps: int = 1000) -> dict:
-    """Floss freshly initialised networks with no task: the first k long-window exponents before
-    and after ``n_steps`` flossing steps, (E, k) each."""
+                device: str = "cpu", measure_steps: int = 2000, measure_transient: int = 200) -> dict:
+    """Floss freshly initialised networks with no task: the first k exponents before and after up to
+    ``n_steps`` flossing steps, (E, k) each, measured in float64 on a long window of fresh input bits
+    that no flossing step (nor the stopping rule) saw. ``steps_taken`` (E,) counts each member's steps."""
     dev = resolve_device(device)
     M.validate_model(model)
     validate_floss(floss, M.state_dim(model))
     params = {k: v.to(dev).requires_grad_(True)
               for k, v in M.init_ensemble(model, channels, 1, seeds).items()}
-    before = measure_spectrum(model, params, floss.k, steps=measure_steps, channels=channels)
+    measure = dict(steps=measure_steps, transient=measure_transient, channels=channels, dtype=torch.float64)
+    before = measure_spectrum(model, params, floss.k, **measure)
     opt = EnsembleAdam([params[k] for k in M.flossed_names(params)], lr=floss.lr)
     Q0 = member_q0(seeds, M.state_dim(model), floss.k, dev)
     active = torch.ones(len(seeds), dtype=torch.bool, device=dev)
     history = floss_phase(model, params, floss, n_steps, opt=opt, generators=member_generators(seeds, 3), Q0=Q0,
-                          channels=channels, active=active)
-    after = measure_spectrum(model, params, floss.k, steps=measure_steps, channels=channels)
-    return {"before": before, "after": after, "loss": torch.stack(history) if history else None, "params": params}
+                          channels=channels, active=active, check_generators=member_generators(seeds, 6))
+    after = measure_spectrum(model, params, floss.k, **measure)
+    loss = torch.stack(history) if history else None
+    taken = torch.isfinite(loss).sum(0).tolist() if loss is not None else [0] * len(seeds)
+    return {"before": before, "after": after, "loss": loss, "params": params, "steps_taken": taken}
+
+
+def save_params(params: dict, path, member: int = 0) -> None:
+    """Write one member's parameters as a torch state dict of plain tensors, keys as in the model
+    (J, W_in, b, w_out, c, h0 for the rnn), written to a temporary file first and renamed."""
+    import os
+    import tempfile
+
+    state = {k: v[member].detach().cpu().clone().contiguous() for k, v in params.items()}
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".floss-", suffix=".pt", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -46,6 +46,11 @@ with right:
                                     key=key + "thr")
         adaptive_k = st.number_input("adaptive: exponents measured", 1, value=d["adaptive_k"], key=key + "ak")
         weight = st.number_input("joint: weight of the flossing term", 0.0, value=d["weight"], key=key + "w")
+        designs = ["lab", "reference"]
+        floss_design = st.selectbox("Flossing design", designs, index=designs.index(d["floss_design"]),
+                                    key=key + "design",
+                                    help="lab: truncated state gradient, clipping and a stopping rule, chosen by "
+                                         "bench/floss_study.py; reference: the paper's code exactly")
 name = st.text_input("Name", f"{task} {size}: {' vs '.join(schedules)}", key=key + "name")
 
 spec = None
@@ -59,7 +64,7 @@ try:
         csv=ui.save_upload(upload) if upload else None, arch=arch, hidden=hidden, seeds=seeds, steps=steps,
         device=device, schedules=schedules, k=k, pre_steps=pre_steps, inter_steps=inter_steps,
         inter_at=ui.ints(inter_at, "inter steps"), every=every, threshold=threshold, adaptive_k=adaptive_k,
-        weight=weight, name=name)
+        weight=weight, floss_design=floss_design, name=name)
 except ValueError as e:
     st.error(str(e))
 
