@@ -292,17 +292,20 @@ def _finish(store: Store, experiment_id: int, status: str, error: str | None) ->
 
 
 def _apply_thread_setting() -> None:
-    """One job at a time: torch's default threads, unless FLOSS_THREADS says otherwise."""
+    """One torch thread, as in the pool and on Dask (so every layout gives the same numbers, and small
+    matrices gain nothing from threads inside an op), unless FLOSS_THREADS says otherwise."""
+    import torch
+
     text = os.environ.get("FLOSS_THREADS")
+    threads = 1
     if text:
-        import torch
         try:
             threads = int(text)
         except ValueError:
             threads = 0
         if threads < 1:
             raise _JobFailed(f"FLOSS_THREADS must be an integer >= 1, got {text!r}")
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
 
 
 def _run_here(spec, jobs, save, progress: _Progress, store: Store, experiment_id: int) -> None:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from floss_core.__main__ import main
 
@@ -149,3 +150,65 @@ def test_flossing_window_flags_reach_the_spec(capsys):
     a = parser.parse_args(["--preset", "quick", "--floss-len", "12", "--floss-transient", "3", "--qr", "householder"])
     f = spec_from_args(a).floss
     assert (f.seq_len, f.transient, f.qr) == (12, 3, "householder")
+
+
+def strict_json(text: str):
+    """json.loads that refuses NaN and Infinity (which are not JSON)."""
+    def refuse(token):
+        raise ValueError(f"not JSON: {token}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_an_overflowing_spectrum_is_refused_with_one_line(capsys):
+    code, out, err = in_process(capsys, "spectrum", "--gain", "1e308", "--hidden", "4", "--steps", "30",
+                                "--transient", "5", "--json")
+    assert code == 2 and out == "" and err.strip().count("\n") == 0 and "not finite" in err
+
+
+def test_a_too_long_qr_interval_is_refused_and_float64_is_the_default(capsys):
+    code, out, err = in_process(capsys, "spectrum", "--hidden", "40", "--gain", "2", "--steps", "300", "--transient",
+                                "50", "--qr-every", "25", "--dtype", "float32", "--json")
+    assert code == 2 and "qr_every=25 is too long" in err and err.strip().count("\n") == 0
+    code, out, err = in_process(capsys, "spectrum", "--hidden", "5", "--gain", "2", "--steps", "60", "--transient",
+                                "10", "--json")
+    assert code == 0 and strict_json(out)["dtype"] == "float64"
+
+
+def test_floss_save_writes_a_plain_state_dict_and_json_names_it(capsys, tmp_path):
+    path = tmp_path / "flossed.pt"
+    code, out, err = in_process(capsys, "floss", "--hidden", "6", "--gain", "2", "--k", "2", "--floss-steps", "4",
+                                "--floss-len", "12", "--transient", "3", "--save", str(path), "--json")
+    assert code == 0, err
+    out = strict_json(out)
+    assert out["saved"] == str(path.resolve()) and out["steps_taken"] == 4 and out["design"] == "lab"
+    state = torch.load(path, weights_only=True)
+    assert set(state) == {"J", "W_in", "b", "w_out", "c", "h0"}
+    assert state["J"].shape == (6, 6) and state["W_in"].shape == (6, 1) and state["b"].shape == (6,)
+    # the saved weights are the flossed ones: a fresh network of that seed has other recurrent weights
+    from floss_core import models as M
+    fresh = M.init_network(M.ModelConfig(hidden=6, gain=2.0), 1, 1, 0)
+    assert not torch.equal(state["J"], fresh["J"]) and torch.equal(state["w_out"], fresh["w_out"])
+    for bad, message in ((tmp_path, "is a folder"), (tmp_path / "missing" / "f.pt", "does not exist")):
+        code, out, err = in_process(capsys, "floss", "--hidden", "4", "--k", "2", "--floss-steps", "1", "--save", str(bad))
+        assert code == 2 and message in err and err.strip().count("\n") == 0
+
+
+def test_floss_reference_design_and_field_overrides(capsys):
+    code, out, err = in_process(capsys, "floss", "--hidden", "6", "--k", "2", "--floss-steps", "3", "--floss-len",
+                                "12", "--transient", "3", "--design", "reference", "--json")
+    assert code == 0, err
+    f = strict_json(out)["floss"]
+    assert f["through_states"] is True and f["state_grad"] is None and f["clip"] == 0 and f["stop_tol"] == 0
+    code, out, err = in_process(capsys, "floss", "--hidden", "6", "--k", "2", "--floss-steps", "3", "--floss-len",
+                                "12", "--transient", "3", "--state-grad", "one_step", "--json")
+    assert code == 0 and strict_json(out)["floss"]["state_grad"] == "one_step"
+
+
+def test_compare_floss_design_reaches_the_spec():
+    from floss_core.__main__ import _Parser, _add_comparison_args, spec_from_args
+    parser = _Parser()
+    _add_comparison_args(parser)
+    spec = spec_from_args(parser.parse_args(["--preset", "paper", "--floss-design", "reference"]))
+    from floss_core.train import REFERENCE_FLOSS, LAB_FLOSS
+    assert spec.floss == REFERENCE_FLOSS
+    assert spec_from_args(parser.parse_args(["--preset", "paper"])).floss == LAB_FLOSS

@@ -3,13 +3,14 @@
 float64 throughout where exactness matters; every map is tiny so the file runs in a few seconds.
 """
 import math
+import warnings
 
 import pytest
 import torch
 
 from floss_core import models as M
-from floss_core.lyapunov import (jvp_tangent, long_term_jacobian, lyapunov_spectrum, random_orthonormal,
-                                 volume_growth)
+from floss_core.lyapunov import (LyapunovAccuracyWarning, jvp_tangent, long_term_jacobian, lyapunov_spectrum,
+                                 ordered_sum, random_orthonormal, volume_growth)
 
 F64 = torch.float64
 
@@ -326,3 +327,65 @@ def test_exactly_singular_long_term_jacobian_is_minus_inf_and_infinite_kappa(qr)
     out = long_term_jacobian(lambda s, x: (s @ M3.T) * mask, torch.ones(3, dtype=F64), 20, [1, 20], qr=qr)
     assert torch.isneginf(out["log_sv"][:, -1]).all() and torch.isfinite(out["log_sv"][:, :2]).all()
     assert torch.isinf(out["log_kappa"]).all()
+
+
+# ------------------------------------------------------------------------------ long QR intervals, dtype
+@pytest.mark.parametrize("form", ["elementwise", "matmul"])
+def test_long_qr_intervals_keep_the_closed_form_in_float32(form):
+    # 0.1^50 = 1e-50 underflows float32 and 3^100 overflows it: the columns are rescaled between QRs
+    for a, every in ((0.1, 50), (3.0, 100), (0.1, 1)):
+        M32 = a * torch.eye(4)
+        step = (lambda s, x: a * s) if form == "elementwise" else (lambda s, x: s @ M32.T)
+        if form == "matmul" and a == 3.0:
+            continue                     # its state overflows too: the next test
+        lam = lyapunov_spectrum(step, torch.full((4,), 1e-30), 200, 3, qr_every=every, generator=_gen(1))
+        assert torch.allclose(lam, torch.full((3,), math.log(a)), atol=1e-5), (a, every, lam)
+
+
+def test_an_overflowing_state_is_explained_not_silently_nan():
+    # forward-mode AD of s @ M.T at an infinite state is inf * 0 = NaN; the element-wise form needs no state
+    lam = lyapunov_spectrum(lambda s, x: 3.0 * s, torch.ones(4), 200, 3, qr_every=100, generator=_gen(1))
+    assert torch.allclose(lam, torch.full((3,), math.log(3.0)), atol=1e-5)
+    M3 = 3.0 * torch.eye(4)
+    with pytest.warns(LyapunovAccuracyWarning, match="state overflowed"):
+        lam = lyapunov_spectrum(lambda s, x: s @ M3.T, torch.ones(4), 200, 3, qr_every=100, generator=_gen(1))
+    assert torch.isnan(lam).all()
+
+
+def test_spread_spectrum_with_a_long_interval_is_exact_in_float64_and_refused_in_float32():
+    a = torch.tensor([2.0, 1.0, 0.5, 0.1], dtype=F64)           # log a spans 3 nats per step
+    expected = a.log()
+    lam = lyapunov_spectrum(lambda s, x: a * s, torch.ones(4, dtype=F64), 400, 4, qr_every=5, transient=100,
+                            jacobian=_diag_jac(a), generator=_gen(2))
+    assert torch.allclose(lam, expected, atol=1e-10)            # e^-15 collinearity: fine in float64
+    a32 = a.float()
+    with pytest.warns(LyapunovAccuracyWarning, match="qr_every=20 is too long"):
+        lyapunov_spectrum(lambda s, x: a32 * s, torch.ones(4), 200, 4, qr_every=20, jacobian=_diag_jac(a32),
+                          generator=_gen(2))
+    with warnings.catch_warnings():                              # every step: no warning, the closed form
+        warnings.simplefilter("error", LyapunovAccuracyWarning)
+        lam = lyapunov_spectrum(lambda s, x: a32 * s, torch.ones(4), 400, 4, transient=100, jacobian=_diag_jac(a32),
+                                generator=_gen(2))
+    assert torch.allclose(lam.double(), expected, atol=1e-5)
+
+
+def test_volume_identity_of_a_strongly_contracting_net_in_float64():
+    # g = 4 with input bits: the bottom exponents are strongly negative (float32 drifts there);
+    # in float64 the sum of all N exponents is the mean log|det D_t| (measured: 4e-8 of 104.35; float32 is
+    # off by 3.0 in the sum and 0.5 in single exponents here)
+    cfg = M.ModelConfig(hidden=30, gain=4.0)
+    p = {k: v.double() for k, v in M.init_ensemble(cfg, 1, 1, [5]).items()}
+    u = M.drive(cfg, p, torch.randint(0, 2, (200, 1, 1, 1), generator=_gen(3)).double())
+    step = M.step_fn(cfg, p)
+    lam = lyapunov_spectrum(step, p["h0"], u, 30, jacobian=M.jacobian_fn(cfg, p), transient=20, generator=_gen(4))
+    vol = volume_growth(step, p["h0"], u, transient=20)
+    assert lam[..., -1].item() < -2                              # strongly contracting directions exist
+    assert torch.allclose(lam.sum(-1), vol, atol=1e-6, rtol=0)
+
+
+def test_ordered_sum_gives_each_member_the_same_numbers_in_any_ensemble():
+    x = torch.randn(30, 8, 1, 16, generator=_gen(5))
+    full = ordered_sum(x.unbind(0))
+    for idx in ([1, 2, 3], [5], [0, 1, 2, 3], [2, 3, 4, 5, 6]):
+        assert torch.equal(ordered_sum(x[:, idx].unbind(0)), full[idx])
+    assert torch.allclose(full, x.sum(0), atol=1e-5)

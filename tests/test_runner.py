@@ -284,6 +284,34 @@ def test_process_pool_matches_the_in_process_run(tmp_path):
         assert store.alive_workers() == []
 
 
+def test_every_execution_layout_stores_bit_identical_results(tmp_path):
+    """1, 2 and 3 worker processes and a Dask cluster cut the 9 runs differently (9; 5 + 4; 3 + 3 + 3; one
+    ensemble per schedule), yet every stored number equals the one ensemble of all 9 in this process:
+    a network's computation does not depend on who shares its ensemble or process."""
+    pytest.importorskip("distributed")
+    from distributed import LocalCluster
+
+    spec = make_spec("quick", hidden=8, steps=24, seeds=3, delays=[4], schedules=["none", "pre", "pre+inter"],
+                     pre_steps=8, inter_steps=4, inter_at=[10], k=4, seq_len=12, floss_len=10, floss_transient=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one_ensemble = run_comparison(spec, batch=True, shards=1)
+        assert len(one_ensemble) == 9
+        with Store(tmp_path / "floss.db") as store:
+            for workers in (1, 2, 3):
+                eid = runner.run_here(spec, store, max_workers=workers)
+                assert store.experiment(eid)["status"] == "done"
+                assert_matches(store, eid, one_ensemble)
+            with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1",
+                              dashboard_address=None) as cluster:
+                eid = runner.run_here(spec, store, executor="dask", scheduler=cluster.scheduler_address)
+            assert store.experiment(eid)["status"] == "done"
+            assert_matches(store, eid, one_ensemble)
+    finally:
+        torch.set_num_threads(threads)
+
+
 # ------------------------------------------------------------------------------------ bad input
 def _bad_csv(tmp_path):
     path = tmp_path / "series.csv"
