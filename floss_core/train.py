@@ -25,7 +25,8 @@ from .fastqr import rnn_lyapunov_spectrum
 from .flossing import flossing_loss
 from .lyapunov import gradient_vs_horizon, long_term_jacobian, lyapunov_spectrum, random_orthonormal
 
-__version__ = "0.2.0"  # 0.2.0: the training backward rounds δ(1 - h²) (tanh_backward)
+__version__ = "0.3.0"  # 0.3.0: the lab's flossing design by default, batch-invariant drives and sums, float64
+                       # diagnostics; 0.2.0: the training backward rounds δ(1 - h²) (tanh_backward)
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,8 @@ class FlossConfig:
     through_states: bool = True  # differentiate through the state trajectory too (the reference does);
                                  # False: only through the one-step Jacobians (lower-variance gradient in
                                  # chaotic nets, where the trajectory term grows like e^{λ_1 t})
-    state_grad: str | None = None  # full | truncated | one_step | none; None: from through_states (full / none)
+    state_grad: str | None = None  # full | auto | truncated | one_step | none; None: from through_states
+                                   # (full / none). auto: full where the window's λ̂_1 <= 0, else truncated
     state_horizon: int = 10      # truncated: steps the trajectory gradient runs back (blocks of this many)
     lr_end: float | None = None  # cosine decay of the flossing lr from lr to lr_end over each phase (None: constant)
     clip: float = 0.0            # gradient norm clipped per member and parameter array inside flossing (0 = off)
@@ -267,7 +269,7 @@ def _bits(generators, length: int, batch: int, channels: int, device) -> torch.T
     return x.to(device=device, dtype=torch.float32)
 
 
-STATE_GRADIENTS = ("full", "truncated", "one_step", "none")
+STATE_GRADIENTS = ("full", "auto", "truncated", "one_step", "none")
 
 
 def state_gradient(floss: FlossConfig) -> str:
@@ -292,14 +294,23 @@ def flossing_exponents(model: M.ModelConfig, params: dict, floss: FlossConfig, i
     states = M.run_driven(model, params, x0, u, fused=fused) if fused or mode != "full" else None
     if mode == "none":
         states = states.detach()
-    elif mode == "truncated":
+    elif mode in ("truncated", "auto"):
         # the full trajectory gradient within blocks of state_horizon steps, each block starting from the
         # previous block's detached end: non-chaotic nets keep almost all of it (it decays anyway), chaotic
-        # ones at most e^{λ_1 · state_horizon} of the exploding part
+        # ones at most e^{λ_1 · state_horizon} of the exploding part. 'auto' detaches only where this
+        # window's λ̂_1 (no gradient) is > 0: a stable member keeps the whole trajectory gradient
+        keep = None
+        if mode == "auto":
+            with torch.no_grad():
+                lam1 = lyapunov_spectrum(M.step_fn(model, params), x0, u, 1, jacobian=M.jacobian_fn(model, params),
+                                         transient=floss.transient, Q0=Q0[:, None, :, :1], qr=DIAG_QR,
+                                         trajectory=states)[..., 0]
+            keep = (lam1 <= 0)[..., None]                                   # (E, b, 1)
         h, blocks, start = floss.state_horizon, [], x0
         for t0 in range(0, u.shape[0], h):
             blocks.append(M.run_driven(model, params, start, u[t0:t0 + h], fused=fused))
-            start = blocks[-1][-1].detach()
+            end = blocks[-1][-1]
+            start = end.detach() if keep is None else torch.where(keep, end, end.detach())
         states = torch.cat(blocks)
     elif mode == "one_step":
         # each state's direct dependence on the weights, x_t = step(detached x_{t-1}, u_t): the first-order
