@@ -24,6 +24,7 @@ Dropout between layers is not applied: the map is the module's evaluation-mode d
 """
 from __future__ import annotations
 
+import copy
 import io
 import math
 import os
@@ -293,8 +294,16 @@ def trajectory(module, inputs, *, h0=None) -> torch.Tensor:
     return states[:, 0] if unbatched else states
 
 
+def _in_dtype(module, dtype):
+    """The module itself, or a float copy of it in ``dtype`` (the user's module is never converted)."""
+    if dtype is None or not isinstance(module, nn.Module):
+        return module
+    p = next(iter(module.parameters()), None)
+    return module if p is None or p.dtype == dtype else copy.deepcopy(module).to(dtype)
+
+
 def spectrum(module, inputs, *, k: int | None = None, transient: int = 0, qr_every: int = 1, h0=None,
-             Q0: torch.Tensor | None = None, seed: int = 0) -> torch.Tensor:
+             Q0: torch.Tensor | None = None, seed: int = 0, dtype: torch.dtype | None = None) -> torch.Tensor:
     """The first k Lyapunov exponents of the module driven by ``inputs`` (a measurement, detached).
 
     Args:
@@ -302,9 +311,12 @@ def spectrum(module, inputs, *, k: int | None = None, transient: int = 0, qr_eve
       k: number of exponents, 1..D (default all D).
       transient, qr_every: as for ``lyapunov.lyapunov_spectrum``.
       Q0: (D, k) orthonormal start; default a random one drawn from ``seed``.
+      dtype: compute in this dtype on a copy of the module (default the module's own); torch.float64
+        keeps strongly negative exponents exact, which float32 loses below about -1 per step.
     Returns:
       (B, k) exponents in nats per step, descending ((k,) for unbatched inputs).
     """
+    module = _in_dtype(module, dtype)
     st, xs, state0, unbatched = _prepare(module, inputs, h0)
     k = _check_k(k, st.dim)
     with torch.no_grad():
@@ -437,7 +449,7 @@ def gradient_reach(norms, *, tol: float = 1e-3) -> float:
 
 
 def diagnostics(module, inputs, *, horizons=None, k: int | None = None, h0=None, tol: float = 1e-3,
-                loss=None, seed: int = 0) -> dict:
+                loss=None, seed: int = 0, dtype: torch.dtype | None = None) -> dict:
     """Long-term Jacobian and gradient-vs-horizon diagnostics of the module on ``inputs``.
 
     Args:
@@ -445,11 +457,13 @@ def diagnostics(module, inputs, *, horizons=None, k: int | None = None, h0=None,
       k: also report log σ_1/σ_k (default D).
       loss: ``flat state (B, D) -> (B,)`` backpropagated from the last step (default a fixed random
         projection of the state, drawn from ``seed``).
+      dtype: as for ``spectrum``.
     Returns a dict (B = batch; leading B dropped for unbatched inputs):
       ``horizons`` list, ``log_sv`` (H, B, D) log singular values of ∂state_t/∂state_0, ``log_kappa``
       (H, B) = log σ_1/σ_D, ``log_kappa_k`` (H, B), ``grad_norms`` (T + 1, B) ‖∂L/∂state_{T−τ}‖,
       ``grad_reach`` list of B horizons where the gradient fell below ``tol`` of its start (inf: never).
     """
+    module = _in_dtype(module, dtype)
     st, xs, state0, unbatched = _prepare(module, inputs, h0)
     steps = xs if isinstance(xs, int) else xs.shape[0]
     horizons = sorted({h for h in HORIZONS if h <= steps} | {steps}) if horizons is None else list(horizons)

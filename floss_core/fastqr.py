@@ -24,10 +24,11 @@ independent system, flattened to one batch dimension B = E·b inside.
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import torch
 
-from .lyapunov import _check, ordered_sum
+from .lyapunov import LyapunovAccuracyWarning, _check, ordered_sum
 
 
 def qr_schedule(steps: int, qr_every: int = 1) -> tuple[int, ...]:
@@ -59,6 +60,20 @@ def _qr_step(A: torch.Tensor, gram_dtype: torch.dtype, refine: bool = False):
     sign = torch.sign(R.diagonal(dim1=-2, dim2=-1))
     sign = torch.where(sign == 0, torch.ones_like(sign), sign)
     return Q * sign.unsqueeze(-2), R * sign.unsqueeze(-1), True
+
+
+def _warn_if_collinear(diag: torch.Tensor, dtype: torch.dtype, every: int) -> None:
+    """The fused kernel's version of lyapunov_spectrum's check: between two QRs the tangent columns align
+    with the top direction; once diag(R)'s smallest entry relative to its largest falls to the rounding
+    of the data's dtype, the lower exponents (and their gradients) are lost. Warn, once per call."""
+    rel = diag.amin(dim=-1) / diag.amax(dim=-1).clamp_min(torch.finfo(diag.dtype).tiny)
+    floor = 1000 * torch.finfo(dtype).eps
+    if bool((rel < floor).any()):
+        warnings.warn(f"a QR every ~{every} steps is too long for this flossing window in "
+                      f"{str(dtype).replace('torch.', '')}: the tangent vectors became collinear to "
+                      f"{float(rel.min()):.1e} (rounding level {floor:.0e}), so the lower exponents are not "
+                      f"resolved; use a shorter qr_every or fewer exponents k", LyapunovAccuracyWarning,
+                      stacklevel=3)
 
 
 def _failed(info: torch.Tensor) -> bool:
@@ -101,6 +116,8 @@ class _RNNTangentLogs(torch.autograd.Function):
             Qs.append(Q)
         tiny = torch.finfo(dt).tiny
         diag = torch.stack(diag)
+        if len(qr_steps) < L:                   # QR every few steps: were the columns still resolvable?
+            _warn_if_collinear(diag, dt, L // len(qr_steps))
         logs = torch.log(diag.clamp_min(tiny)).to(dt)
         ctx.save_for_backward(T, S, Jb)
         ctx.Qs, ctx.Ps, ctx.Rs, ctx.mask = Qs, Ps, Rs, diag > tiny

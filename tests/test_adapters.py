@@ -435,3 +435,15 @@ def test_floss_job_status_reports_a_process_that_died_without_a_word(tmp_path):
         "state": "failed", "error": "the flossing process ended without a result (exit code 3)"}
     (tmp_path / "error.txt").write_text("k must be in 1..4 (the state dimension), got 9")
     assert A.floss_job_status(str(tmp_path))["error"].startswith("k must be in 1..4")
+
+
+def test_spectrum_in_float64_on_a_copy_leaves_the_module_float32():
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(1, 6)
+    x = torch.randint(0, 2, (120, 1, 1)).float()
+    from floss_core.adapters import spectrum as adapter_spectrum
+    lam64 = adapter_spectrum(gru, x, k=6, transient=20, dtype=torch.float64)
+    lam32 = adapter_spectrum(gru, x, k=6, transient=20)
+    assert lam64.dtype == torch.float64 and lam32.dtype == torch.float32
+    assert next(gru.parameters()).dtype == torch.float32               # the user's module is untouched
+    assert torch.allclose(lam64.float(), lam32, atol=1e-3)              # the same spectrum, to float32's rounding

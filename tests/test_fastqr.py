@@ -187,3 +187,20 @@ def test_bad_shapes():
         rnn_tangent_logs(X, J[:1], Q0, (L,))
     with pytest.raises(ValueError, match="Xprev must be"):
         rnn_tangent_logs(X[0], J, Q0, (L,))
+
+
+def test_a_too_long_qr_interval_in_the_window_kernel_warns():
+    import warnings
+
+    from floss_core.lyapunov import LyapunovAccuracyWarning
+    g = torch.Generator().manual_seed(0)
+    n, k = 40, 40
+    J = (2.0 * torch.randn(n, n, generator=g) / n ** 0.5)[None]
+    X = torch.randn(60, 1, 1, n, generator=g)
+    Q0 = torch.linalg.qr(torch.randn(n, k, generator=g))[0][None, None]
+    with pytest.warns(LyapunovAccuracyWarning, match="too long for this flossing window"):
+        rnn_lyapunov_spectrum(X, J, Q0, qr_every=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LyapunovAccuracyWarning)
+        rnn_lyapunov_spectrum(X, J, Q0, qr_every=1)
+        rnn_lyapunov_spectrum(X, J, Q0[..., :2], qr_every=5)        # the top two stay resolvable

@@ -160,6 +160,12 @@ def test_launch_refuses_invalid_input_and_queues_valid_input_once(tmp_path, env)
     with Store(path) as s:
         exps = s.experiments()
     assert len(exps) == 1 and exps["config"][0]["model"]["hidden"] == 8
+    assert exps["config"][0]["floss"]["state_grad"] == "truncated"        # the lab's flossing design by default
+    at.selectbox(key="tiny:design").set_value("reference").run()          # the paper's code, one click away
+    next(b for b in at.button if b.label == "Launch").click().run()
+    with Store(path) as s:
+        floss = s.experiments().set_index("id").loc[2, "config"]["floss"]
+    assert floss["through_states"] is True and floss["state_grad"] is None and floss["clip"] == 0
 
 
 def test_launch_csv_upload_is_saved_safely_and_validated(tmp_path, env):
