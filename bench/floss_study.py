@@ -111,6 +111,22 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def wide_table(results: list[dict]) -> str:
+    """One row per cell, one column per design: 'seeds lowered · median objective after · seeds reached'."""
+    designs = [d for d in DESIGNS if any(r["design"] == d for r in results)]
+    cells_seen = sorted({(r["N"], r["g"], r["k"]) for r in results}, key=lambda c: (c[2] > 8, c[0], c[1]))
+    rows = []
+    for n, g, k in cells_seen:
+        here = {r["design"]: summary_row(r) for r in results if (r["N"], r["g"], r["k"]) == (n, g, k)}
+        first = next(iter(here.values()))
+        row = {"cell (N, g, k)": f"{n}, {g:g}, {k}", "objective before": first["obj before"]}
+        for d in designs:
+            x = here.get(d)
+            row[d] = "–" if x is None else f"{x['lowered']} · {x['obj after']} · {x['reached']}"
+        rows.append(row)
+    return table(rows)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cells", default=None, help="N:g:k,... (default: the full grid of 12 cells)")
@@ -119,6 +135,7 @@ def main(argv=None) -> None:
     ap.add_argument("--budget", type=int, default=None, help="override every design's step budget")
     ap.add_argument("--out", default="bench/floss_study.jsonl", help="results, one JSON line per cell and design")
     ap.add_argument("--table-only", action="store_true", help="print the table of what --out holds")
+    ap.add_argument("--wide", action="store_true", help="one row per cell, one column per design")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     designs = [d.strip() for d in a.designs.split(",") if d.strip()]
@@ -145,7 +162,7 @@ def main(argv=None) -> None:
                 print(table([summary_row(r)]).splitlines()[-1], flush=True)
     rows = sorted(done.values(), key=lambda r: (r["N"], r["g"], r["k"], list(DESIGNS).index(r["design"])
                                                if r["design"] in DESIGNS else 99))
-    print(table([summary_row(r) for r in rows]))
+    print(wide_table(rows) if a.wide else table([summary_row(r) for r in rows]))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch import nn
 
+from .files import atomic_write
 from .flossing import flossing_loss
 from .train import LAB_FLOSS
 from .lyapunov import forecast_horizon, gradient_vs_horizon, long_term_jacobian, lyapunov_spectrum, \
@@ -770,10 +771,7 @@ def floss_job(folder: str, settings: dict, *, k: int, steps: int, lr: float) -> 
     last = [0.0]
 
     def write(name: str, data: str | bytes) -> None:    # atomic: a reader never sees half a file
-        tmp = os.path.join(folder, name + ".tmp")
-        with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
-            f.write(data)
-        os.replace(tmp, os.path.join(folder, name))
+        atomic_write(os.path.join(folder, name), data)
 
     def on_step(i: int, loss: float) -> None:
         if time.monotonic() - last[0] > 0.2 or i + 1 == steps:

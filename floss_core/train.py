@@ -274,7 +274,8 @@ STATE_GRADIENTS = ("full", "auto", "truncated", "one_step", "none")
 
 def state_gradient(floss: FlossConfig) -> str:
     """How a flossing gradient treats the state trajectory: 'full' (through every state, the reference),
-    'one_step' (each state's direct dependence on the weights only) or 'none' (Jacobians only)."""
+    'truncated' (state_horizon steps back), 'auto' (full where the window's λ̂_1 <= 0, else truncated),
+    'one_step' (each state's direct dependence on the weights only) or 'none' (the Jacobians only)."""
     if floss.state_grad is not None:
         return floss.state_grad
     return "full" if floss.through_states else "none"
@@ -319,7 +320,7 @@ def flossing_exponents(model: M.ModelConfig, params: dict, floss: FlossConfig, i
         prev = torch.cat([x0[None], states[:-1]]).detach()
         step = M.step_fn(model, params)
         states = torch.stack([step(prev[t], u[t]) for t in range(u.shape[0])]) if model.arch != "rnn" else \
-            torch.einsum("teBm,enm->teBn", torch.tanh(prev), params["J"]) + u
+            M.member_linear(torch.tanh(prev), params["J"], None) + u
     if fused and floss.qr == "auto" and model.arch == "rnn":
         # the window kernel: states before each step, x_0 .. x_{L-1}; the same exponents (tests compare)
         return rnn_lyapunov_spectrum(torch.cat([x0[None], states[:-1]]), params["J"], Q0[:, None],
@@ -716,18 +717,11 @@ def floss_fresh(model: M.ModelConfig, floss: FlossConfig, n_steps: int, seeds, *
 
 def save_params(params: dict, path, member: int = 0) -> None:
     """Write one member's parameters as a torch state dict of plain tensors, keys as in the model
-    (J, W_in, b, w_out, c, h0 for the rnn), written to a temporary file first and renamed."""
-    import os
-    import tempfile
+    (J, W_in, b, w_out, c, h0 for the rnn), atomically (``files.atomic_write``)."""
+    import io
 
-    state = {k: v[member].detach().cpu().clone().contiguous() for k, v in params.items()}
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".floss-", suffix=".pt", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from .files import atomic_write
+
+    buf = io.BytesIO()
+    torch.save({k: v[member].detach().cpu().clone().contiguous() for k, v in params.items()}, buf)
+    atomic_write(path, buf.getvalue())
