@@ -155,12 +155,16 @@ def _cmd_spectrum(a) -> None:
 
 
 # ------------------------------------------------------------------------------------ floss
-def _add_floss(sub) -> None:
-    from .train import FLOSS_DESIGNS
+# the choices of train.FLOSS_DESIGNS and train.STATE_GRADIENTS, spelled out so that building the parser
+# imports no torch (tests/test_cli.py checks they agree)
+DESIGN_CHOICES = ("lab", "reference")
+STATE_GRAD_CHOICES = ("full", "auto", "truncated", "one_step", "none")
 
+
+def _add_floss(sub) -> None:
     p = sub.add_parser("floss", help="floss a freshly initialised network with no task")
     _add_network_args(p)
-    p.add_argument("--design", choices=list(FLOSS_DESIGNS), default="lab",
+    p.add_argument("--design", choices=DESIGN_CHOICES, default="lab",
                    help="lab (the lab's default: chosen by bench/floss_study.py) or reference (the paper's code "
                         "exactly); the flags below override single fields")
     p.add_argument("--k", type=_int, default=8)
@@ -168,9 +172,11 @@ def _add_floss(sub) -> None:
     p.add_argument("--floss-len", type=_int, default=None)
     p.add_argument("--transient", type=_int, default=None)
     p.add_argument("--lr", type=_finite_float, default=None)
-    p.add_argument("--state-grad", choices=["full", "one_step", "none"], default=None,
-                   help="gradient through the state trajectory: full (the reference), one_step (each state's "
-                        "direct dependence on the weights) or none (through the one-step Jacobians only)")
+    p.add_argument("--state-grad", choices=STATE_GRAD_CHOICES, default=None,
+                   help="gradient through the state trajectory: full (the reference), truncated (--state-horizon "
+                        "steps back; the lab's), auto (full where a window's λ_1 <= 0, else truncated), one_step "
+                        "(each state's direct dependence on the weights) or none (the one-step Jacobians only)")
+    p.add_argument("--state-horizon", type=_int, default=None, help="truncated / auto: steps back (lab: 5)")
     p.add_argument("--through-states", action=argparse.BooleanOptionalAction, default=None,
                    help="the same as --state-grad full / --state-grad none")
     p.add_argument("--stop-tol", type=_finite_float, default=None,
@@ -201,7 +207,8 @@ def _cmd_floss(a) -> None:
     from .train import FLOSS_DESIGNS, floss_fresh, save_params
 
     floss, budget = FLOSS_DESIGNS[a.design]
-    over = {"seq_len": a.floss_len, "transient": a.transient, "lr": a.lr, "stop_tol": a.stop_tol}
+    over = {"seq_len": a.floss_len, "transient": a.transient, "lr": a.lr, "stop_tol": a.stop_tol,
+            "state_horizon": a.state_horizon}
     over = {key: v for key, v in over.items() if v is not None}
     if a.through_states is not None and a.state_grad is None:
         a.state_grad = "full" if a.through_states else "none"
@@ -270,7 +277,7 @@ def _add_comparison_args(p) -> None:
     p.add_argument("--floss-transient", type=_int, default=None, help="window steps discarded before averaging")
     p.add_argument("--qr", choices=["auto", "householder", "cholesky"], default=None,
                    help="flossing QR: auto (the rnn's window kernel), householder or cholesky (autograd)")
-    p.add_argument("--floss-design", choices=["lab", "reference"], default=None,
+    p.add_argument("--floss-design", choices=DESIGN_CHOICES, default=None,
                    help="lab (default: truncated state gradient, clipping, stopping rule; bench/floss_study.py) "
                         "or reference (the paper's code exactly)")
     p.add_argument("--pre-steps", type=_int, default=None)

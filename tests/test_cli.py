@@ -212,3 +212,10 @@ def test_compare_floss_design_reaches_the_spec():
     from floss_core.train import REFERENCE_FLOSS, LAB_FLOSS
     assert spec.floss == REFERENCE_FLOSS
     assert spec_from_args(parser.parse_args(["--preset", "paper"])).floss == LAB_FLOSS
+
+
+def test_the_cli_spells_the_design_and_state_gradient_registries_as_they_are():
+    from floss_core import __main__ as cli_module
+    from floss_core.train import FLOSS_DESIGNS, STATE_GRADIENTS
+    assert tuple(FLOSS_DESIGNS) == cli_module.DESIGN_CHOICES
+    assert STATE_GRADIENTS == cli_module.STATE_GRAD_CHOICES
