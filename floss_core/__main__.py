@@ -287,6 +287,9 @@ def _add_comparison_args(p) -> None:
     p.add_argument("--threshold", type=_finite_float, default=None)
     p.add_argument("--weight", type=_finite_float, default=None)
     p.add_argument("--success-acc", type=_finite_float, default=None)
+    p.add_argument("--diag-dtype", choices=["float64", "float32"], default=None,
+                   help="the stored spectra, κ₂ and gradient-vs-horizon snapshots: float64 (default, exact down "
+                        "to strongly negative exponents) or float32 (faster)")
     p.add_argument("--name", default=None)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
 
@@ -300,7 +303,7 @@ def spec_from_args(a):
                      schedules=a.schedules, k=a.k, qr_every=a.qr_every, floss_len=a.floss_len, floss_design=a.floss_design,
                      floss_transient=a.floss_transient, qr=a.qr, pre_steps=a.pre_steps,
                      inter_steps=a.inter_steps, inter_at=a.inter_at, every=a.every, threshold=a.threshold,
-                     weight=a.weight, success_acc=a.success_acc, name=a.name, device=a.device)
+                     weight=a.weight, success_acc=a.success_acc, diag_dtype=a.diag_dtype, name=a.name, device=a.device)
 
 
 SUMMARY_COLUMNS = [("delay", "delay"), ("schedule", "schedule"), ("successes", "solved"), ("n", "of"),

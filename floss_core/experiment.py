@@ -54,7 +54,7 @@ _OVERRIDES = {
     "orthogonal": ("model", "orthogonal"), "bias": ("model", "bias"),
     "steps": ("train", "steps"), "lr": ("train", "lr"), "clip": ("train", "clip"),
     "eval_every": ("train", "eval_every"), "success_acc": ("train", "success_acc"),
-    "diagnostics": ("train", "diagnostics"),
+    "diagnostics": ("train", "diagnostics"), "diag_dtype": ("train", "diag_dtype"),
     "k": ("floss", "k"), "floss_len": ("floss", "seq_len"), "floss_transient": ("floss", "transient"),
     "qr_every": ("floss", "qr_every"), "floss_lr": ("floss", "lr"), "qr": ("floss", "qr"),
     "through_states": ("floss", "through_states"),

@@ -212,6 +212,8 @@ def test_compare_floss_design_reaches_the_spec():
     from floss_core.train import REFERENCE_FLOSS, LAB_FLOSS
     assert spec.floss == REFERENCE_FLOSS
     assert spec_from_args(parser.parse_args(["--preset", "paper"])).floss == LAB_FLOSS
+    assert spec_from_args(parser.parse_args(["--preset", "paper"])).train.diag_dtype == "float64"
+    assert spec_from_args(parser.parse_args(["--diag-dtype", "float32"])).train.diag_dtype == "float32"
 
 
 def test_the_cli_spells_the_design_and_state_gradient_registries_as_they_are():
