@@ -59,7 +59,7 @@ class FlossConfig:
 # fixed step budget (the paper preset's "reference" flossing design).
 REFERENCE_FLOSS = FlossConfig(k=75, seq_len=55, transient=16, lr=1e-3, through_states=True)
 # The lab's default design, chosen by bench/floss_study.py (bench/RESULTS.md): see the README.
-LAB_FLOSS = FlossConfig(k=75, seq_len=55, transient=16, lr=1e-3, state_grad="truncated", state_horizon=5,
+LAB_FLOSS = FlossConfig(k=75, seq_len=55, transient=16, lr=1e-3, state_grad="truncated", state_horizon=3,
                         clip=0.03, stop_tol=0.03, stop_every=50, stop_len=500)
 LAB_BUDGET = 500
 FLOSS_DESIGNS = {"lab": (LAB_FLOSS, LAB_BUDGET), "reference": (REFERENCE_FLOSS, 500)}   # name -> (config, budget)
