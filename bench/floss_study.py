@@ -47,6 +47,7 @@ DESIGNS = {
     "trunc5": (replace(REFERENCE_FLOSS, state_grad="truncated", state_horizon=5), 500),   # states, 5 steps back
     "trunc5_lab": (replace(LAB_FLOSS, state_horizon=5), None),   # the default with a 5-step horizon
     "lab": (LAB_FLOSS, None),                      # 3 steps back + per-array clipping + the stopping rule (the default)
+    "lab_2000": (LAB_FLOSS, 2000),                 # the default with four times the budget: does it get there?
     # measured in the first round (bench/RESULTS.md), not in the table of the final one
     "one_step_cos": (replace(REFERENCE_FLOSS, state_grad="one_step", lr=3e-3, lr_end=3e-4), 500),
     "full_clip": (replace(REFERENCE_FLOSS, clip=0.03), 500),

@@ -176,7 +176,7 @@ def _add_floss(sub) -> None:
                    help="gradient through the state trajectory: full (the reference), truncated (--state-horizon "
                         "steps back; the lab's), auto (full where a window's λ_1 <= 0, else truncated), one_step "
                         "(each state's direct dependence on the weights) or none (the one-step Jacobians only)")
-    p.add_argument("--state-horizon", type=_int, default=None, help="truncated / auto: steps back (lab: 5)")
+    p.add_argument("--state-horizon", type=_int, default=None, help="truncated / auto: steps back (lab: 3)")
     p.add_argument("--through-states", action=argparse.BooleanOptionalAction, default=None,
                    help="the same as --state-grad full / --state-grad none")
     p.add_argument("--stop-tol", type=_finite_float, default=None,

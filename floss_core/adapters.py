@@ -51,7 +51,7 @@ GATES = {"rnn": 1, "gru": 3, "lstm": 4}    # rows of weight_ih per hidden unit
 MAX_CHECKPOINT_BYTES = 50_000_000
 HORIZONS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 # the lab's flossing design (train.LAB_FLOSS, chosen by bench/floss_study.py) for your own module: the
-# state-trajectory gradient truncated to 5 steps and each parameter tensor's gradient clipped to 0.03
+# state-trajectory gradient truncated to 3 steps and each parameter tensor's gradient clipped to 0.03
 STATE_HORIZON = LAB_FLOSS.state_horizon
 CLIP = LAB_FLOSS.clip
 
@@ -364,7 +364,7 @@ def flossing_loss_term(module, inputs, *, k: int, transient: int = 0, qr_every: 
     The initial state is detached and the tangent start is the same every call (``seed``), as in the
     reference code. Start on the attractor: pass a state your model reached as ``h0``, or discard a
     transient (from a zero state the first steps expand more than the long-run dynamics do, and
-    flossing them to 0 over-contracts the network). ``state_horizon`` (default 5): how far back the
+    flossing them to 0 over-contracts the network). ``state_horizon`` (default 3): how far back the
     gradient follows the state trajectory; None follows it through the whole window like the reference,
     whose gradient in a chaotic network grows like e^{λ_1 t} and is mostly noise (bench/floss_study.py).
     """
@@ -392,7 +392,7 @@ def floss(module, inputs_or_sampler, *, k: int, steps: int, lr: float = 1e-3, tr
         fresh window per step (the paper draws fresh random bits: 55 steps, 16 of them transient).
       k, transient, qr_every, h0, target, seed: as for ``flossing_loss_term``.
       lr: the phase's own Adam (betas 0.9/0.999).
-      state_horizon: how far back the gradient follows the state trajectory (default 5, the lab's design);
+      state_horizon: how far back the gradient follows the state trajectory (default 3, the lab's design);
         None: the whole window (the reference code).
       clip: each parameter tensor's gradient norm is clipped to this before the Adam step (default 0.03,
         the lab's design; 0: no clipping, the reference code). bench/floss_study.py measured both.

@@ -45,7 +45,9 @@ class FlossConfig:
                                  # False: only through the one-step Jacobians (lower-variance gradient in
                                  # chaotic nets, where the trajectory term grows like e^{λ_1 t})
     state_grad: str | None = None  # full | auto | truncated | one_step | none; None: from through_states
-                                   # (full / none). auto: full where the window's λ̂_1 <= 0, else truncated
+                                   # (full / none). auto: per network, from its λ_1 on the check window (at the
+                                   # phase's start and every stop_every steps): chaotic (> 0) truncated and
+                                   # clipped, else the full gradient unclipped (the reference's)
     state_horizon: int = 10      # truncated: steps the trajectory gradient runs back (blocks of this many)
     lr_end: float | None = None  # cosine decay of the flossing lr from lr to lr_end over each phase (None: constant)
     clip: float = 0.0            # gradient norm clipped per member and parameter array inside flossing (0 = off)
@@ -59,7 +61,7 @@ class FlossConfig:
 # fixed step budget (the paper preset's "reference" flossing design).
 REFERENCE_FLOSS = FlossConfig(k=75, seq_len=55, transient=16, lr=1e-3, through_states=True)
 # The lab's default design, chosen by bench/floss_study.py (bench/RESULTS.md): see the README.
-LAB_FLOSS = FlossConfig(k=75, seq_len=55, transient=16, lr=1e-3, state_grad="truncated", state_horizon=3,
+LAB_FLOSS = FlossConfig(k=75, seq_len=55, transient=16, lr=1e-3, state_grad="auto", state_horizon=3,
                         clip=0.03, stop_tol=0.03, stop_every=50, stop_len=500)
 LAB_BUDGET = 500
 FLOSS_DESIGNS = {"lab": (LAB_FLOSS, LAB_BUDGET), "reference": (REFERENCE_FLOSS, 500)}   # name -> (config, budget)
@@ -233,9 +235,10 @@ class EnsembleAdam:
 
 
 @torch.no_grad()
-def clip_per_member(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+def clip_per_member(params: list[torch.Tensor], max_norm) -> torch.Tensor:
     """Clip each parameter array of each member to norm ``max_norm`` on its own (the reference's
-    per-array clipping, as torch.nn.utils.clip_grad_norm_ applied to one array of one network).
+    per-array clipping, as torch.nn.utils.clip_grad_norm_ applied to one array of one network);
+    ``max_norm`` a float (0: no clipping) or an (E,) tensor, one bound per member (inf: none).
     Returns the members' total gradient norms before clipping, (E,)."""
     total = 0.0
     for p in params:
@@ -243,7 +246,7 @@ def clip_per_member(params: list[torch.Tensor], max_norm: float) -> torch.Tensor
             continue
         norm = p.grad.reshape(p.shape[0], -1).norm(dim=1)          # (E,)
         total = total + norm ** 2
-        if max_norm > 0:
+        if isinstance(max_norm, torch.Tensor) or max_norm > 0:      # a tensor: one bound per member (inf: none)
             coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)
             p.grad.mul_(coef.view((-1,) + (1,) * (p.dim() - 1)))
     return torch.sqrt(torch.as_tensor(total))
@@ -274,7 +277,7 @@ STATE_GRADIENTS = ("full", "auto", "truncated", "one_step", "none")
 
 def state_gradient(floss: FlossConfig) -> str:
     """How a flossing gradient treats the state trajectory: 'full' (through every state, the reference),
-    'truncated' (state_horizon steps back), 'auto' (full where the window's λ̂_1 <= 0, else truncated),
+    'truncated' (state_horizon steps back), 'auto' (truncated for chaotic networks, full otherwise),
     'one_step' (each state's direct dependence on the weights only) or 'none' (the Jacobians only)."""
     if floss.state_grad is not None:
         return floss.state_grad
@@ -282,12 +285,14 @@ def state_gradient(floss: FlossConfig) -> str:
 
 
 def flossing_exponents(model: M.ModelConfig, params: dict, floss: FlossConfig, inputs: torch.Tensor,
-                       Q0: torch.Tensor, *, fused: bool = True) -> torch.Tensor:
+                       Q0: torch.Tensor, *, fused: bool = True, chaotic: torch.Tensor | None = None) -> torch.Tensor:
     """Exponents of one flossing window per member: inputs (L, E, b, C), Q0 (E, D, k) -> (E, b, k).
 
     Starts from the first initial-state column (detached, as in the reference code). ``fused``
     computes the state trajectory with the model's sequence kernel first (the tangent loop then only
-    propagates Q); False steps state and tangent together (the reference path)."""
+    propagates Q); False steps state and tangent together (the reference path). ``chaotic`` (E,) bool:
+    for state_grad 'auto', the members whose trajectory gradient is truncated (default: those whose
+    window λ̂_1 is > 0)."""
     e, b = inputs.shape[1], inputs.shape[2]
     x0 = params["h0"][:, :1].detach().expand(e, b, -1)
     u = M.drive(model, params, inputs)
@@ -298,10 +303,13 @@ def flossing_exponents(model: M.ModelConfig, params: dict, floss: FlossConfig, i
     elif mode in ("truncated", "auto"):
         # the full trajectory gradient within blocks of state_horizon steps, each block starting from the
         # previous block's detached end: non-chaotic nets keep almost all of it (it decays anyway), chaotic
-        # ones at most e^{λ_1 · state_horizon} of the exploding part. 'auto' detaches only where this
-        # window's λ̂_1 (no gradient) is > 0: a stable member keeps the whole trajectory gradient
+        # ones at most e^{λ_1 · state_horizon} of the exploding part. 'auto' detaches only for the members
+        # that are chaotic (floss_phase: by their long-window λ_1; else this window's λ̂_1 > 0): a stable
+        # member keeps the whole trajectory gradient
         keep = None
-        if mode == "auto":
+        if mode == "auto" and chaotic is not None:
+            keep = (~chaotic)[:, None, None]                                # (E, 1, 1)
+        elif mode == "auto":
             with torch.no_grad():
                 lam1 = lyapunov_spectrum(M.step_fn(model, params), x0, u, 1, jacobian=M.jacobian_fn(model, params),
                                          transient=floss.transient, Q0=Q0[:, None, :, :1], qr=DIAG_QR,
@@ -365,27 +373,36 @@ def floss_phase(model: M.ModelConfig, params: dict, floss: FlossConfig, n_steps:
 
     Returns per-step (E,) losses (NaN for members not flossing). ``on_step(i, loss (E,), bad (E,))``
     is called after each step, ``bad`` marking members whose exponents were not finite."""
-    if floss.stop_tol > 0 and check_generators is None:
-        raise ValueError("the stopping rule (stop_tol > 0) needs check_generators, one per member")
+    auto = state_gradient(floss) == "auto"
+    if (floss.stop_tol > 0 or auto) and check_generators is None:
+        raise ValueError("the stopping rule (stop_tol > 0) and state_grad 'auto' need check_generators, "
+                         "one per member")
     live = active.clone()
+    chaotic = torch.zeros_like(live)
     history = []
     for i in range(n_steps):
-        if floss.stop_tol > 0 and i > 0 and i % floss.stop_every == 0:
+        if i % floss.stop_every == 0 and ((floss.stop_tol > 0 and i > 0) or auto):
+            # one long-window measurement per member serves both: the stopping rule, and for 'auto' the
+            # regime (λ_1 > 0: chaotic, truncated and clipped; else the full gradient, unclipped)
             idx = torch.nonzero(live).flatten()
             lam = stop_check_exponents(model, {k: v[idx] for k, v in params.items()}, floss,
                                        [check_generators[j] for j in idx.tolist()], channels, Q0.device)
-            live[idx[lam.abs().amax(dim=1) <= floss.stop_tol]] = False
+            chaotic[idx] = lam[:, 0] > 0
+            if floss.stop_tol > 0 and i > 0:
+                live[idx[lam.abs().amax(dim=1) <= floss.stop_tol]] = False
         idx = torch.nonzero(live).flatten()
         if idx.numel() == 0:
             break
         sub = {k: v[idx] for k, v in params.items()}
         inputs = _bits([generators[j] for j in idx.tolist()], floss.seq_len, floss.batch, channels, Q0.device)
-        lam = flossing_exponents(model, sub, floss, inputs, Q0[idx])
+        lam = flossing_exponents(model, sub, floss, inputs, Q0[idx], chaotic=chaotic[idx] if auto else None)
         loss = flossing_loss(lam, target=floss.target).mean(dim=1)       # (E_sub,)
         ok = torch.isfinite(lam).flatten(1).all(dim=1)
         opt.zero_grad()
         torch.where(ok, loss, torch.zeros_like(loss)).sum().backward()
-        if floss.clip > 0:
+        if auto and floss.clip > 0:      # only the chaotic members are clipped
+            clip_per_member(opt.params, torch.where(chaotic, floss.clip, math.inf))
+        elif floss.clip > 0:
             clip_per_member(opt.params, floss.clip)
         step_mask = torch.zeros_like(live)
         step_mask[idx[ok]] = True
