@@ -46,11 +46,14 @@ class FlossConfig:
                                  # chaotic nets, where the trajectory term grows like e^{λ_1 t})
     state_grad: str | None = None  # full | auto | truncated | one_step | none; None: from through_states
                                    # (full / none). auto: per network, from its λ_1 on the check window (at the
-                                   # phase's start and every stop_every steps): chaotic (> 0) truncated and
-                                   # clipped, else the full gradient unclipped (the reference's)
+                                   # phase's start and every stop_every steps): chaotic (> 0) truncated,
+                                   # else the full gradient (the reference's)
     state_horizon: int = 10      # truncated: steps the trajectory gradient runs back (blocks of this many)
     lr_end: float | None = None  # cosine decay of the flossing lr from lr to lr_end over each phase (None: constant)
     clip: float = 0.0            # gradient norm clipped per member and parameter array inside flossing (0 = off)
+    clip_chaotic_only: bool = False  # clip only the networks whose λ_1 on the check window (at the phase's start
+                                 # and every stop_every steps) is > 0: clipping a stable net's gradient pushed
+                                 # its λ_1 above 0 (the paper's g = 1 nets: +0.02), which costs task training
     stop_tol: float = 0.0        # stopping rule: a member stops flossing once max |λ_1..k| on a fresh long
                                  # window (stop_len steps, its own bits) is <= stop_tol (0 = off: the whole budget)
     stop_every: int = 50         # stopping rule: check every this many flossing steps
@@ -61,12 +64,13 @@ class FlossConfig:
 # fixed step budget (the paper preset's "reference" flossing design).
 REFERENCE_FLOSS = FlossConfig(k=75, seq_len=55, transient=16, lr=1e-3, through_states=True)
 # The lab's default design, chosen by bench/floss_study.py (bench/RESULTS.md): see the README.
-LAB_FLOSS = FlossConfig(k=75, seq_len=55, transient=16, lr=1e-3, state_grad="auto", state_horizon=3,
-                        clip=0.03, stop_tol=0.03, stop_every=50, stop_len=500)
+LAB_FLOSS = FlossConfig(k=75, seq_len=55, transient=16, lr=1e-3, state_grad="truncated", state_horizon=3,
+                        clip=0.03, clip_chaotic_only=True, stop_tol=0.03, stop_every=50, stop_len=500)
 LAB_BUDGET = 500
 FLOSS_DESIGNS = {"lab": (LAB_FLOSS, LAB_BUDGET), "reference": (REFERENCE_FLOSS, 500)}   # name -> (config, budget)
 # what a design is, as opposed to a size (k, window, transient, lr, QR stay the preset's or the user's)
-DESIGN_FIELDS = ("through_states", "state_grad", "state_horizon", "lr_end", "clip", "stop_tol", "stop_every")
+DESIGN_FIELDS = ("through_states", "state_grad", "state_horizon", "lr_end", "clip", "clip_chaotic_only", "stop_tol",
+                 "stop_every")
 
 
 def with_design(floss: FlossConfig, design: str) -> FlossConfig:
@@ -367,23 +371,26 @@ def floss_phase(model: M.ModelConfig, params: dict, floss: FlossConfig, n_steps:
     on who else is in the ensemble. A member whose exponents turn non-finite drops out of the phase.
 
     The step's learning rate follows ``floss_lr``; with ``floss.clip`` each member's gradient is clipped
-    per parameter array; with ``floss.stop_tol`` > 0 every ``stop_every`` steps each flossing member's
-    first k exponents are measured on a fresh long window (bits from ``check_generators``, one per
-    member, never the flossing windows' stream) and a member within the tolerance stops flossing.
+    per parameter array (with ``clip_chaotic_only`` only the members that are chaotic); with
+    ``floss.stop_tol`` > 0 every ``stop_every`` steps each flossing member's first k exponents are measured
+    on a fresh long window (bits from ``check_generators``, one per member, never the flossing windows'
+    stream) and a member within the tolerance stops flossing. The same measurement (also at step 0 where
+    'auto' or clip_chaotic_only need it) says which members are chaotic: λ_1 > 0.
 
     Returns per-step (E,) losses (NaN for members not flossing). ``on_step(i, loss (E,), bad (E,))``
     is called after each step, ``bad`` marking members whose exponents were not finite."""
     auto = state_gradient(floss) == "auto"
-    if (floss.stop_tol > 0 or auto) and check_generators is None:
-        raise ValueError("the stopping rule (stop_tol > 0) and state_grad 'auto' need check_generators, "
-                         "one per member")
+    regime = auto or (floss.clip_chaotic_only and floss.clip > 0)      # who is chaotic matters
+    if (floss.stop_tol > 0 or regime) and check_generators is None:
+        raise ValueError("the stopping rule (stop_tol > 0), state_grad 'auto' and clip_chaotic_only need "
+                         "check_generators, one per member")
     live = active.clone()
     chaotic = torch.zeros_like(live)
     history = []
     for i in range(n_steps):
-        if i % floss.stop_every == 0 and ((floss.stop_tol > 0 and i > 0) or auto):
-            # one long-window measurement per member serves both: the stopping rule, and for 'auto' the
-            # regime (λ_1 > 0: chaotic, truncated and clipped; else the full gradient, unclipped)
+        if i % floss.stop_every == 0 and ((floss.stop_tol > 0 and i > 0) or regime):
+            # one long-window measurement per member serves both: the stopping rule, and the regime
+            # (λ_1 > 0: chaotic) that 'auto' and clip_chaotic_only act on
             idx = torch.nonzero(live).flatten()
             lam = stop_check_exponents(model, {k: v[idx] for k, v in params.items()}, floss,
                                        [check_generators[j] for j in idx.tolist()], channels, Q0.device)
@@ -400,7 +407,7 @@ def floss_phase(model: M.ModelConfig, params: dict, floss: FlossConfig, n_steps:
         ok = torch.isfinite(lam).flatten(1).all(dim=1)
         opt.zero_grad()
         torch.where(ok, loss, torch.zeros_like(loss)).sum().backward()
-        if auto and floss.clip > 0:      # only the chaotic members are clipped
+        if floss.clip_chaotic_only and floss.clip > 0:      # only the chaotic members are clipped
             clip_per_member(opt.params, torch.where(chaotic, floss.clip, math.inf))
         elif floss.clip > 0:
             clip_per_member(opt.params, floss.clip)
