@@ -51,9 +51,11 @@ GATES = {"rnn": 1, "gru": 3, "lstm": 4}    # rows of weight_ih per hidden unit
 MAX_CHECKPOINT_BYTES = 50_000_000
 HORIZONS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 # the lab's flossing design (train.LAB_FLOSS, chosen by bench/floss_study.py) for your own module: the
-# state-trajectory gradient truncated to 3 steps and each parameter tensor's gradient clipped to 0.03
+# state-trajectory gradient truncated to 3 steps, and while the module is chaotic each parameter tensor's
+# gradient clipped to 0.03
 STATE_HORIZON = LAB_FLOSS.state_horizon
 CLIP = LAB_FLOSS.clip
+CLIP_CHAOTIC_ONLY = LAB_FLOSS.clip_chaotic_only
 
 # λ_1 in [0, EDGE_OF_CHAOS] nats/step reads as "marginal" (a flossed network lands there, e.g. +0.003),
 # above it as chaotic: an RNN with g = 2 at λ_1 = +0.04 failed a delay-10 copy task (README table)
@@ -384,7 +386,7 @@ def _check_floss(steps, lr) -> None:
 def floss(module, inputs_or_sampler, *, k: int, steps: int, lr: float = 1e-3, transient: int = 0,
           qr_every: int = 1, h0=None, target: float = 0.0, params=None, seed: int = 0,
           carry_state: bool = True, on_step=None, state_horizon: int | None = STATE_HORIZON,
-          clip: float = CLIP) -> dict:
+          clip: float = CLIP, clip_chaotic_only: bool = CLIP_CHAOTIC_ONLY) -> dict:
     """A separate flossing phase (the paper's mode): ``steps`` Adam steps on the flossing loss alone.
 
     Args:
@@ -396,6 +398,9 @@ def floss(module, inputs_or_sampler, *, k: int, steps: int, lr: float = 1e-3, tr
         None: the whole window (the reference code).
       clip: each parameter tensor's gradient norm is clipped to this before the Adam step (default 0.03,
         the lab's design; 0: no clipping, the reference code). bench/floss_study.py measured both.
+      clip_chaotic_only: clip only while the module is chaotic, i.e. while a running mean (0.9) of the
+        windows' top exponent is > 0 (default, the lab's design: clipping a stable network's flossing
+        gradient pushed its λ_1 above 0); False: clip every step.
       params: tensors to update; default every parameter of the module (recurrent weights and
         biases, the paper's J, b and W_in). A plain step function needs them here.
       carry_state: each window starts where the previous one ended (so on the attractor, like the
@@ -415,7 +420,7 @@ def floss(module, inputs_or_sampler, *, k: int, steps: int, lr: float = 1e-3, tr
     if not tensors:
         raise ValueError("nothing to floss: a plain step function needs params=[the tensors to update]")
     opt = torch.optim.Adam(tensors, lr=lr)
-    history, diverged, carried, lam = [], None, None, None
+    history, diverged, carried, lam, top = [], None, None, None, None
     for i in range(steps):
         inputs = inputs_or_sampler(i) if callable(inputs_or_sampler) else inputs_or_sampler
         st, xs, state0, _ = _prepare(module, inputs, h0)
@@ -427,9 +432,11 @@ def floss(module, inputs_or_sampler, *, k: int, steps: int, lr: float = 1e-3, tr
             diverged = i
             break
         carried = end if carry_state and bool(torch.isfinite(end).all()) else None
+        lam1 = float(lam[..., 0].mean())                       # this window's top exponent (no gradient)
+        top = lam1 if top is None else 0.9 * top + 0.1 * lam1
         opt.zero_grad()
         loss.backward()
-        if clip > 0:
+        if clip > 0 and (top > 0 or not clip_chaotic_only):
             for t in tensors:   # per tensor, as the lab's training does per parameter array
                 if t.grad is not None:
                     torch.nn.utils.clip_grad_norm_([t], clip)
