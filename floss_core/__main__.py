@@ -204,7 +204,7 @@ def _cmd_floss(a) -> None:
     from dataclasses import replace
 
     from . import models as M
-    from .train import FLOSS_DESIGNS, floss_fresh, save_params
+    from .train import FLOSS_DESIGNS, MEASURE_STEPS, floss_fresh, save_params
 
     floss, budget = FLOSS_DESIGNS[a.design]
     over = {"seq_len": a.floss_len, "transient": a.transient, "lr": a.lr, "stop_tol": a.stop_tol,
@@ -251,8 +251,6 @@ def _cmd_floss(a) -> None:
     if save is not None:
         print(f"saved the flossed parameters to {save}")
 
-
-MEASURE_STEPS = 2000
 
 
 # ------------------------------------------------------------------------------------ compare

@@ -716,8 +716,12 @@ def measure_spectrum(model: M.ModelConfig, params: dict, k: int, *, steps: int =
                                  transient=transient, generator=gen, qr=DIAG_QR)[:, 0]
 
 
+MEASURE_STEPS, MEASURE_TRANSIENT = 2000, 200    # floss_fresh's independent re-measurement window
+
+
 def floss_fresh(model: M.ModelConfig, floss: FlossConfig, n_steps: int, seeds, *, channels: int = 1,
-                device: str = "cpu", measure_steps: int = 2000, measure_transient: int = 200) -> dict:
+                device: str = "cpu", measure_steps: int = MEASURE_STEPS,
+                measure_transient: int = MEASURE_TRANSIENT) -> dict:
     """Floss freshly initialised networks with no task: the first k exponents before and after up to
     ``n_steps`` flossing steps, (E, k) each, measured in float64 on a long window of fresh input bits
     that no flossing step (nor the stopping rule) saw. ``steps_taken`` (E,) counts each member's steps."""
