@@ -309,8 +309,18 @@ def _apply_thread_setting() -> None:
 
 
 def _run_here(spec, jobs, save, progress: _Progress, store: Store, experiment_id: int) -> None:
+    import torch
+
+    threads = torch.get_num_threads()
     _apply_thread_setting()
     native.keep_freed_memory()
+    try:
+        _run_jobs_here(spec, jobs, save, progress, store, experiment_id)
+    finally:
+        torch.set_num_threads(threads)      # a library caller's process keeps its own setting
+
+
+def _run_jobs_here(spec, jobs, save, progress: _Progress, store: Store, experiment_id: int) -> None:
     for job in jobs:
         if progress.should_stop():
             raise Cancelled()

@@ -317,6 +317,21 @@ def test_every_execution_layout_stores_bit_identical_results(tmp_path):
         torch.set_num_threads(threads)
 
 
+def test_an_in_process_run_uses_one_thread_and_gives_the_caller_its_setting_back(tmp_path, monkeypatch):
+    seen = []
+    real = runner.run_job
+    monkeypatch.setattr(runner, "run_job", lambda *a, **k: (seen.append(torch.get_num_threads()), real(*a, **k))[1])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with Store(tmp_path / "floss.db") as store:
+            eid = runner.run_here(make_spec("quick", **TINY), store, max_workers=1)
+            assert store.experiment(eid)["status"] == "done"
+        assert seen and set(seen) == {1} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
 # ------------------------------------------------------------------------------------ bad input
 def _bad_csv(tmp_path):
     path = tmp_path / "series.csv"
