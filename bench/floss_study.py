@@ -49,6 +49,9 @@ DESIGNS = {
     "trunc3_lab": (replace(LAB_FLOSS, clip_chaotic_only=False), None),   # second: 3 steps, clipping every network
     "lab": (LAB_FLOSS, None),          # the default: 3 steps back, clipping the chaotic networks, the stopping rule
     "lab_2000": (LAB_FLOSS, 2000),                 # the default with four times the budget: does it get there?
+    "lab_lr3e-3": (replace(LAB_FLOSS, lr=3e-3), None),         # the default at three times the learning rate
+    "lab_L110": (replace(LAB_FLOSS, seq_len=110), None),       # windows twice as long (twice the cost)
+    "lab_b4": (replace(LAB_FLOSS, batch=4), None),             # four windows averaged per step (four times the cost)
     # measured in the first round (bench/RESULTS.md), not in the table of the final one
     "one_step_cos": (replace(REFERENCE_FLOSS, state_grad="one_step", lr=3e-3, lr_end=3e-4), 500),
     "full_clip": (replace(REFERENCE_FLOSS, clip=0.03), 500),
