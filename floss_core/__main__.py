@@ -87,9 +87,6 @@ def _add_network_args(p) -> None:
 
 
 # ------------------------------------------------------------------------------------ spectrum
-DTYPES = {"float32": "float32", "float64": "float64"}
-
-
 def _add_spectrum(sub) -> None:
     p = sub.add_parser("spectrum", help="Lyapunov spectrum of a freshly initialised network")
     _add_network_args(p)
@@ -100,7 +97,7 @@ def _add_spectrum(sub) -> None:
     p.add_argument("--seed", type=_int, default=0)
     p.add_argument("--bias", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--input", choices=["none", "bits"], default="none")
-    p.add_argument("--dtype", choices=list(DTYPES), default="float64",
+    p.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                    help="float64 (default: exact down to strongly negative exponents) or float32 (faster; "
                         "exponents below about -1 per step drift)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -121,7 +118,7 @@ def _cmd_spectrum(a) -> None:
     from .lyapunov import LyapunovAccuracyWarning, lyapunov_spectrum
     from .train import resolve_device
 
-    dtype = getattr(torch, DTYPES[a.dtype])
+    dtype = getattr(torch, a.dtype)
     try:
         cfg = M.ModelConfig(arch=a.arch, hidden=a.hidden, gain=a.gain, bias=a.bias)
         M.validate_model(cfg)
@@ -174,7 +171,8 @@ def _add_floss(sub) -> None:
     p.add_argument("--lr", type=_finite_float, default=None)
     p.add_argument("--state-grad", choices=STATE_GRAD_CHOICES, default=None,
                    help="gradient through the state trajectory: full (the reference), truncated (--state-horizon "
-                        "steps back; the lab's), auto (full where a window's λ_1 <= 0, else truncated), one_step "
+                        "steps back; the lab's), auto (full for stable networks, truncated for chaotic ones: λ_1 on "
+                        "the check window), one_step "
                         "(each state's direct dependence on the weights) or none (the one-step Jacobians only)")
     p.add_argument("--state-horizon", type=_int, default=None, help="truncated / auto: steps back (lab: 3)")
     p.add_argument("--through-states", action=argparse.BooleanOptionalAction, default=None,
