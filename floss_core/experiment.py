@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from . import schedules as S
 from . import tasks as T
 from .models import ModelConfig, state_dim, validate_model
+from .stats import mean, quantile, success_rate, wilson_interval  # noqa: F401  (wilson_interval: public here)
 from .train import LAB_FLOSS, FlossConfig, TrainConfig, train, validate_floss, validate_train, with_design, work_units
 
 
@@ -252,28 +253,6 @@ def run_comparison(spec: ComparisonSpec, *, on_progress=None, should_stop=None, 
 
 
 # ------------------------------------------------------------------------------------ summaries
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% Wilson score interval of a success rate (sound for small n and rates near 0 or 1)."""
-    if n == 0:
-        return (math.nan, math.nan)
-    p = successes / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def _quantile(xs: list[float], q: float) -> float:
-    if not xs:
-        return math.nan
-    return statistics.quantiles(xs, n=4, method="inclusive")[int(q * 4) - 1] if len(xs) > 1 else xs[0]
-
-
-def _mean(xs) -> float:
-    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
-    return sum(xs) / len(xs) if xs else math.nan
-
-
 def summarize(records: list[dict]) -> list[dict]:
     """Per (delay, schedule): n, successes, success rate with its 95% interval, median / IQR
     convergence step (over successful runs), mean final accuracy, mean λ_1 and log10 κ₂ before /
@@ -288,19 +267,19 @@ def summarize(records: list[dict]) -> list[dict]:
         conv = sorted(float(r["convergence_step"]) for r in rs if r["success"])
         wall = sum(r["wall_seconds"] or 0.0 for r in rs)
         floss_s = sum(r["floss_seconds"] or 0.0 for r in rs)
-        lo, hi = wilson_interval(wins, n)
+        _, lo, hi = success_rate(wins, n)
         fin = [r["final"] for r in rs]
         out.append({
             "delay": delay, "schedule": schedule, "n": n, "successes": wins, "success_rate": wins / n,
             "success_lo": lo, "success_hi": hi,
             "median_convergence": statistics.median(conv) if conv else math.nan,
-            "iqr_convergence": (_quantile(conv, 0.75) - _quantile(conv, 0.25)) if conv else math.nan,
-            "final_acc": _mean(f.get("test_acc", f.get("test_r2")) for f in fin),
-            "lambda1_before": _mean(f.get("lambda1_before") for f in fin),
-            "lambda1_after": _mean(f.get("lambda1_after") for f in fin),
-            "lambda1_flossed": _mean(f.get("lambda1_flossed") for f in fin),
-            "log10_kappa_before": _mean(f.get("log10_kappa_before") for f in fin),
-            "log10_kappa_after": _mean(f.get("log10_kappa_after") for f in fin),
+            "iqr_convergence": (quantile(conv, 0.75) - quantile(conv, 0.25)) if conv else math.nan,
+            "final_acc": mean(f.get("test_acc", f.get("test_r2")) for f in fin),
+            "lambda1_before": mean(f.get("lambda1_before") for f in fin),
+            "lambda1_after": mean(f.get("lambda1_after") for f in fin),
+            "lambda1_flossed": mean(f.get("lambda1_flossed") for f in fin),
+            "log10_kappa_before": mean(f.get("log10_kappa_before") for f in fin),
+            "log10_kappa_after": mean(f.get("log10_kappa_after") for f in fin),
             "diverged": sum(r["status"] == "diverged" for r in rs),
             "wall_seconds": wall, "floss_share": floss_s / wall if wall else math.nan,
         })

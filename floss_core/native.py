@@ -13,11 +13,12 @@ it is built once per machine by ``torch.utils.cpp_extension`` (needs a C++ compi
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from pathlib import Path
 
 import torch
+
+from . import settings
 
 SOURCE = Path(__file__).with_name("csrc") / "rnn_loop.cpp"
 _state: dict = {"loaded": None, "error": None}
@@ -25,11 +26,8 @@ log = logging.getLogger(__name__)
 
 
 def enabled() -> bool:
-    """Whether the environment allows the compiled loop (``FLOSS_NATIVE``, default on)."""
-    v = os.environ.get("FLOSS_NATIVE", "1").strip().lower()
-    if v not in ("0", "1", "off", "on", "false", "true", "no", "yes", ""):
-        raise ValueError(f"FLOSS_NATIVE must be 0 or 1, got {v!r}")
-    return v not in ("0", "off", "false", "no")
+    """Whether the environment allows the compiled loop (``FLOSS_NATIVE``, default on; settings.py)."""
+    return settings.get("FLOSS_NATIVE")
 
 
 def load() -> bool:

@@ -34,7 +34,7 @@ import pandas as pd
 from . import views
 from .experiment import make_spec, spec_from_dict, spec_to_dict, summarize
 from .store import Store
-from .train import __version__
+from . import __version__
 
 FORMATS = ("html", "pdf", "zip")
 FINISHED = ("done", "diverged")        # runs that count as outcomes (failed / cancelled runs are not)

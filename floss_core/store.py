@@ -40,11 +40,14 @@ from typing import Any
 
 import pandas as pd
 
+from . import settings
+
 APP = "floss_core"
 BUSY_TIMEOUT_S = 30.0  # how long a connection waits for another process's write lock
 EXPERIMENT_STATUSES = ("queued", "running", "done", "failed", "cancelled")
 RUN_STATUSES = ("queued", "running", "done", "failed", "diverged", "cancelled")
-FINAL_RUN_STATUSES = ("done", "failed", "diverged", "cancelled")
+FINAL_RUN_STATUSES = ("done", "failed", "diverged", "cancelled")   # a run in one of these never trains again
+SCORED_RUN_STATUSES = ("done", "diverged")   # the runs that count in success rates and summaries
 WORKER_STATUSES = ("idle", "busy")
 
 # MIGRATIONS[v] turns a version v-1 store into a version v store; MIGRATIONS[0] is the empty file.
@@ -188,7 +191,7 @@ class StoreError(Exception):
 
 def default_store_path() -> Path:
     """Where the store lives unless told otherwise: ``$FLOSS_STORE``, else ``./floss_data/floss.db``."""
-    return Path(os.environ.get("FLOSS_STORE") or Path("floss_data") / "floss.db")
+    return Path(settings.get("FLOSS_STORE") or Path("floss_data") / "floss.db")
 
 
 class Store:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
+from . import __version__  # stored with every run
 from . import models as M
 from . import native
 from . import schedules as S
@@ -24,9 +25,6 @@ from . import tasks as T
 from .fastqr import rnn_lyapunov_spectrum
 from .flossing import flossing_loss
 from .lyapunov import gradient_vs_horizon, long_term_jacobian, lyapunov_spectrum, random_orthonormal
-
-__version__ = "0.3.0"  # 0.3.0: the lab's flossing design by default, batch-invariant drives and sums, float64
-                       # diagnostics; 0.2.0: the training backward rounds δ(1 - h²) (tanh_backward)
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,14 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .experiment import wilson_interval
+from .stats import wilson_interval
+from .store import SCORED_RUN_STATUSES as SCORED  # a diverged run is a failure, a failed one no outcome
 from .schedules import NAMES as SCHEDULES
 
 COLORS = {"none": "#6b7280", "pre": "#2563eb", "inter": "#ea580c", "pre+inter": "#7c3aed",
           "adaptive": "#059669", "joint": "#dc2626"}
 STAGES = ("initial", "after flossing", "end of training")  # spectrum / Jacobian snapshots shown
 STAGE_DASH = {"initial": "dot", "after flossing": "dash", "end of training": "solid"}
-SCORED = ("done", "diverged")  # runs that count towards success rates (a diverged run is a failure)
 
 
 # ------------------------------------------------------------------------------ small helpers
