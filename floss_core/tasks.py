@@ -168,7 +168,7 @@ def make_batch(cfg: TaskConfig, generator: torch.Generator, *, split: str = "tra
 
 
 def _bits(cfg: TaskConfig, generator: torch.Generator, batch: int) -> torch.Tensor:
-    return torch.randint(0, 2, (cfg.seq_len, batch, cfg.channels), generator=generator)
+    return random_bits((cfg.seq_len, batch, cfg.channels), generator)
 
 
 def make_ensemble_batch(cfg: TaskConfig, generators: list[torch.Generator], *,
@@ -330,3 +330,10 @@ def r2_score(preds: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> 
     sst = per_member((y - ym[None, :, None, :]) ** 2).sum(dim=1)
     r2 = 1 - sse / sst
     return torch.where(sst > 0, r2, torch.full_like(r2, float("nan"))).to(preds.dtype)
+
+
+def random_bits(shape, generator: torch.Generator, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Fair random 0/1 values of ``shape`` drawn from ``generator`` (int64, or ``dtype``): every random
+    input of the library — task bits, flossing windows, measurement inputs — is drawn here."""
+    bits = torch.randint(0, 2, tuple(shape), generator=generator)
+    return bits if dtype is None else bits.to(dtype)
