@@ -1,0 +1,26 @@
+"""Meeting reports: one experiment (or a chosen set) as a self-contained HTML page, a PDF printed
+from that page by headless Chromium, and a zip of the data.
+
+    html = render_html(store, 3)                    # one file, plotly.js inside, no external requests
+    pdf = html_to_pdf(html)                         # bytes; ChromiumMissing if no Chromium is installed
+    blob = data_zip(store, 3)                       # runs / metrics / spectra / jacobian as CSV (+ Parquet)
+    path = write_report(store, 3, "pdf", "out/")    # any of the three, under a sanitised file name
+
+One module per job: ``data`` (what a report shows, read from the store), ``verdict`` (the headline
+sentences, claiming only what Fisher's exact test supports), ``figures``, ``html``, ``pdf``,
+``bundle`` (the zip), ``reproduce`` (the command line that reruns a spec) and ``formats`` (file
+names, export, write).
+"""
+from .. import __version__
+from .bundle import data_zip
+from .data import ReportData, load, records_from_runs
+from .formats import FORMATS, export, report_filename, safe_name, write_report
+from .html import html_from_data, render_html
+from .pdf import CHROMIUM_ARGS, ChromiumMissing, find_chromium, html_to_pdf, pdf_problem
+from .reproduce import reproduce_command
+from .verdict import ALPHA, fisher_exact, min_attainable_p, seeds_needed, verdict
+
+__all__ = ["ALPHA", "CHROMIUM_ARGS", "ChromiumMissing", "FORMATS", "ReportData", "data_zip", "export",
+           "find_chromium", "fisher_exact", "html_from_data", "html_to_pdf", "load", "min_attainable_p",
+           "pdf_problem", "records_from_runs", "render_html", "report_filename", "reproduce_command",
+           "safe_name", "seeds_needed", "verdict", "write_report"]

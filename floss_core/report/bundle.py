@@ -1,0 +1,64 @@
+"""The data export: the report's tables as CSV (and Parquet where pyarrow is importable) and each
+experiment's spec as JSON, in one zip."""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import pandas as pd
+
+from .. import __version__
+from ..store import Store
+from .data import ReportData, load
+
+
+def data_zip(store: Store, experiment_ids) -> bytes:
+    """The runs, per-step metrics, spectra and Jacobian diagnostics as CSV (and Parquet where pyarrow
+    is importable), the summary table, and each experiment's spec as JSON, in one zip (bytes)."""
+    return zip_from_data(load(store, experiment_ids))
+
+
+def tables_for_export(data: ReportData) -> dict[str, pd.DataFrame]:
+    """Flat tables (no nested objects: dicts and lists become JSON strings) named as in the zip."""
+    runs = data.runs.copy()
+    for c in ("versions", "config"):
+        runs[c] = runs[c].map(lambda v: json.dumps(v, sort_keys=True))
+    jac = data.jacobian.copy()
+    jac["log_sv"] = jac["log_sv"].map(json.dumps)
+    return {"runs": runs, "metrics": data.metrics, "spectra": data.spectra, "jacobian": jac,
+            "summary": pd.DataFrame(data.summary)}
+
+
+def zip_from_data(data: ReportData) -> bytes:
+    tables = tables_for_export(data)
+    try:
+        import pyarrow  # noqa: F401
+        parquet = True
+    except ImportError:
+        parquet = False
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, df in tables.items():
+            z.writestr(f"{name}.csv", df.to_csv(index=False))
+            if parquet:
+                z.writestr(f"{name}.parquet", df.to_parquet(index=False))
+        for i, spec in zip(data.ids, data.specs):
+            z.writestr(f"spec-{i}.json", json.dumps(spec, indent=1))
+        z.writestr("README.txt", _ZIP_README.format(ids=", ".join(map(str, data.ids)), version=__version__,
+                                                    parquet=" and .parquet" if parquet else ""))
+    return buf.getvalue()
+
+
+_ZIP_README = """Gradient Flossing Lab data export: experiment(s) {ids}, floss_core {version}.
+
+runs.csv{parquet}      one row per run (delay x schedule x seed): status, success, convergence_step,
+                       timings (s), final metrics; config and versions as JSON strings
+metrics.csv            per-step curves, long form: run_id, step, name, value
+spectra.csv            Lyapunov spectra, one row per exponent: run_id, step, phase, index, exponent
+jacobian.csv           long-term Jacobian per horizon: log_kappa (natural log of kappa_2), grad_norm,
+                       log_sv (JSON list of log singular values)
+summary.csv            the report's table: one row per (delay, schedule)
+spec-<id>.json         the full comparison spec; floss_core.experiment.spec_from_dict reruns it
+Empty cells are NaN. Tables join on run_id.
+"""

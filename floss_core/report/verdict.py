@@ -1,0 +1,129 @@
+"""The verdict: sentences generated from the summary that claim only what the numbers support.
+
+Success counts are compared with Fisher's exact test (two-sided); anything short of p < ALPHA is
+reported as "no evidence of a difference", with the 95% Wilson intervals and, where the seeds are too
+few for any split to reach p < ALPHA, a sentence saying so. Convergence steps and compute are
+reported as numbers, never as "faster" or "better".
+"""
+from __future__ import annotations
+
+import math
+
+ALPHA = 0.05                           # the significance level behind every "difference" claim
+
+
+def fisher_exact(x: int, n1: int, y: int, n2: int) -> float:
+    """Two-sided Fisher's exact test of x/n1 vs y/n2 successes: the probability, given the margins,
+    of a table at most as likely as the one observed."""
+    k, n = x + y, n1 + n2
+    # integer weights (hypergeometric numerators): exact, so equally likely tables compare equal
+    w = [math.comb(n1, a) * math.comb(n2, k - a) for a in range(max(0, k - n2), min(n1, k) + 1)]
+    observed = math.comb(n1, x) * math.comb(n2, y)
+    return sum(v for v in w if v <= observed) / math.comb(n, k)
+
+
+def min_attainable_p(n1: int, n2: int) -> float:
+    """The smallest two-sided Fisher p any outcome of n1 vs n2 runs can give (all vs none)."""
+    return min(fisher_exact(n1, n1, 0, n2), fisher_exact(0, n1, n2, n2))
+
+
+def seeds_needed(alpha: float = ALPHA) -> int:
+    """Seeds per schedule before an all-vs-none split can reach p < alpha."""
+    n = 1
+    while min_attainable_p(n, n) >= alpha:
+        n += 1
+    return n
+
+
+# ------------------------------------------------------------------------------------ the verdict
+def _label(name: str) -> str:
+    return {"none": "no flossing", "pre": "pre-flossing", "inter": "intermittent flossing",
+            "pre+inter": "pre- and intermittent flossing", "adaptive": "adaptive flossing",
+            "joint": "joint flossing"}.get(name, name)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def verdict(summary: list[dict], *, alpha: float = ALPHA) -> list[str]:
+    """The verdict as sentences: a headline, then one sentence per (delay, flossed schedule)
+    comparing it with 'none' at the same delay. ``summary``: rows of ``experiment.summarize``.
+
+    Claims a difference in success only at Fisher p < alpha; reports medians and compute ratios as
+    numbers; says so when the seeds are too few for any outcome to count as evidence."""
+    if not summary:
+        return ["No finished runs yet, so there is nothing to conclude."]
+    by = {(r["delay"], r["schedule"]): r for r in summary}
+    delays = sorted({r["delay"] for r in summary})
+    if not any(s == "none" for _, s in by):
+        return ["This comparison has no 'none' (no flossing) baseline, so the verdict compares nothing; "
+                "the table below lists each schedule on its own."]
+    details, found, n_tests, too_few = [], [], 0, False
+    for d in delays:
+        base = by.get((d, "none"))
+        for (dd, s), r in by.items():
+            if dd != d or s == "none" or base is None:
+                continue
+            n_tests += 1
+            x, n1, y, n2 = r["successes"], r["n"], base["successes"], base["n"]
+            p = fisher_exact(x, n1, y, n2)
+            parts = [f"At delay {d}, {_label(s)} solved {x}/{n1} seeds vs {y}/{n2} without flossing"]
+            conv = _conv_phrase(r, base)
+            if conv:
+                parts.append(conv)
+            ratio = _compute_ratio(r, base)
+            if ratio:
+                parts.append(ratio)
+            sentence = ", ".join(parts)
+            if p < alpha:
+                more = "more" if x / n1 > y / n2 else "fewer"
+                sentence += (f". It solved {more} seeds than no flossing, a difference unlikely to be chance "
+                             f"(Fisher's exact test, two-sided p = {_p(p)})")
+                found.append(f"{_label(s)} solved {more} seeds than no flossing at delay {d} "
+                             f"({x}/{n1} vs {y}/{n2}, p = {_p(p)})")
+            else:
+                sentence += (f". No evidence of a difference in success rate (p = {_p(p)}; 95% intervals "
+                             f"{_pct(r['success_lo'])}–{_pct(r['success_hi'])} vs "
+                             f"{_pct(base['success_lo'])}–{_pct(base['success_hi'])})")
+                if min_attainable_p(n1, n2) >= alpha:
+                    too_few = True
+                    sentence += f": with {n1} and {n2} seeds no outcome could reach p < {alpha}"
+            if r.get("diverged"):
+                sentence += f"; {r['diverged']} of its {n1} runs diverged"
+            details.append(sentence + ".")
+    if found:
+        head = "; ".join(found)
+        head = head[0].upper() + head[1:] + "."
+    else:
+        head = "No flossing schedule differed from no flossing in success rate beyond what chance explains."
+        if too_few:
+            head += (f" These runs are too few to show a difference: at least {seeds_needed(alpha)} seeds per "
+                     "schedule are needed before even an all-vs-none split counts as evidence.")
+    if n_tests > 1:
+        head += f" ({n_tests} comparisons; p-values are not corrected for multiple testing.)"
+    return [head] + details
+
+
+def _p(p: float) -> str:
+    return f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
+
+
+def _conv_phrase(r: dict, base: dict) -> str:
+    a, b = r["median_convergence"], base["median_convergence"]
+    if not math.isnan(a) and not math.isnan(b):
+        return f"median convergence step {a:.0f} vs {b:.0f} (over solved seeds)"
+    if not math.isnan(a):
+        return f"median convergence step {a:.0f} (over solved seeds; none solved without flossing)"
+    if not math.isnan(b):
+        return f"median convergence step {b:.0f} without flossing (none solved with it)"
+    return ""
+
+
+def _compute_ratio(r: dict, base: dict) -> str:
+    a, b = r["wall_seconds"] / r["n"], base["wall_seconds"] / base["n"]
+    if not (a > 0 and b > 0):
+        return ""
+    share = r["floss_share"]
+    extra = f", flossing {_pct(share)} of it" if not math.isnan(share) else ""
+    return f"at {a / b:.2f}× the wall time per run{extra}"
