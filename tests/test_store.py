@@ -17,7 +17,7 @@ import pytest
 
 from floss_core.store import SCHEMA_VERSION, Store, StoreError, default_store_path
 
-STORE_PY = Path(__file__).resolve().parents[1] / "floss_core" / "store.py"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_record(schedule, seed, *, steps=20, names=("train_loss", "test_loss", "test_acc", "lambda1",
@@ -59,14 +59,12 @@ def count(path, sql, params=()):
         return conn.execute(sql, params).fetchone()[0]
 
 
-# Child processes load store.py by path: it needs only stdlib + pandas, so they skip whatever the
-# package __init__ imports (torch) and start fast. They also prove store.py pulls in no torch/streamlit.
+# Child processes import floss_core.store: the package face is lazy and the store needs only stdlib +
+# pandas, so they load no torch and start fast. They also prove the store pulls in no torch/streamlit.
 PRELUDE = textwrap.dedent(f"""
-    import importlib.util, json, math, os, sys, time
-    spec = importlib.util.spec_from_file_location("floss_store", {str(STORE_PY)!r})
-    store = importlib.util.module_from_spec(spec)
-    sys.modules["floss_store"] = store
-    spec.loader.exec_module(store)
+    import json, math, os, sys, time
+    sys.path.insert(0, {str(ROOT)!r})
+    from floss_core import store
     assert "torch" not in sys.modules and "streamlit" not in sys.modules, "store.py must not import them"
     path = sys.argv[1]
 

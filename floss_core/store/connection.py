@@ -1,0 +1,223 @@
+"""Opening a store file and talking to it: the connection, its transactions, the migrations.
+
+A worker process writes results, the dashboard reads them, possibly at the same moment:
+
+* WAL mode lets readers keep reading while a writer commits; every connection waits up to
+  ``BUSY_TIMEOUT_S`` for a lock instead of failing with "database is locked".
+* Every write is one ``BEGIN IMMEDIATE`` transaction, so it takes the write lock up front (a deferred
+  transaction that upgrades from read to write can fail without waiting) and a run's results land whole
+  or not at all.
+* A ``Store`` object belongs to one process and holds one connection behind a lock (threads may share it;
+  after a fork the child quietly opens its own). Other processes open their own ``Store``.
+
+A file is inspected read-only before anything is written, so a foreign or newer file is never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Self
+
+from .schema import APP, MIGRATIONS, SCHEMA_VERSION, StoreError, _statements, default_store_path
+
+BUSY_TIMEOUT_S = 30.0  # how long a connection waits for another process's write lock
+
+
+class _Connection:
+    """The connection plumbing of ``Store`` (see there for the arguments)."""
+
+    def __init__(self, path: str | os.PathLike | None = None, *, create: bool = True):
+        self.path = Path(path) if path is not None else default_store_path()
+        self._lock = threading.RLock()
+        version = _inspect(self.path, create=create)  # read-only: a foreign file is never written
+        if version is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn: sqlite3.Connection | None = self._connect()
+        if version is None or version < SCHEMA_VERSION:
+            try:
+                self._migrate()
+            except BaseException:
+                self.close()
+                raise
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: no implicit transactions, every BEGIN below is written out.
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA foreign_keys = ON")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            conn.close()
+            raise StoreError(f"{self.path}: could not switch to WAL mode (got {mode!r}); "
+                             "is it on a network file system?")
+        conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL: survives application crashes
+        self._pid = os.getpid()
+        return conn
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"store {self.path} is closed")
+        if os.getpid() != self._pid:
+            # A connection must not cross a fork; the child leaves the parent's alone and opens its own.
+            self._conn = self._connect()
+        return self._conn
+
+    @contextlib.contextmanager
+    def _write(self, *, count: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction; bumps meta.change_counter if it changed any row (and ``count``)."""
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                before = conn.total_changes
+                yield conn
+                if count and conn.total_changes != before:
+                    conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
+                                 "WHERE key = 'change_counter'")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction: every query inside sees the same snapshot."""
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        # Table rebuilds (v2) need foreign keys off, or DROP TABLE would cascade into metrics & co.
+        # The pragma is a no-op inside a transaction, so it is switched here and checked before COMMIT.
+        self._connection().execute("PRAGMA foreign_keys = OFF")
+        try:
+            self._migrate_locked()
+        finally:
+            if self._conn is not None:
+                self._conn.execute("PRAGMA foreign_keys = ON")
+
+    def _migrate_locked(self) -> None:
+        with self._write() as conn:
+            # Re-check inside the write lock: another process may have created the store meanwhile.
+            version = _schema_version(conn, self.path)
+            if version is None:
+                version = 0
+            if version > SCHEMA_VERSION:
+                raise _newer_error(self.path, version)
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _statements(MIGRATIONS[target]):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+                             "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(target),))
+            broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+            if broken:  # raising rolls the whole migration back: the file stays as it was
+                raise StoreError(f"{self.path}: migration to schema {SCHEMA_VERSION} would break "
+                                 f"{len(broken)} references, e.g. {broken[0]}; the file was left unchanged")
+            if version == 0:
+                conn.execute("INSERT INTO meta (key, value) VALUES ('store_id', ?)", (uuid.uuid4().hex,))
+
+    def close(self) -> None:
+        """Close the connection; the Store cannot be used afterwards."""
+        with self._lock:
+            if self._conn is not None and os.getpid() == self._pid:
+                self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    # ------------------------------------------------------------------ housekeeping
+
+    def last_change(self) -> tuple[str, int]:
+        """A cheap key that changes on every write that alters experiment or run data.
+
+        ``(store_id, change_counter)``: the counter is bumped by every such transaction; the store id
+        tells apart a store that was deleted and re-created at the same path.
+        """
+        with self._read() as conn:
+            meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('store_id', 'change_counter')"))
+        return meta.get("store_id", ""), int(meta["change_counter"])
+
+    def integrity_check(self) -> str:
+        """SQLite's ``PRAGMA integrity_check``: 'ok' when the file is sound, else the problems found."""
+        with self._read() as conn:
+            return "\n".join(row[0] for row in conn.execute("PRAGMA integrity_check"))
+
+
+_NOT_A_STORE = "{path} is not a Gradient Flossing Lab store ({why}); refusing to touch it"
+
+
+def _inspect(path: Path, *, create: bool) -> int | None:
+    """Schema version of an existing store, None for a missing or empty file that may be created.
+
+    Opens the file read-only, so a foreign file is never modified, not even its journal mode.
+    """
+    if not path.exists():
+        if create:
+            return None
+        raise StoreError(f"no store at {path} (pass create=True to make one)")
+    if path.is_dir():
+        raise StoreError(_NOT_A_STORE.format(path=path, why="it is a directory"))
+    if path.stat().st_size == 0:
+        if create:
+            return None
+        raise StoreError(_NOT_A_STORE.format(path=path, why="the file is empty"))
+    try:
+        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+        try:
+            version = _schema_version(conn, path)
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(_NOT_A_STORE.format(path=path, why=exc)) from None
+    if version is None and not create:
+        raise StoreError(_NOT_A_STORE.format(path=path, why="an SQLite database without tables"))
+    if version is not None and version > SCHEMA_VERSION:
+        raise _newer_error(path, version)
+    return version
+
+
+def _schema_version(conn: sqlite3.Connection, path: Path) -> int | None:
+    """The store's schema version; None for a database without tables; StoreError if foreign."""
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not tables:
+        return None
+    if "meta" not in tables:
+        raise StoreError(_NOT_A_STORE.format(path=path, why="an SQLite database without floss_core's meta table"))
+    meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('app', 'schema_version')"))
+    if meta.get("app") != APP:
+        raise StoreError(_NOT_A_STORE.format(path=path, why=f"meta says app={meta.get('app')!r}"))
+    try:
+        return int(meta["schema_version"])
+    except (KeyError, ValueError):
+        raise StoreError(_NOT_A_STORE.format(
+            path=path, why=f"bad schema_version {meta.get('schema_version')!r}")) from None
+
+
+def _newer_error(path: Path, version: int) -> StoreError:
+    return StoreError(f"{path} has schema version {version}, but this floss_core reads versions up to "
+                      f"{SCHEMA_VERSION}; upgrade floss_core (the file was left unchanged)")
+
+
+
+def _dicts(cur: sqlite3.Cursor) -> list[dict]:
+    columns = [d[0] for d in cur.description]
+    return [dict(zip(columns, row)) for row in cur.fetchall()]
