@@ -1,7 +1,8 @@
 """Statistics shared by the summaries, the dashboard's views and the report (no torch, no pandas).
 
 Missing values (None, pandas' NA, NaN) are one idea here: ``is_missing`` decides, and the averages
-and quantiles below leave such values out.
+and quantiles below leave such values out. Success counts are compared with Fisher's exact test
+(``fisher_exact``), at the significance level ``ALPHA`` unless a caller says otherwise.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import math
 import statistics
 
 Z95 = 1.959964  # two-sided 95 % normal quantile
+ALPHA = 0.05    # the significance level behind every "difference" claim
 
 
 def is_missing(value) -> bool:
@@ -54,3 +56,26 @@ def mean(xs) -> float:
     """Mean of the values that are not missing; NaN when none is left."""
     xs = [x for x in xs if not is_missing(x)]
     return sum(xs) / len(xs) if xs else math.nan
+
+
+def fisher_exact(x: int, n1: int, y: int, n2: int) -> float:
+    """Two-sided Fisher's exact test of x/n1 vs y/n2 successes: the probability, given the margins,
+    of a table at most as likely as the one observed."""
+    k, n = x + y, n1 + n2
+    # integer weights (hypergeometric numerators): exact, so equally likely tables compare equal
+    w = [math.comb(n1, a) * math.comb(n2, k - a) for a in range(max(0, k - n2), min(n1, k) + 1)]
+    observed = math.comb(n1, x) * math.comb(n2, y)
+    return sum(v for v in w if v <= observed) / math.comb(n, k)
+
+
+def min_attainable_p(n1: int, n2: int) -> float:
+    """The smallest two-sided Fisher p any outcome of n1 vs n2 runs can give (all vs none)."""
+    return min(fisher_exact(n1, n1, 0, n2), fisher_exact(0, n1, n2, n2))
+
+
+def seeds_needed(alpha: float = ALPHA) -> int:
+    """Seeds per schedule before an all-vs-none split can reach p < alpha."""
+    n = 1
+    while min_attainable_p(n, n) >= alpha:
+        n += 1
+    return n

@@ -9,33 +9,9 @@ from __future__ import annotations
 
 import math
 
-ALPHA = 0.05                           # the significance level behind every "difference" claim
+from ..stats import ALPHA, fisher_exact, min_attainable_p, seeds_needed
 
 
-def fisher_exact(x: int, n1: int, y: int, n2: int) -> float:
-    """Two-sided Fisher's exact test of x/n1 vs y/n2 successes: the probability, given the margins,
-    of a table at most as likely as the one observed."""
-    k, n = x + y, n1 + n2
-    # integer weights (hypergeometric numerators): exact, so equally likely tables compare equal
-    w = [math.comb(n1, a) * math.comb(n2, k - a) for a in range(max(0, k - n2), min(n1, k) + 1)]
-    observed = math.comb(n1, x) * math.comb(n2, y)
-    return sum(v for v in w if v <= observed) / math.comb(n, k)
-
-
-def min_attainable_p(n1: int, n2: int) -> float:
-    """The smallest two-sided Fisher p any outcome of n1 vs n2 runs can give (all vs none)."""
-    return min(fisher_exact(n1, n1, 0, n2), fisher_exact(0, n1, n2, n2))
-
-
-def seeds_needed(alpha: float = ALPHA) -> int:
-    """Seeds per schedule before an all-vs-none split can reach p < alpha."""
-    n = 1
-    while min_attainable_p(n, n) >= alpha:
-        n += 1
-    return n
-
-
-# ------------------------------------------------------------------------------------ the verdict
 def _label(name: str) -> str:
     return {"none": "no flossing", "pre": "pre-flossing", "inter": "intermittent flossing",
             "pre+inter": "pre- and intermittent flossing", "adaptive": "adaptive flossing",
