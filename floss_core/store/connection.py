@@ -217,7 +217,6 @@ def _newer_error(path: Path, version: int) -> StoreError:
                       f"{SCHEMA_VERSION}; upgrade floss_core (the file was left unchanged)")
 
 
-
 def _dicts(cur: sqlite3.Cursor) -> list[dict]:
     columns = [d[0] for d in cur.description]
     return [dict(zip(columns, row)) for row in cur.fetchall()]

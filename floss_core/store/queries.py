@@ -221,7 +221,6 @@ def _placeholders(values: list) -> str:
     return "(" + ", ".join("?" * len(values)) + ")"
 
 
-
 def _timestamps(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     for column in columns:
         df[column] = pd.to_datetime(df[column].astype(float), unit="s", utc=True)
