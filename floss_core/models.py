@@ -213,22 +213,35 @@ def _hh(p: dict, h: torch.Tensor) -> torch.Tensor:
     return member_linear(h, p["W_hh"], p.get("b_hh"))
 
 
-def _gru_step(p: dict, h: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    # torch.nn.GRUCell: r, z, n gates in that order
-    ur, uz, un = u.chunk(3, dim=-1)
-    hr, hz, hn = _hh(p, h).chunk(3, dim=-1)
-    r = torch.sigmoid(ur + hr)
-    z = torch.sigmoid(uz + hz)
-    n = torch.tanh(un + r * hn)
+def gru_update(gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """The GRU's new hidden state from its gate pre-activations, as in ``torch.nn.GRUCell`` (r, z, n
+    gates in that order): ``gi`` = W_ih x + b_ih, ``gh`` = W_hh h + b_hh, both (..., 3N); h (..., N).
+    The one place the equation is written: our ensemble GRU and the adapter of a user's nn.GRU call it."""
+    ir, iz, i_n = gi.chunk(3, dim=-1)
+    hr, hz, hn = gh.chunk(3, dim=-1)
+    r = torch.sigmoid(ir + hr)
+    z = torch.sigmoid(iz + hz)
+    n = torch.tanh(i_n + r * hn)
     return (1 - z) * n + z * h
 
 
-def _lstm_step(p: dict, hc: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    # torch.nn.LSTMCell: i, f, g, o gates; the state is cat(h, c) along the last dimension
-    h, c = hc.chunk(2, dim=-1)
-    i, f, g, o = (u + _hh(p, h)).chunk(4, dim=-1)
+def lstm_update(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The LSTM's new (h, c) from its gate pre-activations, as in ``torch.nn.LSTMCell`` (i, f, g, o
+    gates): ``gates`` = W_ih x + b_ih + W_hh h + b_hh (..., 4N), c (..., N). The one place the equation
+    is written: our ensemble LSTM and the adapter of a user's nn.LSTM call it."""
+    i, f, g, o = gates.chunk(4, dim=-1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    h = torch.sigmoid(o) * torch.tanh(c)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def _gru_step(p: dict, h: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    return gru_update(u, _hh(p, h), h)
+
+
+def _lstm_step(p: dict, hc: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    # the state is cat(h, c) along the last dimension
+    h, c = hc.chunk(2, dim=-1)
+    h, c = lstm_update(u + _hh(p, h), c)
     return torch.cat([h, c], dim=-1)
 
 
