@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the pages import dashboard.py from the repository root
 
 from floss_core import adapters  # noqa: E402
+from floss_core.adapters import job as adapters_job  # noqa: E402
 
 APP = str(ROOT / "app.py")
 
@@ -84,7 +85,7 @@ def test_bad_flossing_request_gets_an_error_and_starts_nothing(monkeypatch, tmp_
     at.run()
     def refuse(steps, lr):  # the page's own widget limits let no bad value through, so refuse a good one
         raise ValueError("lr must be a positive number, got 0")
-    monkeypatch.setattr(adapters, "_check_floss", refuse)
+    monkeypatch.setattr(adapters_job, "_check_floss", refuse)   # the check start_floss_job calls
     at.button[0].click().run()
     assert [e.value for e in at.error] == ["lr must be a positive number, got 0"]
     assert "floss_job" not in at.session_state
