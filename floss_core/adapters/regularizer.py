@@ -17,9 +17,8 @@ from ..lyapunov import lyapunov_spectrum
 from ..train import LAB_FLOSS
 from .stepper import Stepper, _check_k, _prepare, _q0, module_step
 
-# the lab's flossing design (train.LAB_FLOSS, chosen by bench/floss_study.py) for your own module: the
-# state-trajectory gradient truncated to 3 steps, and while the module is chaotic each parameter tensor's
-# gradient clipped to 0.03
+# train.LAB_FLOSS's values: the state-trajectory gradient truncated to 3 steps, and while the module is
+# chaotic each parameter tensor's gradient clipped to 0.03
 STATE_HORIZON = LAB_FLOSS.state_horizon
 CLIP = LAB_FLOSS.clip
 CLIP_CHAOTIC_ONLY = LAB_FLOSS.clip_chaotic_only
