@@ -5,17 +5,14 @@ A set pools only experiments that differ in name, delays or seeds, and never rep
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import pandas as pd
 
 from ..experiment import spec_from_dict, spec_to_dict, summarize
-from ..store import Store
+from ..stats import finite_or_nan, is_missing
+from ..store import SCORED_RUN_STATUSES, Store
 from .reproduce import _flatten
-
-FINISHED = ("done", "diverged")        # runs that count as outcomes (failed / cancelled runs are not)
-
 
 @dataclass
 class ReportData:
@@ -53,7 +50,7 @@ def load(store: Store, experiment_ids) -> ReportData:
         specs.append(spec)
     _check_poolable(ids, specs)
     runs = pd.concat([store.runs(i) for i in ids], ignore_index=True)
-    finished = runs[runs["status"].isin(FINISHED)].reset_index(drop=True)
+    finished = runs[runs["status"].isin(SCORED_RUN_STATUSES)].reset_index(drop=True)
     dup = finished.duplicated(["delay", "schedule", "seed"])
     if dup.any():
         r = finished[dup].iloc[0]
@@ -120,12 +117,9 @@ def records_from_runs(runs: pd.DataFrame) -> list[dict]:
         out.append({
             "schedule": row["schedule"], "seed": int(row["seed"]), "status": row["status"],
             "config": {"task": {"delay": int(row["delay"])}},
-            "success": bool(success) if success is not None and success is not pd.NA else False,
-            "convergence_step": None if pd.isna(row["convergence_step"]) else int(row["convergence_step"]),
-            "wall_seconds": _num(row["wall_seconds"]), "floss_seconds": _num(row["floss_seconds"]),
-            "final": {c: _num(row[c]) for c in finals if c.startswith(("test_", "lambda1", "log10_kappa"))}})
+            "success": False if is_missing(success) else bool(success),
+            "convergence_step": None if is_missing(row["convergence_step"]) else int(row["convergence_step"]),
+            "wall_seconds": finite_or_nan(row["wall_seconds"]),
+            "floss_seconds": finite_or_nan(row["floss_seconds"]),
+            "final": {c: finite_or_nan(row[c]) for c in finals if c.startswith(("test_", "lambda1", "log10_kappa"))}})
     return out
-
-
-def _num(x) -> float:
-    return math.nan if x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x)) else float(x)

@@ -9,8 +9,9 @@ import math
 import re
 
 from .. import __version__
-from ..store import Store
-from .data import FINISHED, ReportData, load
+from ..stats import is_missing
+from ..store import SCORED_RUN_STATUSES, Store
+from .data import ReportData, load
 from .figures import figures
 from .reproduce import reproduce_command
 from .verdict import _pct, verdict
@@ -123,7 +124,7 @@ def _ranges(xs: list[int]) -> str:
 
 def _run_note(data: ReportData) -> str:
     counts = data.runs["status"].value_counts().to_dict()
-    other = {k: v for k, v in counts.items() if k not in FINISHED}
+    other = {k: v for k, v in counts.items() if k not in SCORED_RUN_STATUSES}
     note = f"Based on {len(data.finished)} finished run(s)"
     if other:
         note += "; not counted: " + ", ".join(f"{v} {k}" for k, v in sorted(other.items()))
@@ -141,7 +142,7 @@ TABLE_COLUMNS = [  # (key, header) of the per-schedule table
 def table_cells(r: dict) -> dict:
     """The formatted cells of one summary row (what the HTML table shows, keyed like TABLE_COLUMNS)."""
     def f(x, nd=3):
-        return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
+        return "–" if is_missing(x) else f"{x:.{nd}f}"
 
     conv = r["median_convergence"]
     return {

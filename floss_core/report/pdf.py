@@ -7,6 +7,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .. import settings
+
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -21,7 +23,7 @@ _INSTALL_HINT = "install Debian's package with `apt-get install chromium`"
 def find_chromium() -> str:
     """The Chromium binary: $FLOSS_CHROMIUM if set, else ``chromium`` on PATH, else /usr/bin/chromium.
     Raises ChromiumMissing, saying how to get one."""
-    chosen = os.environ.get("FLOSS_CHROMIUM")
+    chosen = settings.get("FLOSS_CHROMIUM")
     if chosen:
         if os.path.isfile(chosen) and os.access(chosen, os.X_OK):
             return chosen
