@@ -18,7 +18,7 @@ from pathlib import Path, PurePath
 import pandas as pd
 import streamlit as st
 
-from floss_core import runner, views
+from floss_core import fmt, options, runner, views
 from floss_core.adapters import forecast_model
 from floss_core.experiment import estimate_seconds, spec_from_dict, spec_to_dict
 from floss_core.models import ModelConfig
@@ -138,9 +138,16 @@ def launch(spec) -> int:
 
 
 def start_worker() -> None:
-    """Start a detached worker on this store if none is alive (not with ``FLOSS_NO_WORKER=1``)."""
-    if os.environ.get("FLOSS_NO_WORKER") != "1":
-        runner.ensure_worker(store().path)
+    """Start a detached worker on this store if none is alive (not with ``FLOSS_NO_WORKER=1``); a malformed
+    FLOSS_* setting stops the page with st.error."""
+    from floss_core import settings
+
+    try:
+        if not settings.get("FLOSS_NO_WORKER"):
+            runner.ensure_worker(store().path)
+    except ValueError as e:
+        st.error(str(e))
+        st.stop()
 
 
 def rerun(experiment_id: int) -> int:
@@ -163,6 +170,20 @@ def ints(text: str, what: str, *, required: bool = False) -> list[int]:
     return values
 
 
+def option_input(name: str, defaults: dict, prefix: str):
+    """The Launch page's widget for comparison option ``name`` (label, choices, minimum and widget key from
+    ``floss_core.options``), starting at ``defaults[name]``; its key is ``prefix`` + the option's key."""
+    o, value = options.OPTIONS[name], defaults[name]
+    key = prefix + (o.key or o.name)
+    if o.kind == "names":
+        return st.multiselect(o.label, list(o.choices), default=value, key=key, help=o.page_help)
+    if o.choices:
+        return st.selectbox(o.label, list(o.choices), index=list(o.choices).index(value), key=key, help=o.page_help)
+    if o.kind == "ints":   # parsed with ints(), so a typo is an st.error, not a lost value
+        return st.text_input(o.label, ", ".join(map(str, value)), key=key, help=o.page_help)
+    return st.number_input(o.label, o.low, value=value, key=key, help=o.page_help)
+
+
 def safe_filename(name: str) -> str:
     """A user's file name reduced to [A-Za-z0-9._-], no folders, no leading dot (no path traversal)."""
     base = re.sub(r"[^A-Za-z0-9._-]+", "_", PurePath(str(name).replace("\\", "/")).name).lstrip("._")
@@ -179,16 +200,7 @@ def save_upload(upload) -> str:
     return str(path)
 
 
-def duration(seconds: float) -> str:
-    """0.53 s, 42 s, 3.5 min, 2.1 h."""
-    if seconds != seconds:
-        return "-"
-    if abs(seconds) == float("inf"):
-        return "∞"
-    if abs(seconds) < 10:
-        return f"{seconds:.2g} s"
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min" if seconds < 5400 else \
-        f"{seconds / 3600:.1f} h"
+duration = fmt.duration   # 0.53 s, 42 s, 3.5 min, 2.1 h (the CLI's status shows the same)
 
 
 def work_summary(spec) -> str:
@@ -215,8 +227,15 @@ def estimate(spec, *, measure: bool) -> float | None:
     asked = st.session_state.setdefault("estimated_specs", set())
     if measure:
         asked.add(key)
-    # the worker the dashboard starts shares the runs out among its processes (FLOSS_WORKERS, else one per core)
-    return _estimate(key, runner.configured_workers()) if key in asked else None
+    if key not in asked:
+        return None
+    try:
+        # the worker the dashboard starts shares the runs out among its processes (FLOSS_WORKERS, else one per core)
+        workers = runner.configured_workers()
+    except ValueError as e:  # a malformed FLOSS_WORKERS, which that worker would refuse too
+        st.error(str(e))
+        st.stop()
+    return _estimate(key, workers)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -6,7 +6,8 @@ dashboard out and for its end-to-end test), not a scientific result.
 """
 from __future__ import annotations
 
-from .experiment import ComparisonSpec, make_spec
+from .experiment import ComparisonSpec, make_spec, spec_to_dict
+from .options import page_defaults
 
 # size -> (preset, overrides passed to make_spec)
 SIZES: dict[str, tuple[str, dict]] = {
@@ -35,14 +36,6 @@ def launch_spec(size: str, **options) -> ComparisonSpec:
 
 
 def launch_defaults(size: str) -> dict:
-    """The Launch page's starting widget values for ``size``: flat ``make_spec`` option names."""
-    spec = launch_spec(size)
-    from .train import design_of
-
-    s = spec.schedules[0]
-    return {"task": spec.task.name, "delays": list(spec.delays), "channels": spec.task.channels,
-            "order": spec.task.order, "arch": spec.model.arch, "hidden": spec.model.hidden,
-            "seeds": len(spec.seeds), "steps": spec.train.steps, "schedules": [x.name for x in spec.schedules],
-            "k": spec.floss.k, "pre_steps": s.pre_steps, "inter_steps": s.inter_steps,
-            "inter_at": list(s.inter_at), "every": s.every, "threshold": s.threshold, "weight": s.weight,
-            "adaptive_k": s.adaptive_k, "floss_design": design_of(spec.floss)}
+    """The Launch page's starting widget values for ``size``: flat ``make_spec`` option names
+    (every page option of ``floss_core.options``, read off the size's spec)."""
+    return page_defaults(spec_to_dict(launch_spec(size)))

@@ -12,6 +12,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field, replace
 
+from . import options as O
 from . import schedules as S
 from . import tasks as T
 from .models import ModelConfig, state_dim, validate_model
@@ -46,25 +47,7 @@ PRESETS = {
                                       adaptive_steps=25)),
 }
 
-# flat option name -> (section, field) for make_spec's keyword overrides
-_OVERRIDES = {
-    "task": ("task", "name"), "channels": ("task", "channels"), "order": ("task", "order"),
-    "seq_len": ("task", "seq_len"), "batch": ("task", "batch"), "csv": ("task", "csv_path"),
-    "r2_threshold": ("task", "r2_threshold"),
-    "arch": ("model", "arch"), "hidden": ("model", "hidden"), "gain": ("model", "gain"),
-    "orthogonal": ("model", "orthogonal"), "bias": ("model", "bias"),
-    "steps": ("train", "steps"), "lr": ("train", "lr"), "clip": ("train", "clip"),
-    "eval_every": ("train", "eval_every"), "success_acc": ("train", "success_acc"),
-    "diagnostics": ("train", "diagnostics"), "diag_dtype": ("train", "diag_dtype"),
-    "k": ("floss", "k"), "floss_len": ("floss", "seq_len"), "floss_transient": ("floss", "transient"),
-    "qr_every": ("floss", "qr_every"), "floss_lr": ("floss", "lr"), "qr": ("floss", "qr"),
-    "through_states": ("floss", "through_states"),
-    "pre_steps": ("schedule", "pre_steps"), "inter_steps": ("schedule", "inter_steps"),
-    "inter_at": ("schedule", "inter_at"), "every": ("schedule", "every"), "threshold": ("schedule", "threshold"),
-    "adaptive_k": ("schedule", "adaptive_k"), "adaptive_steps": ("schedule", "adaptive_steps"),
-    "weight": ("schedule", "weight"),
-}
-OPTIONS = tuple(_OVERRIDES) + ("delays", "seeds", "schedules", "device", "name", "floss_design")
+OPTIONS = O.NAMES   # the flat keyword overrides make_spec takes (floss_core/options.py)
 
 
 def make_spec(preset: str = "quick", **options) -> ComparisonSpec:
@@ -82,9 +65,9 @@ def make_spec(preset: str = "quick", **options) -> ComparisonSpec:
     if options.get("floss_design") is not None:      # first, so that single flossing fields still override it
         parts["floss"] = with_design(parts["floss"], options["floss_design"])
     for key, value in options.items():
-        if key in _OVERRIDES and value is not None:
-            section, fld = _OVERRIDES[key]
-            parts[section] = replace(parts[section], **{fld: tuple(value) if fld == "inter_at" else value})
+        if key in O.FIELDS and value is not None:
+            section, fld = O.FIELDS[key]
+            parts[section] = replace(parts[section], **{fld: tuple(value) if O.OPTIONS[key].kind == "ints" else value})
     seeds = options.get("seeds") if options.get("seeds") is not None else 9
     if isinstance(seeds, int):
         if seeds < 1:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from floss_core.__main__ import main
+from floss_core.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -144,7 +144,7 @@ def test_flossing_window_flags_reach_the_spec(capsys):
     assert code == 2 and "floss transient must be in 0..11" in err and err.strip().count("\n") == 0
     import argparse
 
-    from floss_core.__main__ import _add_comparison_args, spec_from_args
+    from floss_core.cli import _add_comparison_args, spec_from_args
     parser = argparse.ArgumentParser()
     _add_comparison_args(parser)
     a = parser.parse_args(["--preset", "quick", "--floss-len", "12", "--floss-transient", "3", "--qr", "householder"])
@@ -205,7 +205,7 @@ def test_floss_reference_design_and_field_overrides(capsys):
 
 
 def test_compare_floss_design_reaches_the_spec():
-    from floss_core.__main__ import _Parser, _add_comparison_args, spec_from_args
+    from floss_core.cli import _Parser, _add_comparison_args, spec_from_args
     parser = _Parser()
     _add_comparison_args(parser)
     spec = spec_from_args(parser.parse_args(["--preset", "paper", "--floss-design", "reference"]))
@@ -217,7 +217,7 @@ def test_compare_floss_design_reaches_the_spec():
 
 
 def test_the_cli_spells_the_design_and_state_gradient_registries_as_they_are():
-    from floss_core import __main__ as cli_module
+    from floss_core import cli as cli_module
     from floss_core.train import FLOSS_DESIGNS, STATE_GRADIENTS
     assert tuple(FLOSS_DESIGNS) == cli_module.DESIGN_CHOICES
     assert STATE_GRADIENTS == cli_module.STATE_GRAD_CHOICES

@@ -1,0 +1,226 @@
+"""Each comparison option once: its ``make_spec`` keyword, the spec field it sets, its command-line flag,
+its help, its choices, its Launch-page widget — and from this one table, everything that used to retype it:
+
+* ``experiment.make_spec``'s flat keyword overrides (``FIELDS``, ``NAMES``),
+* the command line's comparison arguments (``add_arguments``, ``spec_from_args``; ``floss_core.cli`` and
+  the report's parse-back check use the same functions),
+* the report's reproduce command (``command_args``: the flags that rebuild a stored spec),
+* the Launch page's defaults, labels, choices and widget keys (``page_defaults``, ``OPTIONS[name]``).
+
+The defaults per preset are the preset's own configs (``experiment.PRESETS``), read through the same
+table (``read``), so a default is written once. Validation stays with the configs (``validate_model``,
+``validate_task`` ... also guard a library user who calls ``train`` directly); ``make_spec`` runs it.
+This module is pure data plus argparse: it loads no torch, so the CLI's ``status`` and ``cancel`` start fast.
+The choices below are the registries' names (``models.ARCHS``, ``tasks.TASKS``, ``schedules.NAMES``,
+``train.FLOSS_DESIGNS`` ...): tests/test_options.py keeps them equal.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+PRESETS = ("paper", "quick")
+TASKS = ("copy", "xor", "parity", "csv")
+ARCHS = ("rnn", "gru", "lstm")
+SCHEDULES = ("none", "pre", "inter", "pre+inter", "adaptive", "joint")
+DEVICES = ("auto", "cpu", "cuda")
+QR_CHOICES = ("auto", "householder", "cholesky")
+DESIGNS = ("lab", "reference")
+DIAG_DTYPES = ("float64", "float32")
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str                      # the make_spec keyword (and the CLI's dest)
+    field: str | None              # "section.field" it sets in every part of the spec (None: set by make_spec)
+    kind: str                      # int | float | str | bool | ints (comma-separated) | names (comma-separated)
+    flag: str | None = None        # the command-line flag (None: library and dashboard only)
+    help: str | None = None        # the command line's help
+    choices: tuple | None = None
+    label: str | None = None       # the Launch page's label (None: not on the page)
+    key: str | None = None         # the Launch page's widget key after "<size>:" (default: name)
+    low: float | None = None       # the Launch page's minimum
+    page_help: str | None = None
+
+
+_TABLE = (
+    # the task
+    Option("task", "task.name", "str", "--task", choices=TASKS, label="Task",
+           page_help="csv: forecast your own series d steps ahead"),
+    Option("delays", None, "ints", "--delay", "one delay or a comma-separated sweep",
+           label="Delays d (comma-separated)"),
+    Option("channels", "task.channels", "int", "--channels", label="Channels (more than 1: multi-channel task)",
+           low=1),
+    Option("order", "task.order", "int", "--order", "parity over 2**order bits", label="Parity order (2^order bits)",
+           low=1),
+    Option("csv", "task.csv_path", "str", "--csv", "CSV file of the user's series (task csv)"),
+    Option("seq_len", "task.seq_len", "int", "--seq-len"),
+    Option("batch", "task.batch", "int"),
+    Option("r2_threshold", "task.r2_threshold", "float"),
+    # the network
+    Option("arch", "model.arch", "str", "--arch", choices=ARCHS, label="Architecture"),
+    Option("hidden", "model.hidden", "int", "--hidden", label="Hidden units", low=1),
+    Option("gain", "model.gain", "float", "--gain"),
+    Option("orthogonal", "model.orthogonal", "bool"),
+    Option("bias", "model.bias", "bool"),
+    # training
+    Option("seeds", None, "int", "--seeds", label="Seeds (networks per schedule)", low=1),
+    Option("steps", "train.steps", "int", "--steps", label="Training steps", low=1),
+    Option("lr", "train.lr", "float"),
+    Option("clip", "train.clip", "float"),
+    Option("eval_every", "train.eval_every", "int"),
+    Option("success_acc", "train.success_acc", "float", "--success-acc"),
+    Option("diagnostics", "train.diagnostics", "bool"),
+    Option("diag_dtype", "train.diag_dtype", "str", "--diag-dtype",
+           "the stored spectra, κ₂ and gradient-vs-horizon snapshots: float64 (default, exact down to strongly "
+           "negative exponents) or float32 (faster)", choices=DIAG_DTYPES),
+    Option("device", None, "str", "--device", choices=DEVICES, label="Device"),
+    # schedules and flossing
+    Option("schedules", None, "names", "--schedules", "comma-separated: " + ",".join(SCHEDULES),
+           choices=SCHEDULES, label="Schedules to compare"),
+    Option("k", "floss.k", "int", "--k", label="k, exponents flossed", low=1),
+    Option("qr_every", "floss.qr_every", "int", "--qr-every"),
+    Option("floss_len", "floss.seq_len", "int", "--floss-len", "flossing window length"),
+    Option("floss_transient", "floss.transient", "int", "--floss-transient",
+           "window steps discarded before averaging"),
+    Option("qr", "floss.qr", "str", "--qr",
+           "flossing QR: auto (the rnn's window kernel), householder or cholesky (autograd)", choices=QR_CHOICES),
+    Option("floss_lr", "floss.lr", "float"),
+    Option("through_states", "floss.through_states", "bool"),
+    Option("floss_design", None, "str", "--floss-design",
+           "lab (default: truncated state gradient, clipping, stopping rule; bench/floss_study.py) or reference "
+           "(the paper's code exactly)", choices=DESIGNS, label="Flossing design", key="design",
+           page_help="lab: truncated state gradient, clipping and a stopping rule, chosen by bench/floss_study.py; "
+                     "reference: the paper's code exactly"),
+    Option("pre_steps", "schedule.pre_steps", "int", "--pre-steps", label="pre: flossing steps before training",
+           key="pre", low=0),
+    Option("inter_steps", "schedule.inter_steps", "int", "--inter-steps", label="inter: flossing steps per phase",
+           key="is", low=0),
+    Option("inter_at", "schedule.inter_at", "ints", "--inter-at", label="inter: before training steps", key="ia"),
+    Option("every", "schedule.every", "int", "--every", label="adaptive / joint: every M steps", low=1),
+    Option("threshold", "schedule.threshold", "float", "--threshold",
+           label="adaptive: floss while max |λ| exceeds", key="thr", low=0.0),
+    Option("adaptive_k", "schedule.adaptive_k", "int", label="adaptive: exponents measured", key="ak", low=1),
+    Option("adaptive_steps", "schedule.adaptive_steps", "int"),
+    Option("weight", "schedule.weight", "float", "--weight", label="joint: weight of the flossing term", key="w",
+           low=0.0),
+    Option("name", None, "str", "--name"),
+)
+OPTIONS: dict[str, Option] = {o.name: o for o in _TABLE}
+NAMES = tuple(OPTIONS)                                   # every make_spec keyword
+FIELDS = {o.name: tuple(o.field.split(".")) for o in _TABLE if o.field}   # keyword -> (section, field)
+CLI = tuple(o for o in _TABLE if o.flag)                 # the command line's comparison options
+PAGE = tuple(o for o in _TABLE if o.label)               # the Launch page's widgets
+
+
+# ------------------------------------------------------------------------------------ reading a spec
+def _design(spec: dict) -> str:
+    from .train import design_of, FlossConfig   # the design is a property of the floss config
+
+    return design_of(FlossConfig(**spec["floss"]))
+
+
+_READ: dict[str, Callable[[dict], Any]] = {
+    "delays": lambda d: list(d["delays"]), "seeds": lambda d: len(d["seeds"]),
+    "schedules": lambda d: [s["name"] for s in d["schedules"]], "device": lambda d: d["device"],
+    "name": lambda d: d["name"], "floss_design": _design,
+}
+
+
+def read(name: str, spec: dict):
+    """Option ``name``'s value in a spec dict (``spec_to_dict`` form); schedule options come from the first
+    schedule (make_spec applies them to every schedule); lists come back as lists."""
+    if name in _READ:
+        return _READ[name](spec)
+    section, fld = FIELDS[name]
+    value = spec["schedules"][0][fld] if section == "schedule" else spec[section][fld]
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def page_defaults(spec: dict) -> dict:
+    """The Launch page's starting widget values: every page option's value in ``spec`` (a dict)."""
+    return {o.name: read(o.name, spec) for o in PAGE}
+
+
+# ------------------------------------------------------------------------------------ the command line
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+PARSE = {"int": _int, "float": _finite_float, "ints": _int_list, "str": str, "names": str}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of a comparison (compare and submit share them), one per CLI option of the table.
+    Every default is None: "not given", the preset's value."""
+    parser.add_argument("--preset", choices=list(PRESETS), default="quick")
+    for o in CLI:
+        kw: dict = {"dest": o.name, "default": None, "type": PARSE[o.kind]}
+        if o.choices and o.kind != "names":
+            kw["choices"] = list(o.choices)
+        if o.help:
+            kw["help"] = o.help
+        parser.add_argument(o.flag, **kw)
+
+
+def spec_from_args(args: argparse.Namespace):
+    """A validated ComparisonSpec from parsed comparison arguments (ValueError on bad input)."""
+    from .experiment import make_spec
+
+    return make_spec(args.preset, **{o.name: getattr(args, o.name) for o in CLI})
+
+
+class _Refusing(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise ValueError(message)
+
+
+def parse_command(argv: list[str]):
+    """``compare`` arguments -> the spec the command line would build (ValueError if they do not parse)."""
+    parser = _Refusing(prog="compare", add_help=False)
+    add_arguments(parser)
+    return spec_from_args(parser.parse_args(argv))
+
+
+def _arg(value) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def command_args(spec: dict) -> list[str]:
+    """The ``compare`` arguments that rebuild ``spec`` (a dict): preset, task, delays, seed count and
+    schedules always, then every CLI option whose value differs from the preset's default."""
+    from .experiment import make_spec, spec_to_dict
+
+    default = spec_to_dict(make_spec(spec["preset"], schedules=read("schedules", spec)))
+    args = ["--preset", spec["preset"]]
+    for o in CLI:
+        value = read(o.name, spec)
+        if o.choices and o.kind != "names" and value not in o.choices:
+            continue   # e.g. a 'custom' flossing design: no flag sets it (the parse-back check names it)
+        if o.name in ("task", "delays", "seeds", "schedules") or (value is not None and value != read(o.name, default)):
+            args += [o.flag, _arg(value)]
+    return args

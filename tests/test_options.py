@@ -1,0 +1,64 @@
+"""The option table (floss_core/options.py): one row per comparison option, and everything generated
+from it agrees with the configs and registries it stands for."""
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+from floss_core import options as O
+from floss_core.experiment import PRESETS, make_spec, spec_to_dict
+
+
+def test_choices_are_the_registries_names():
+    from floss_core import models, schedules, tasks, train
+
+    assert O.PRESETS == tuple(PRESETS)
+    assert O.ARCHS == tuple(models.ARCHS)
+    assert O.TASKS == tuple(tasks.TASKS)
+    assert O.SCHEDULES == schedules.NAMES
+    assert O.DESIGNS == tuple(train.FLOSS_DESIGNS)
+    assert O.QR_CHOICES == train.QR_CHOICES
+    assert O.DIAG_DTYPES == tuple(train.DIAG_DTYPES)
+
+
+def test_every_field_is_a_field_of_its_config():
+    spec = make_spec("quick")
+    parts = {"task": spec.task, "model": spec.model, "train": spec.train, "floss": spec.floss,
+             "schedule": spec.schedules[0]}
+    for name, (section, fld) in O.FIELDS.items():
+        assert fld in {f.name for f in dataclasses.fields(parts[section])}, name
+
+
+def test_flags_and_page_keys_are_unique():
+    flags = [o.flag for o in O.CLI]
+    keys = [o.key or o.name for o in O.PAGE]
+    assert len(set(flags)) == len(flags) and len(set(keys)) == len(keys)
+
+
+@pytest.mark.parametrize("preset", O.PRESETS)
+def test_read_gives_back_what_make_spec_was_given(preset):
+    given = dict(task="parity", order=2, arch="gru", hidden=12, gain=1.5, seeds=3, delays=[4, 8], steps=40,
+                 schedules=["none", "adaptive"], k=6, pre_steps=7, inter_at=[10, 30], threshold=0.2,
+                 adaptive_k=3, weight=0.5, floss_design="reference", device="cpu", name="x")
+    spec = spec_to_dict(make_spec(preset, **given))
+    assert {name: O.read(name, spec) for name in given} == given
+
+
+def test_the_command_line_rebuilds_a_spec_from_its_own_arguments():
+    spec = spec_to_dict(make_spec("quick", hidden=9, k=5, floss_len=30, qr="householder", diag_dtype="float32",
+                                  floss_design="reference", seeds=2))
+    assert spec_to_dict(O.parse_command(O.command_args(spec))) == spec
+
+
+def test_a_bad_value_is_refused_with_one_line():
+    with pytest.raises(ValueError, match="expected an integer"):
+        O.parse_command(["--hidden", "many"])
+    with pytest.raises(ValueError, match="invalid choice"):
+        O.parse_command(["--arch", "transformer"])
+
+
+def test_the_table_loads_no_torch():
+    code = "import sys, floss_core.options; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr
