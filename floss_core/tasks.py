@@ -1,8 +1,12 @@
 """Tasks: delayed copy / XOR / parity of random bits, and forecasting a user's CSV series.
 
 Every task yields time-major batches: inputs (T, B, C_in), targets (T, B, C_out) and a
-mask (T,) that marks the scored steps. Tasks are picked by name from the flat dict
-`TASKS`; `validate_task` checks a `TaskConfig` once, at the boundary, with one-line errors.
+mask (T,) that marks the scored steps. `TASKS` is the registry: one `Task` entry per name
+holding everything the rest of the code asks about a task (how its inputs are drawn, its
+targets, loss, score and score column, dimensions, the TaskConfig fields it reads, its
+validation); the functions below (`validate_task`, `task_dims`, `loss_kind`, `make_batch`, ...)
+ask the entry. Adding a task is adding an entry. `validate_task` checks a `TaskConfig` once,
+at the boundary, with one-line errors.
 
 Bit tasks (gradient flossing paper, Engelken 2023): inputs are i.i.d. Bernoulli(0.5) bits
 s_t in {0, 1}; with delay d and h = order,
@@ -11,21 +15,19 @@ s_t in {0, 1}; with delay d and h = order,
     parity:  y_t = XOR_{j=1..2^h} s_{t - j d / 2^h}        (h = 1 is xor)
 A step is scored only when t >= d, i.e. when every bit its target needs has been seen
 (the reference code scores one step too early; we do not).
+The CSV task forecasts a user's series d steps ahead; reading and checking the file, the
+train / test split and the z-scoring are in `floss_core.series` (`load_series` is re-exported here).
+
+Importing this module loads neither torch nor pandas (they load on the first batch, loss or
+CSV), so the CLI's parser, the dashboard's pages and the views can read `NAMES` and the entries.
 """
 from __future__ import annotations
 
-import functools
-import math
-import os
-import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
-import numpy as np
-import pandas as pd
-import torch
-import torch.nn.functional as F
-
-from .lyapunov import per_member
+if TYPE_CHECKING:   # annotations only: torch itself loads inside the functions that make tensors
+    import torch
 
 
 @dataclass(frozen=True)
@@ -49,11 +51,13 @@ class Batch:
 
 
 # ---------------------------------------------------------------- target functions
-# Each maps a time-major sequence (T', B, C) to targets (T, B, C); entries at t < d are
-# set to 0 and are never scored.
+# Each maps a time-major source sequence (T', B, C) (bits: T' = T; csv: a window of T + d rows)
+# to targets (T, B, C); bit targets at t < d are set to 0 and are never scored. They work along
+# time and broadcast over the other dimensions.
 
 def _parity_of(bits: torch.Tensor, delay: int, n_bits: int) -> torch.Tensor:
     """XOR of the n_bits bits at t - j*delay/n_bits, j = 1..n_bits. (T, B, C) -> (T, B, C)."""
+    import torch
     step = delay // n_bits
     total = torch.zeros_like(bits)
     for j in range(1, n_bits + 1):
@@ -83,214 +87,6 @@ def csv_target(window: torch.Tensor, cfg: TaskConfig) -> torch.Tensor:
     return window[cfg.delay: cfg.delay + cfg.seq_len]
 
 
-TASKS = {"copy": copy_target, "xor": xor_target, "parity": parity_target, "csv": csv_target}
-
-
-# ---------------------------------------------------------------- validation
-
-def _check_int(cfg: TaskConfig, field: str, low: int) -> None:
-    value = getattr(cfg, field)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"{field} must be an integer, got {value!r}")
-    if value < low:
-        raise ValueError(f"{field} must be >= {low}, got {value}")
-
-
-def validate_task(cfg: TaskConfig) -> None:
-    """Raise ValueError with one line naming the bad field and its valid range or choices.
-
-    For task 'csv' this also loads and checks the file (see `load_series`) and that both the
-    train and the test part hold at least seq_len + delay rows.
-    """
-    if cfg.name not in TASKS:
-        raise ValueError(f"unknown task {cfg.name!r}; choose one of {', '.join(TASKS)}")
-    for field in ("delay", "seq_len", "batch"):
-        _check_int(cfg, field, 1)
-    if cfg.seq_len <= cfg.delay:
-        raise ValueError(f"seq_len ({cfg.seq_len}) must be larger than delay ({cfg.delay})")
-    if cfg.name == "csv":
-        if not isinstance(cfg.csv_path, (str, os.PathLike)) or not str(cfg.csv_path):
-            raise ValueError("csv_path must name a CSV file for task 'csv'")
-        tf = cfg.test_fraction
-        if isinstance(tf, bool) or not isinstance(tf, (int, float)) or not 0 < tf < 1:
-            raise ValueError(f"test_fraction must be strictly between 0 and 1, got {tf!r}")
-        r2 = cfg.r2_threshold
-        if isinstance(r2, bool) or not isinstance(r2, (int, float)) or not r2 <= 1:
-            raise ValueError(f"r2_threshold must be a number <= 1, got {r2!r}")
-        _csv_splits(cfg)
-        return
-    _check_int(cfg, "channels", 1)
-    if cfg.name == "xor" and cfg.delay % 2:
-        raise ValueError(f"delay must be even for xor, got {cfg.delay}")
-    if cfg.name == "parity":
-        _check_int(cfg, "order", 1)
-        if cfg.delay % 2 ** cfg.order:
-            raise ValueError(f"delay must be divisible by 2**order = {2 ** cfg.order} "
-                             f"for parity of order {cfg.order}, got {cfg.delay}")
-
-
-def task_dims(cfg: TaskConfig) -> tuple[int, int]:
-    """(input channels, output channels); for 'csv' the number of columns in the file."""
-    if cfg.name == "csv":
-        c = load_series(cfg.csv_path).shape[1]
-        return c, c
-    return cfg.channels, cfg.channels
-
-
-def loss_kind(cfg: TaskConfig) -> str:
-    """'mse' for forecasting ('csv'), 'bce' (binary cross-entropy on logits) for bit tasks."""
-    return "mse" if cfg.name == "csv" else "bce"
-
-
-# ---------------------------------------------------------------- batches
-
-def make_batch(cfg: TaskConfig, generator: torch.Generator, *, split: str = "train",
-               batch: int | None = None) -> Batch:
-    """One batch: inputs (T, B, C_in), targets (T, B, C_out), mask (T,) with mask[t] = t >= d.
-
-    Bit tasks draw fresh bits (train and test come from the same distribution, so `split`
-    does not matter); 'csv' draws B random windows of T + d rows from the requested split.
-    The same generator state gives the same batch.
-    """
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    B, T, d = cfg.batch if batch is None else batch, cfg.seq_len, cfg.delay
-    if cfg.name == "csv":
-        series = _csv_splits(cfg)[0 if split == "train" else 1]            # (L, C)
-        starts = torch.randint(0, series.shape[0] - (T + d) + 1, (B,), generator=generator)
-        window = series[starts[None, :] + torch.arange(T + d)[:, None]]    # (T+d, B, C)
-        inputs, targets = window[:T], TASKS["csv"](window, cfg)
-    else:
-        inputs = _bits(cfg, generator, B).float()
-        targets = TASKS[cfg.name](inputs, cfg)
-    mask = torch.arange(T) >= d
-    return Batch(inputs.contiguous(), targets.contiguous(), mask)
-
-
-def _bits(cfg: TaskConfig, generator: torch.Generator, batch: int) -> torch.Tensor:
-    return random_bits((cfg.seq_len, batch, cfg.channels), generator)
-
-
-def make_ensemble_batch(cfg: TaskConfig, generators: list[torch.Generator], *,
-                        split: str = "train", batch: int | None = None) -> Batch:
-    """One batch per ensemble member, stacked on dim 1: inputs (T, E, B, C_in),
-    targets (T, E, B, C_out), mask (T,); member i's batch is ``make_batch(cfg, generators[i])``.
-    Bit tasks draw each member's bits from its own generator and compute all targets at once (the
-    target functions work along time and broadcast over the rest)."""
-    if cfg.name == "csv":
-        parts = [make_batch(cfg, g, split=split, batch=batch) for g in generators]
-        return Batch(torch.stack([p.inputs for p in parts], 1),
-                     torch.stack([p.targets for p in parts], 1), parts[0].mask)
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    B = cfg.batch if batch is None else batch
-    inputs = torch.stack([_bits(cfg, g, B) for g in generators], 1).float()
-    return Batch(inputs, TASKS[cfg.name](inputs, cfg), torch.arange(cfg.seq_len) >= cfg.delay)
-
-
-# ---------------------------------------------------------------- CSV series
-
-_MISSING = {"", "nan", "-nan", "na", "n/a", "null", "none"}
-
-
-def load_series(path: str, *, max_bytes: int = 50_000_000,
-                max_rows: int = 2_000_000) -> torch.Tensor:
-    """Read a numeric CSV with a header row. Returns raw values (L, C) float32.
-
-    Refuses the whole file (ValueError, one line) when it is missing, empty, has no header,
-    an unnamed column, a non-numeric, missing or infinite cell (naming column and data
-    row, counted from 1 after the header), a constant column, or is huge. Parsed files
-    are cached per (path, mtime, size); the checks on an invalid file run on every call.
-    """
-    return _read_csv(path, max_bytes, max_rows)[1].clone()
-
-
-def _read_csv(path, max_bytes=50_000_000, max_rows=2_000_000):
-    try:
-        st = os.stat(path)
-    except OSError:
-        raise ValueError(f"CSV file not found: {path}") from None
-    if not os.path.isfile(path):
-        raise ValueError(f"CSV path is not a file: {path}")
-    if st.st_size > max_bytes:
-        raise ValueError(f"CSV file is huge: {st.st_size:,} bytes, the limit is {max_bytes:,}")
-    return _parse_csv(os.path.abspath(path), st.st_mtime_ns, st.st_size, max_bytes, max_rows)
-
-
-@functools.lru_cache(maxsize=8)
-def _parse_csv(path, mtime_ns, size, max_bytes, max_rows):
-    """Cached on (path, mtime, size, limits); exceptions are not cached."""
-    try:  # header=None + str cells: we check every cell ourselves and own the messages
-        df = pd.read_csv(path, header=None, dtype=str, keep_default_na=False,
-                         nrows=max_rows + 2)
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"CSV file is empty: {path}") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise ValueError(f"could not parse CSV {path}: {str(e).strip().splitlines()[0]}") from None
-    header, cells = [h.strip() for h in df.iloc[0]], df.iloc[1:]
-    if all(not math.isnan(v) for v in pd.to_numeric(pd.Series(header), errors="coerce")):
-        raise ValueError(f"CSV has no header row: the first line {','.join(header)} is numeric")
-    for i, name in enumerate(header):
-        if name == "" or re.fullmatch(r"Unnamed: \d+", name):
-            raise ValueError(f"CSV column {i + 1} has no name in the header "
-                             "(an unnamed index column? drop it)")
-    if len(cells) == 0:
-        raise ValueError(f"CSV has a header but no data rows: {path}")
-    if len(cells) > max_rows:
-        raise ValueError(f"CSV is huge: more than {max_rows:,} data rows")
-    columns = []
-    for name, (_, col) in zip(header, cells.items()):
-        text = col.str.strip()
-        with np.errstate(over="ignore"):   # too large for float32 -> inf, reported below
-            values = pd.to_numeric(text, errors="coerce").to_numpy(np.float64).astype(np.float32)
-        bad = np.flatnonzero(~np.isfinite(values))
-        if len(bad):
-            row, cell = bad[0], text.iloc[bad[0]]
-            problem = ("is empty or NaN (missing value)" if cell.lower() in _MISSING
-                       else "is not finite (inf, or too large for float32)" if not
-                       math.isnan(values[row]) else "is not a number")
-            raise ValueError(f"CSV column '{name}', data row {row + 1}: {cell!r} {problem}")
-        if len(values) > 1 and values.min() == values.max():
-            raise ValueError(f"CSV column '{name}' is constant ({values[0]:g}); drop it")
-        columns.append(values)
-    return tuple(header), torch.from_numpy(np.stack(columns, axis=1))
-
-
-def _split_sizes(length: int, test_fraction: float) -> tuple[int, int]:
-    n_test = int(round(length * test_fraction))
-    return length - n_test, n_test
-
-
-def _csv_splits(cfg: TaskConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """(train, test) parts of the series, z-scored with the training part's mean/std."""
-    names, raw = _read_csv(cfg.csv_path)
-    need = cfg.seq_len + cfg.delay
-    n_train, n_test = _split_sizes(raw.shape[0], cfg.test_fraction)
-    if min(n_train, n_test) < need:
-        total = math.ceil(need / min(cfg.test_fraction, 1 - cfg.test_fraction))
-        while min(_split_sizes(total - 1, cfg.test_fraction)) >= need:
-            total -= 1
-        while min(_split_sizes(total, cfg.test_fraction)) < need:
-            total += 1
-        raise ValueError(
-            f"CSV has {raw.shape[0]} rows ({n_train} train, {n_test} test); each part needs "
-            f"seq_len + delay = {need} rows, i.e. at least {total} rows at test_fraction "
-            f"{cfg.test_fraction}")
-    return _zscored(names, raw, n_train)
-
-
-@functools.lru_cache(maxsize=8)
-def _zscored(names, raw, n_train):
-    # raw is the cached tensor of _parse_csv (hashed by identity), so this cache follows it
-    train = raw[:n_train].double()
-    mean, std = train.mean(0), train.std(0)
-    for name, s in zip(names, std):
-        if s == 0:
-            raise ValueError(f"CSV column '{name}' is constant in the training part; drop it")
-    z = ((raw.double() - mean) / std).float()
-    return z[:n_train], z[n_train:]
-
-
 # ---------------------------------------------------------------- losses and scores
 
 def task_loss(preds: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
@@ -300,6 +96,8 @@ def task_loss(preds: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
     preds: logits ('bce') or predictions ('mse'), (T, E, B, C); targets (T, E, B, C);
     mask (T,) bool. Returns (E,), differentiable. 'bce' is binary cross-entropy with logits.
     """
+    import torch.nn.functional as F
+    from .lyapunov import per_member
     p, y = preds[mask], targets[mask]
     if kind == "bce":
         per_entry = F.binary_cross_entropy_with_logits(p, y, reduction="none")
@@ -314,6 +112,7 @@ def task_accuracy(logits: torch.Tensor, targets: torch.Tensor,
                   mask: torch.Tensor) -> torch.Tensor:
     """(T, E, B, C) logits/targets, mask (T,) -> (E,) fraction of scored entries with
     (logit > 0) == (target == 1)."""
+    from .lyapunov import per_member
     correct = (logits[mask] > 0) == (targets[mask] > 0.5)
     return per_member(correct.float()).mean(dim=1)
 
@@ -324,6 +123,8 @@ def r2_score(preds: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> 
     SST uses each channel's own mean (pooled over channels, i.e. variance-weighted);
     NaN when the scored targets have no variance.
     """
+    import torch
+    from .lyapunov import per_member
     p, y = preds[mask].double(), targets[mask].double()
     ym = y.permute(1, 3, 0, 2).reshape(y.shape[1], y.shape[3], -1).mean(dim=2)   # (E, C) channel means, row reductions
     sse = per_member((p - y) ** 2).sum(dim=1)
@@ -335,5 +136,195 @@ def r2_score(preds: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> 
 def random_bits(shape, generator: torch.Generator, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Fair random 0/1 values of ``shape`` drawn from ``generator`` (int64, or ``dtype``): every random
     input of the library — task bits, flossing windows, measurement inputs — is drawn here."""
+    import torch
     bits = torch.randint(0, 2, tuple(shape), generator=generator)
     return bits if dtype is None else bits.to(dtype)
+
+
+# ---------------------------------------------------------------- the entries' parts
+
+def _check_int(cfg: TaskConfig, field: str, low: int) -> None:
+    value = getattr(cfg, field)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{field} must be an integer, got {value!r}")
+    if value < low:
+        raise ValueError(f"{field} must be >= {low}, got {value}")
+
+
+def _check_bits(cfg: TaskConfig) -> None:
+    _check_int(cfg, "channels", 1)
+
+
+def _check_xor(cfg: TaskConfig) -> None:
+    _check_bits(cfg)
+    if cfg.delay % 2:
+        raise ValueError(f"delay must be even for xor, got {cfg.delay}")
+
+
+def _check_parity(cfg: TaskConfig) -> None:
+    _check_bits(cfg)
+    _check_int(cfg, "order", 1)
+    if cfg.delay % 2 ** cfg.order:
+        raise ValueError(f"delay must be divisible by 2**order = {2 ** cfg.order} "
+                         f"for parity of order {cfg.order}, got {cfg.delay}")
+
+
+def _draw_bits(cfg: TaskConfig, generator: torch.Generator, split: str, batch: int) -> torch.Tensor:
+    """Fresh bits (T, batch, C) float32; train and test come from the same distribution."""
+    return random_bits((cfg.seq_len, batch, cfg.channels), generator).float()
+
+
+def _bit_dims(cfg: TaskConfig) -> tuple[int, int]:
+    return cfg.channels, cfg.channels
+
+
+def _series(name: str) -> Callable:
+    """floss_core.series.<name>, imported on the first call (pandas loads only for a CSV task)."""
+    def call(*args):
+        from . import series
+        return getattr(series, name)(*args)
+    call.__name__ = call.__qualname__ = f"series.{name}"
+    return call
+
+
+def _csv_dims(cfg: TaskConfig) -> tuple[int, int]:
+    from . import series
+    c = series.n_columns(cfg.csv_path)
+    return c, c
+
+
+# ---------------------------------------------------------------- the registry
+
+@dataclass(frozen=True)
+class Task:
+    """One task: what the training loop, the CLI, the pages and the report ask about it.
+
+    Calling the entry computes its targets: ``TASKS[name](source, cfg)``.
+    """
+    name: str
+    draw: Callable       # (cfg, generator, split, batch) -> source (T', batch, C) float32 that
+    #                      the inputs (its first T steps) and the targets are cut from
+    target: Callable     # (source (T', ..., C), cfg) -> targets (T, ..., C)
+    dims: Callable       # cfg -> (input channels, output channels)
+    check: Callable      # cfg -> None: the task's own checks (ValueError, one line)
+    fields: tuple[str, ...]  # the TaskConfig fields it reads besides COMMON_FIELDS
+    loss: str            # task_loss kind: 'bce' (classification of bits, logits) | 'mse' (regression)
+    score: Callable      # (outputs, targets, mask) (T, E, B, C) -> (E,) test score per member
+    score_name: str      # what the score is, for people: 'accuracy' | 'R²'
+    score_column: str    # the stored test-score metric: 'test_acc' | 'test_r2'
+    threshold_field: str | None  # the TaskConfig field with the success threshold (None: TrainConfig.success_acc)
+    bit_inputs: bool     # inputs are fresh random bits, so windows of any length can be drawn
+    #                      (diagnostics, trainability forecasts); False: windows of one series
+
+    def __call__(self, source: torch.Tensor, cfg: TaskConfig) -> torch.Tensor:
+        return self.target(source, cfg)
+
+    def threshold(self, cfg: TaskConfig, success_acc: float) -> float:
+        """The test score at or above which a run succeeds."""
+        return success_acc if self.threshold_field is None else getattr(cfg, self.threshold_field)
+
+
+COMMON_FIELDS = ("delay", "seq_len", "batch")   # TaskConfig fields every task reads
+
+_BITS = dict(draw=_draw_bits, dims=_bit_dims, loss="bce", score=task_accuracy, score_name="accuracy",
+             score_column="test_acc", threshold_field=None, bit_inputs=True)
+
+TASKS: dict[str, Task] = {t.name: t for t in (
+    Task("copy", target=copy_target, check=_check_bits, fields=("channels",), **_BITS),
+    Task("xor", target=xor_target, check=_check_xor, fields=("channels",), **_BITS),
+    Task("parity", target=parity_target, check=_check_parity, fields=("channels", "order"), **_BITS),
+    Task("csv", draw=_series("windows"), target=csv_target, dims=_csv_dims, check=_series("validate"),
+         fields=("csv_path", "test_fraction", "r2_threshold"), loss="mse",
+         score=r2_score, score_name="R²", score_column="test_r2", threshold_field="r2_threshold",
+         bit_inputs=False),
+)}
+NAMES = tuple(TASKS)                                            # the choices, in display order
+SCORE_COLUMNS = tuple(dict.fromkeys(t.score_column for t in TASKS.values()))   # 'test_acc', 'test_r2'
+
+
+def task_entry(name: str) -> Task:
+    """The registry entry of task ``name``; ValueError (one line) naming the choices otherwise."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def score_column(name: str) -> str:
+    """The stored test-score metric of task ``name``: 'test_acc' (bit tasks) or 'test_r2' (csv)."""
+    return task_entry(name).score_column
+
+
+def uses(name: str, field: str) -> bool:
+    """Whether task ``name`` reads TaskConfig ``field`` (e.g. the Launch page's channels / order / upload)."""
+    return field in COMMON_FIELDS or field in task_entry(name).fields
+
+
+# ---------------------------------------------------------------- asking the entry
+
+def validate_task(cfg: TaskConfig) -> None:
+    """Raise ValueError with one line naming the bad field and its valid range or choices.
+
+    For task 'csv' this also loads and checks the file (see `load_series`) and that both the
+    train and the test part hold at least seq_len + delay rows.
+    """
+    task = task_entry(cfg.name)
+    for field in COMMON_FIELDS:
+        _check_int(cfg, field, 1)
+    if cfg.seq_len <= cfg.delay:
+        raise ValueError(f"seq_len ({cfg.seq_len}) must be larger than delay ({cfg.delay})")
+    task.check(cfg)
+
+
+def task_dims(cfg: TaskConfig) -> tuple[int, int]:
+    """(input channels, output channels); for 'csv' the number of columns in the file."""
+    return task_entry(cfg.name).dims(cfg)
+
+
+def loss_kind(cfg: TaskConfig) -> str:
+    """'mse' for forecasting ('csv'), 'bce' (binary cross-entropy on logits) for bit tasks."""
+    return task_entry(cfg.name).loss
+
+
+def make_batch(cfg: TaskConfig, generator: torch.Generator, *, split: str = "train",
+               batch: int | None = None) -> Batch:
+    """One batch: inputs (T, B, C_in), targets (T, B, C_out), mask (T,) with mask[t] = t >= d.
+
+    Bit tasks draw fresh bits (train and test come from the same distribution, so `split`
+    does not matter); 'csv' draws B random windows of T + d rows from the requested split.
+    The same generator state gives the same batch.
+    """
+    _check_split(split)
+    source = task_entry(cfg.name).draw(cfg, generator, split, cfg.batch if batch is None else batch)
+    return _cut(cfg, source)
+
+
+def make_ensemble_batch(cfg: TaskConfig, generators: list[torch.Generator], *,
+                        split: str = "train", batch: int | None = None) -> Batch:
+    """One batch per ensemble member, stacked on dim 1: inputs (T, E, B, C_in),
+    targets (T, E, B, C_out), mask (T,); member i's batch is ``make_batch(cfg, generators[i])``.
+    Each member's source is drawn from its own generator and all targets are computed at once (the
+    target functions work along time and broadcast over the rest)."""
+    import torch
+    _check_split(split)
+    draw, b = task_entry(cfg.name).draw, cfg.batch if batch is None else batch
+    return _cut(cfg, torch.stack([draw(cfg, g, split, b) for g in generators], 1))
+
+
+def _check_split(split: str) -> None:
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+
+
+def _cut(cfg: TaskConfig, source: torch.Tensor) -> Batch:
+    """The batch cut from a source (T', ...): inputs its first T steps, targets the task's."""
+    import torch
+    inputs, targets = source[:cfg.seq_len], TASKS[cfg.name](source, cfg)
+    return Batch(inputs.contiguous(), targets.contiguous(), torch.arange(cfg.seq_len) >= cfg.delay)
+
+
+def __getattr__(name: str):
+    # the CSV reader, re-exported: floss_core.series (and pandas) load on first use
+    if name == "load_series":
+        from . import series
+        return series.load_series
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
