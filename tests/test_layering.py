@@ -74,3 +74,31 @@ def test_ui_files_do_not_import_torch():
     files = [f for f in [ROOT / "app.py"] if f.exists()] + sorted((ROOT / "pages").rglob("*.py"))
     offenders = {str(f.relative_to(ROOT)): torch_imports(f.read_text()) for f in files}
     assert {f: names for f, names in offenders.items() if names} == {}
+
+
+def _modules_after(code: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys, json; print(json.dumps(sorted(sys.modules)))"],
+                         cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_store_views_settings_and_the_option_table_load_no_torch():
+    # what the CLI's status / cancel and every dashboard page need first must start fast
+    loaded = _modules_after("import floss_core.store, floss_core.views, floss_core.settings, floss_core.options, "
+                            "floss_core.stats, floss_core.cli")
+    assert "torch" not in loaded and not any(m.startswith("torch.") for m in loaded)
+    assert "floss_core.store" in loaded and "floss_core.views" in loaded
+
+
+def test_the_public_face_is_a_short_lazy_list():
+    import floss_core
+
+    assert len(floss_core.__all__) <= 16
+    loaded = _modules_after("import floss_core")
+    assert "torch" not in loaded
+    # and every public name resolves, to the object its module defines
+    import importlib
+    for name, module in floss_core._FACE.items():
+        assert getattr(floss_core, name) is getattr(importlib.import_module(f"floss_core.{module}"), name)
