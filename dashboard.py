@@ -186,8 +186,9 @@ def option_input(name: str, defaults: dict, prefix: str):
 
 def safe_filename(name: str) -> str:
     """A user's file name reduced to [A-Za-z0-9._-], no folders, no leading dot (no path traversal)."""
-    base = re.sub(r"[^A-Za-z0-9._-]+", "_", PurePath(str(name).replace("\\", "/")).name).lstrip("._")
-    return base[:100] or "upload.csv"
+    from floss_core import files
+
+    return files.safe_filename(name, basename=True, fallback="upload.csv", max_len=100)
 
 
 def save_upload(upload) -> str:

@@ -1,8 +1,10 @@
-"""Writing files so that a reader never sees half of one."""
+"""Files from user input: names that cannot leave their folder, and writes a reader never sees half of."""
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+from pathlib import PurePath
 
 
 def atomic_write(path, data: str | bytes) -> None:
@@ -19,3 +21,17 @@ def atomic_write(path, data: str | bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def safe_filename(text, *, fallback: str, max_len: int = 80, basename: bool = False) -> str:
+    """A file name (or part of one) from user text that cannot leave its folder: only [A-Za-z0-9._-]
+    (any other run of characters becomes "_"), no "..", no leading or trailing dot, dash or underscore,
+    at most ``max_len`` characters; ``fallback`` when nothing is left.
+
+    ``basename``: keep only the last path component, an uploaded file's own name ("../../etc/passwd"
+    -> "passwd"); otherwise separators are replaced like any other character ("etc_passwd")."""
+    text = str(text)
+    if basename:
+        text = PurePath(text.replace("\\", "/")).name
+    s = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]+", "_", text))
+    return s.lstrip("._-")[:max_len].rstrip("._-") or fallback

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
+from ..files import safe_filename
 from ..store import Store
 from .bundle import zip_from_data
 from .data import _ids, load
@@ -15,11 +15,8 @@ FORMATS = ("html", "pdf", "zip")
 
 
 def safe_name(text: str, *, fallback: str = "experiment", max_len: int = 80) -> str:
-    """A file-name part from user text: only [A-Za-z0-9._-], no '..', no leading dot or dash."""
-    s = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text))
-    s = re.sub(r"\.{2,}", ".", s)
-    s = s.lstrip("._-")[:max_len].rstrip("._-")
-    return s or fallback
+    """A file-name part from user text (``files.safe_filename``): "../../etc/passwd" -> "etc_passwd"."""
+    return safe_filename(text, fallback=fallback, max_len=max_len)
 
 
 def report_filename(name: str, experiment_ids, fmt: str) -> str:
