@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from floss_core import runner
-from floss_core.__main__ import main
+from floss_core.runner import executors
+from floss_core.cli import main
 from floss_core.experiment import make_spec, plan, run_comparison
 from floss_core.store import Store
 
@@ -319,8 +320,8 @@ def test_every_execution_layout_stores_bit_identical_results(tmp_path):
 
 def test_an_in_process_run_uses_one_thread_and_gives_the_caller_its_setting_back(tmp_path, monkeypatch):
     seen = []
-    real = runner.run_job
-    monkeypatch.setattr(runner, "run_job", lambda *a, **k: (seen.append(torch.get_num_threads()), real(*a, **k))[1])
+    real = executors.run_job
+    monkeypatch.setattr(executors, "run_job", lambda *a, **k: (seen.append(torch.get_num_threads()), real(*a, **k))[1])
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

@@ -1,0 +1,310 @@
+"""Running a claimed experiment: its unfinished jobs trained here, in a local process pool, or on Dask,
+their records saved as each job ends, and the experiment's final status set.
+
+* ``local`` executor: jobs run one after another in this process, or, with ``max_workers > 1``, in a
+  ``ProcessPoolExecutor`` (spawned processes, one torch thread each) that hands records back;
+* ``dask`` executor: each job is a task ``_dask_job(spec_dict, delay, schedule)`` on a Dask distributed
+  cluster; the task returns its records as JSON text, so only plain data travels back.
+
+Only the process running the experiment writes the store: a job's records land in one transaction
+(``Store.save_runs``), and jobs whose runs are all final are skipped, so a rerun after a crash trains
+only what was interrupted and never rewrites a finished run.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+
+from .. import native, settings
+from ..experiment import Job, job_units, plan, run_job, spec_from_dict, spec_to_dict
+from ..store import FINAL_RUN_STATUSES, Store
+from ..train import Cancelled
+from .queue import _opened, _Progress, planned_jobs, total_units
+
+log = logging.getLogger("floss_core.runner")  # one logger for the whole runner (the worker's log names it)
+
+EXECUTORS = ("local", "dask")
+
+
+def check_executor(executor: str, scheduler: str | None) -> None:
+    """ValueError (one line) unless ``executor`` is known and, for 'dask', a scheduler is given."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    if executor == "dask" and not scheduler:
+        raise ValueError("executor 'dask' needs a scheduler address, e.g. --scheduler tcp://HOST:8786")
+
+
+def run_experiment(store, experiment_id: int, *, executor: str = "local", scheduler: str | None = None,
+                   worker_id: str | None = None, max_workers: int | None = None) -> str:
+    """Run a claimed experiment's unfinished jobs, write their results, and set its final status.
+
+    Jobs whose runs are all final are skipped (after a crash only interrupted ones rerun). Each finished
+    job's records are saved in one transaction; progress (step, total, ETA) is written about once a
+    second; a cancel request stops it within a few seconds, marking unfinished runs 'cancelled'.
+    A job that raises fails the experiment with the error message (diverged runs are results, not errors).
+
+    Args:
+        store: a ``Store`` or a path. Only this process writes it.
+        executor: 'local' (this process, or a process pool when ``max_workers > 1``) or 'dask'.
+        scheduler: the Dask scheduler address (tcp://HOST:8786) for executor 'dask'.
+        worker_id: for log lines only.
+    Returns:
+        the experiment's final status: done, failed or cancelled ('deleted' if it vanished meanwhile).
+    """
+    check_executor(executor, scheduler)
+    with _opened(store) as store:
+        return _run_experiment(store, experiment_id, executor, scheduler, worker_id, max_workers)
+
+
+def _run_experiment(store: Store, experiment_id, executor, scheduler, worker_id, max_workers) -> str:
+    try:
+        spec = spec_from_dict(store.rerun_config(experiment_id))
+    except KeyError:
+        return "deleted"
+    except (ValueError, TypeError) as e:  # e.g. the CSV file was removed after submit
+        return _finish(store, experiment_id, "failed", f"invalid spec: {e}")
+
+    runs = store.runs(experiment_id)
+    final = {(int(r.delay), r.schedule, int(r.seed)) for r in runs.itertuples() if r.status in FINAL_RUN_STATUSES}
+    batch, shards = planned_jobs(spec, executor, max_workers)
+    jobs = plan(spec, batch=batch, shards=shards)
+    pending = [job for job in jobs
+               if not all((job.delay, n, s) in final for n, s in job.member_list(spec))]
+    skip = {(d, s.name): {seed for seed in spec.seeds if (d, s.name, seed) in final}
+            for d in spec.delays for s in spec.schedules}
+    total = total_units(spec, batch=batch, shards=shards)
+    progress = _Progress(store, experiment_id, total, total - sum(job_units(spec, j) for j in pending))
+    progress.update(progress.done, force=True)
+    log.info("experiment %s (%s): %d of %d jobs to run on %s%s", experiment_id, spec.name, len(pending),
+             len(jobs), executor, f" by {worker_id}" if worker_id else "")
+
+    def save(job: Job, records: list[dict]) -> None:
+        # A finished run is never rewritten: only records of runs that were not final are saved.
+        keep = [r for r in records if int(r["seed"]) not in skip[(job.delay, r["schedule"])]]
+        store.save_runs(experiment_id, keep)
+        log.info("experiment %s: %s saved (%s)", experiment_id, job.label,
+                 ", ".join(f"seed {r['seed']} {r['status']}" for r in keep))
+
+    try:
+        if executor == "dask":
+            _run_dask(spec, pending, save, progress, scheduler)
+        elif (max_workers or 1) > 1 and len(pending) > 1:
+            _run_pool(spec, pending, save, progress, max_workers)
+        else:
+            _run_jobs_in_process(spec, pending, save, progress)
+        progress.update(total, force=True)
+    except Cancelled:
+        return _finish(store, experiment_id, "cancelled", None)
+    except KeyError:  # deleted while running: save_runs / set_progress found no experiment
+        return "deleted"
+    except _JobFailed as e:
+        return _finish(store, experiment_id, "failed", str(e))
+    # Every job finished (even if a cancel arrived after the last one): the results are complete.
+    return _finish(store, experiment_id, "done", None)
+
+
+class _JobFailed(Exception):
+    """A job raised; the message names the job and the error."""
+
+
+def _failed(job: Job, error: BaseException) -> _JobFailed:
+    return _JobFailed(f"{job.label}: {type(error).__name__}: {error}")
+
+
+def _finish(store: Store, experiment_id: int, status: str, error: str | None) -> str:
+    """Set an experiment's final status (its unfinished runs cancelled or failed with it); the status."""
+    try:
+        if status != "done":
+            store.mark_unfinished(experiment_id, "cancelled" if status == "cancelled" else "failed")
+        store.set_experiment_status(experiment_id, status, error)
+    except KeyError:
+        return "deleted"
+    log.info("experiment %s %s%s", experiment_id, status, f": {error}" if error else "")
+    return status
+
+
+def _mark_running(store: Store, experiment_id: int, spec, job: Job) -> None:
+    for name in job.schedules:
+        store.set_run_status(experiment_id, name, job.seeds_of(name, spec), "running", delay=job.delay)
+
+
+def _apply_thread_setting() -> None:
+    """One torch thread, as in the pool (so every layout gives the same numbers, and small matrices gain
+    nothing from threads inside an op), unless FLOSS_THREADS says otherwise (ValueError if malformed)."""
+    import torch
+
+    torch.set_num_threads(settings.get("FLOSS_THREADS"))
+
+
+# ---- this process
+def _run_jobs_in_process(spec, jobs, save, progress: _Progress) -> None:
+    """The jobs one after another in this process, on FLOSS_THREADS torch threads; the caller's thread
+    setting is restored after (a library caller's process keeps its own)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        _apply_thread_setting()
+    except ValueError as e:
+        raise _JobFailed(str(e)) from None
+    native.keep_freed_memory()
+    try:
+        for job in jobs:
+            if progress.should_stop():
+                raise Cancelled()
+            _mark_running(progress.store, progress.experiment_id, spec, job)
+            offset = progress.done
+
+            def on_progress(done, _total, _phase, offset=offset):
+                progress.update(offset + done)
+
+            try:
+                records = run_job(spec, job, on_progress=on_progress, should_stop=progress.should_stop)
+            except Cancelled:
+                raise
+            except Exception as e:  # noqa: BLE001 - any error of a job fails the experiment, with its message
+                raise _failed(job, e) from e
+            save(job, records)
+            progress.update(offset + job_units(spec, job), force=True)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _drain(spec, futures: dict, save, progress: _Progress, result, stop, in_flight=lambda slot: 0) -> None:
+    """Wait on {future: (slot, job)}, saving each job as it completes.
+
+    ``result(future)`` gives a job's records, ``stop(futures)`` stops those left (on cancel or error),
+    ``in_flight(slot)`` the units a running job reports so far (for progress between completions).
+    """
+    remaining = dict(futures)
+    base = progress.done
+    finished_units = 0
+    try:
+        while remaining:
+            for future in [f for f in remaining if f.done()]:
+                _slot, job = remaining.pop(future)
+                try:
+                    records = result(future)
+                except Cancelled:
+                    raise
+                except Exception as e:  # noqa: BLE001
+                    raise _failed(job, e) from e
+                save(job, records)
+                finished_units += job_units(spec, job)
+                progress.update(base + finished_units, force=True)
+            if not remaining:
+                break
+            if progress.should_stop():
+                raise Cancelled()
+            progress.update(base + finished_units + sum(in_flight(slot) for slot, _ in remaining.values()))
+            time.sleep(0.1)
+    finally:
+        if remaining:
+            stop(list(remaining))
+
+
+# ---- local process pool
+_POOL_STOP = None      # in a pool process: a multiprocessing Event set by the parent to stop all jobs
+_POOL_PROGRESS = None  # in a pool process: shared array, units done per job slot
+
+
+def _pool_init(stop_event, progress_array) -> None:
+    global _POOL_STOP, _POOL_PROGRESS
+    import torch
+    torch.set_num_threads(1)  # several jobs side by side: oversubscribed threads slow torch down badly
+    native.keep_freed_memory()
+    _POOL_STOP, _POOL_PROGRESS = stop_event, progress_array
+
+
+def _pool_job(spec_dict: dict, delay: int, schedules: list, members: list, slot: int) -> list[dict]:
+    if _POOL_STOP.is_set():  # cancelled while this process was still starting
+        raise Cancelled()
+    spec = spec_from_dict(spec_dict)
+
+    def on_progress(done, _total, _phase):
+        _POOL_PROGRESS[slot] = done
+
+    return run_job(spec, Job(delay, tuple(schedules), tuple(map(tuple, members))), on_progress=on_progress,
+                   should_stop=_POOL_STOP.is_set)
+
+
+def _run_pool(spec, jobs, save, progress: _Progress, max_workers: int) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads and SQLite
+    stop_event, shared = ctx.Event(), ctx.Array("d", len(jobs), lock=False)
+    spec_dict = spec_to_dict(spec)
+    store, eid = progress.store, progress.experiment_id
+    pool = ProcessPoolExecutor(max_workers=min(max_workers, len(jobs)), mp_context=ctx,
+                               initializer=_pool_init, initargs=(stop_event, shared))
+    try:
+        futures = {}
+        for slot, job in enumerate(jobs):
+            _mark_running(store, eid, spec, job)
+            futures[pool.submit(_pool_job, spec_dict, job.delay, list(job.schedules), list(job.members),
+                                slot)] = (slot, job)
+        # stop: the jobs poll the event every step and raise Cancelled
+        _drain(spec, futures, save, progress, lambda f: f.result(), lambda _left: stop_event.set(),
+               in_flight=lambda slot: int(shared[slot]))
+    finally:
+        # Not waiting: on a cancel the store is updated at once while the jobs notice the event and
+        # end (within a step, or as soon as a process that was still importing torch starts).
+        stop_event.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+# ---- Dask
+def _dask_job(spec_dict: dict, delay: int, schedules: list, stop_name: str | None = None,
+              members: list | None = None) -> str:
+    """A Dask task: train one ensemble, return its run records as JSON text (plain data only)."""
+    _apply_thread_setting()
+    native.keep_freed_memory()
+    should_stop = None
+    if stop_name:
+        from distributed import Event
+
+        event, last = Event(stop_name), [time.monotonic()]
+
+        def should_stop():  # a scheduler round trip: ask at most once a second
+            if time.monotonic() - last[0] < 1.0:
+                return False
+            last[0] = time.monotonic()
+            return event.is_set()
+
+    records = run_job(spec_from_dict(spec_dict), Job(delay, tuple(schedules), tuple(map(tuple, members or ()))),
+                      should_stop=should_stop)
+    return json.dumps(records)  # NaN / Infinity survive json's own round trip
+
+
+def _run_dask(spec, jobs, save, progress: _Progress, scheduler: str) -> None:
+    try:
+        from distributed import Client, Event
+    except ImportError:
+        raise _JobFailed("executor 'dask' needs the optional dependency: "
+                         "pip install -r requirements-dask.txt") from None
+    store, eid = progress.store, progress.experiment_id
+    spec_dict = spec_to_dict(spec)
+    try:
+        client = Client(scheduler, timeout="20s")
+    except (OSError, TimeoutError) as e:
+        raise _JobFailed(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
+    stop_name = f"floss-stop-{uuid.uuid4().hex}"
+    try:  # progress is coarse: a remote job reports only when it is done
+        event = Event(stop_name, client=client)
+        futures = {}
+        for job in jobs:
+            _mark_running(store, eid, spec, job)
+            key = f"floss-{eid}-{job.delay}-{'-'.join(job.schedules)}-{uuid.uuid4().hex[:6]}"
+            futures[client.submit(_dask_job, spec_dict, job.delay, list(job.schedules), stop_name,
+                                  list(job.members), key=key)] = (0, job)
+
+        def stop(left):
+            event.set()
+            client.cancel(left)
+
+        _drain(spec, futures, save, progress, lambda f: json.loads(f.result()), stop)
+    finally:
+        client.close()
