@@ -35,7 +35,7 @@ def load(store: Store, experiment_ids) -> ReportData:
     (delay, schedule, seed) run, so that pooling the runs compares like with like.
     Raises ValueError (one line) for an unknown id, a configuration that is not a comparison spec,
     or a set that does not pool."""
-    ids = _ids(experiment_ids)
+    ids = id_list(experiment_ids)
     experiments, specs = [], []
     for i in ids:
         try:
@@ -73,7 +73,8 @@ def load(store: Store, experiment_ids) -> ReportData:
                       summary=summarize(records_from_runs(finished)))
 
 
-def _ids(experiment_ids) -> list[int]:
+def id_list(experiment_ids) -> list[int]:
+    """One experiment id (int, str, numpy scalar) or several, as distinct ints; ValueError otherwise."""
     raw = [experiment_ids] if isinstance(experiment_ids, (int, str)) or hasattr(experiment_ids, "item") \
         else list(experiment_ids)
     ids = []

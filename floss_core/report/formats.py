@@ -7,7 +7,7 @@ from pathlib import Path
 from ..files import safe_filename
 from ..store import Store
 from .bundle import zip_from_data
-from .data import _ids, load
+from .data import id_list, load
 from .html import html_from_data
 from .pdf import html_to_pdf
 
@@ -23,7 +23,7 @@ def report_filename(name: str, experiment_ids, fmt: str) -> str:
     """E.g. ``quick-sweep-3.html``: the experiment's name (sanitised) and id(s), then the format."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    ids = "_".join(str(i) for i in _ids(experiment_ids))
+    ids = "_".join(str(i) for i in id_list(experiment_ids))
     return f"{safe_name(name)}-{ids}.{fmt}"
 
 

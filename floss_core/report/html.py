@@ -14,7 +14,7 @@ from ..store import SCORED_RUN_STATUSES, Store
 from .data import ReportData, load
 from .figures import figures
 from .reproduce import reproduce_command
-from .verdict import _pct, verdict
+from .verdict import percent, verdict
 
 
 _CSS = """
@@ -147,13 +147,13 @@ def table_cells(r: dict) -> dict:
     conv = r["median_convergence"]
     return {
         "schedule": r["schedule"], "successes": f"{r['successes']}/{r['n']}",
-        "success_rate": f"{_pct(r['success_rate'])} ({_pct(r['success_lo'])}–{_pct(r['success_hi'])})",
+        "success_rate": f"{percent(r['success_rate'])} ({percent(r['success_lo'])}–{percent(r['success_hi'])})",
         "median_convergence": "–" if math.isnan(conv) else f"{conv:.0f} ({r['iqr_convergence']:.0f})",
         "final_acc": f(r["final_acc"]),
         "lambda1": f"{f(r['lambda1_before'], 4)} → {f(r['lambda1_after'], 4)}",
         "log10_kappa": f"{f(r['log10_kappa_before'], 2)} → {f(r['log10_kappa_after'], 2)}",
         "wall_seconds": f(r["wall_seconds"], 1),
-        "floss_share": "–" if math.isnan(r["floss_share"]) else _pct(r["floss_share"]),
+        "floss_share": "–" if math.isnan(r["floss_share"]) else percent(r["floss_share"]),
         "diverged": str(r["diverged"])}
 
 

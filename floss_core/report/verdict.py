@@ -18,7 +18,8 @@ def _label(name: str) -> str:
             "joint": "joint flossing"}.get(name, name)
 
 
-def _pct(x: float) -> str:
+def percent(x: float) -> str:
+    """0.25 -> '25%'."""
     return f"{100 * x:.0f}%"
 
 
@@ -60,8 +61,8 @@ def verdict(summary: list[dict], *, alpha: float = ALPHA) -> list[str]:
                              f"({x}/{n1} vs {y}/{n2}, p = {_p(p)})")
             else:
                 sentence += (f". No evidence of a difference in success rate (p = {_p(p)}; 95% intervals "
-                             f"{_pct(r['success_lo'])}–{_pct(r['success_hi'])} vs "
-                             f"{_pct(base['success_lo'])}–{_pct(base['success_hi'])})")
+                             f"{percent(r['success_lo'])}–{percent(r['success_hi'])} vs "
+                             f"{percent(base['success_lo'])}–{percent(base['success_hi'])})")
                 if min_attainable_p(n1, n2) >= alpha:
                     too_few = True
                     sentence += f": with {n1} and {n2} seeds no outcome could reach p < {alpha}"
@@ -101,5 +102,5 @@ def _compute_ratio(r: dict, base: dict) -> str:
     if not (a > 0 and b > 0):
         return ""
     share = r["floss_share"]
-    extra = f", flossing {_pct(share)} of it" if not math.isnan(share) else ""
+    extra = f", flossing {percent(share)} of it" if not math.isnan(share) else ""
     return f"at {a / b:.2f}× the wall time per run{extra}"
