@@ -1,11 +1,17 @@
-"""When to floss: the schedules as data plus a few small decision functions.
+"""When to floss: the schedules as data plus the small decisions the training loop asks them.
 
 ``pre`` and ``inter`` are the paper's (Engelken 2023: 500 flossing steps before training, 500 more at
 training steps 100 and 200); ``adaptive`` (floss only while the measured exponents are far from
 zero) and ``joint`` (the flossing loss added to the task loss) go beyond it.
+
+The loop knows no schedule by name; it asks each member's schedule: ``pre_steps`` (flossing steps
+before training), ``inter_steps`` (before training step t), ``adaptive_floss_steps`` (after the
+measurement at step t, given the exponents it found) and ``joint_at`` (add the flossing term to step
+t's loss?). ``planned_floss_steps`` and ``adaptive_budget`` count ahead for progress and estimates.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 NAMES = ("none", "pre", "inter", "pre+inter", "adaptive", "joint")
@@ -62,6 +68,23 @@ def adaptive_steps(s: Schedule, max_abs_lambda: float) -> int:
     return s.adaptive_steps if max_abs_lambda > s.threshold else 0
 
 
+def adaptive_floss_steps(s: Schedule, step: int, exponents) -> int:
+    """Flossing steps to run after the cheap measurement before training step ``step``, given the
+    member's measured top exponents there (a sequence, largest first; its first ``adaptive_k`` count):
+    ``adaptive_steps`` when the measurement is due and their max |λ_i| exceeds the threshold, else 0
+    (also when one of them is NaN: no measurement is not far from zero)."""
+    if not measures_at(s, step):
+        return 0
+    top = [abs(float(x)) for x in exponents[: s.adaptive_k]]
+    return 0 if any(math.isnan(x) for x in top) else adaptive_steps(s, max(top))
+
+
+def adaptive_budget(s: Schedule, train_steps: int) -> int:
+    """The most flossing steps the adaptive phases of ``train_steps`` training steps can run (0 for
+    the other schedules)."""
+    return s.adaptive_steps * len(range(0, train_steps, s.every)) if s.name == "adaptive" else 0
+
+
 def joint_at(s: Schedule, step: int) -> bool:
     """Joint: is the flossing term added to this training step's loss?"""
     return s.name == "joint" and step % s.every == 0
@@ -69,7 +92,5 @@ def joint_at(s: Schedule, step: int) -> bool:
 
 def planned_floss_steps(s: Schedule, train_steps: int) -> int:
     """Flossing steps known in advance (for progress and cost estimates; adaptive counts its maximum)."""
-    n = pre_steps(s) + sum(inter_steps(s, t) for t in set(s.inter_at) if t < train_steps)
-    if s.name == "adaptive":
-        n += s.adaptive_steps * len(range(0, train_steps, s.every))
-    return n
+    return (pre_steps(s) + sum(inter_steps(s, t) for t in set(s.inter_at) if t < train_steps)
+            + adaptive_budget(s, train_steps))
