@@ -251,6 +251,10 @@ def _h_part(p: dict, state: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Arch:
+    """One architecture: its plain functions, and the fast paths it has (None: the generic code runs).
+
+    A fast path gives the same numbers as the generic computation it replaces (tests compare); callers
+    ask the entry for it instead of testing the architecture's name."""
     init: object        # (cfg, n_in, n_out, generator) -> params of one network
     drive: object       # (params, inputs (T,E,B,C)) -> u (T,E,B,G)
     step: object        # (params, state (E,B,D), u (E,B,G)) -> state
@@ -258,10 +262,29 @@ class Arch:
     readout_state: object  # (params, state) -> the part of the state the readout sees
     state_factor: int   # D = state_factor * N
     run: object = None  # optional fused (params, state0, u (T,E,B,G)) -> states (T,E,B,D)
+    readouts: object = None  # optional fused (params, state0, inputs (T,E,B,C)) -> readouts (T,E,B,O):
+                             # drive, recurrence and readout in one kernel (the task's forward pass)
+    step_all: object = None  # optional (params, prev (T,E,B,D), u (T,E,B,G)) -> step(prev[t], u[t]) for
+                             # every t at once (flossing's one-step state gradient)
+    fused_lyapunov: object = None  # optional (params, states before each step (L,E,b,D), Q0 (E,1,D,k), *,
+                                   # transient, qr_every) -> the window's first k exponents (E,b,k), with a
+                                   # hand-written backward (the flossing window kernel, floss qr 'auto')
+
+
+def _rnn_step_all(p: dict, prev: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    return member_linear(torch.tanh(prev), p["J"], None) + u
+
+
+def _rnn_fused_lyapunov(p: dict, states: torch.Tensor, Q0: torch.Tensor, *, transient: int,
+                        qr_every: int) -> torch.Tensor:
+    from .fastqr import rnn_lyapunov_spectrum   # CholeskyQR with a float64 Gram (floss_core/fastqr.py)
+    return rnn_lyapunov_spectrum(states, p["J"], Q0, transient=transient, qr_every=qr_every)
 
 
 ARCHS: dict[str, Arch] = {
-    "rnn": Arch(_rnn_init, _rnn_drive, _rnn_step, _rnn_jacobian, _rnn_readout_state, 1, _rnn_run),
+    "rnn": Arch(_rnn_init, _rnn_drive, _rnn_step, _rnn_jacobian, _rnn_readout_state, 1, run=_rnn_run,
+                readouts=rnn_readouts, step_all=_rnn_step_all,
+                fused_lyapunov=_rnn_fused_lyapunov),
     "gru": Arch(_gated_init(3), _gated_drive, _gru_step, None, _h_part, 1),
     "lstm": Arch(_gated_init(4), _gated_drive, _lstm_step, None, _h_part, 2),
 }
