@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from floss_core import models as M
+from floss_core.optim import EnsembleAdam, clip_per_member
 from floss_core.schedules import Schedule
 from floss_core.tasks import TaskConfig
-from floss_core.train import EnsembleAdam, FlossConfig, TrainConfig, clip_per_member, train
+from floss_core.train import FlossConfig, TrainConfig, train
 
 TR = importlib.import_module("floss_core.train")  # the module: the name floss_core.train is the function
 
