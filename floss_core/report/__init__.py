@@ -12,16 +12,15 @@ sentences, claiming only what Fisher's exact test supports), ``figures``, ``html
 names, export, write).
 """
 from .. import __version__
-from ..stats import ALPHA, fisher_exact, min_attainable_p, seeds_needed
+from ..stats import fisher_exact, min_attainable_p, seeds_needed
 from .bundle import data_zip
 from .data import ReportData, load, records_from_runs
-from .formats import FORMATS, export, report_filename, safe_name, write_report
-from .html import html_from_data, render_html
+from .formats import export, report_filename, safe_name, write_report
+from .html import render_html
 from .pdf import CHROMIUM_ARGS, ChromiumMissing, find_chromium, html_to_pdf, pdf_problem
 from .reproduce import reproduce_command
 from .verdict import verdict
 
-__all__ = ["ALPHA", "CHROMIUM_ARGS", "ChromiumMissing", "FORMATS", "ReportData", "data_zip", "export",
-           "find_chromium", "fisher_exact", "html_from_data", "html_to_pdf", "load", "min_attainable_p",
-           "pdf_problem", "records_from_runs", "render_html", "report_filename", "reproduce_command",
-           "safe_name", "seeds_needed", "verdict", "write_report"]
+__all__ = ["CHROMIUM_ARGS", "ChromiumMissing", "ReportData", "data_zip", "export", "find_chromium", "fisher_exact",
+           "html_to_pdf", "load", "min_attainable_p", "pdf_problem", "records_from_runs", "render_html",
+           "report_filename", "reproduce_command", "safe_name", "seeds_needed", "verdict", "write_report"]
