@@ -433,12 +433,13 @@ def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, flos
         if len(schedules) != len(seeds):
             raise ValueError(f"members=True needs one schedule per seed, got {len(schedules)} and {len(seeds)}")
         member_seeds, member_schedules = seeds, schedules
-        schedules = list({s.name: s for s in schedules}.values())
+        distinct = list({s.name: s for s in schedules}.values())
     else:
         member_seeds = [s for _ in schedules for s in seeds]
         member_schedules = [s for s in schedules for _ in seeds]
+        distinct = schedules
     run = _Run(model, task, train_cfg, floss, member_schedules, member_seeds, dev,
-               total=work_units(schedules, train_cfg.steps), on_progress=on_progress, should_stop=should_stop)
+               total=work_units(distinct, train_cfg.steps), on_progress=on_progress, should_stop=should_stop)
     everyone = torch.ones_like(run.active)
 
     run.snapshot(0, "init", everyone)
@@ -488,9 +489,11 @@ class _Run:
         self.g_floss, self.g_check = member_generators(seeds, 3), member_generators(seeds, 6)
         self.Q0 = member_q0(seeds, self.d, floss.k, dev)
         g_diag = member_generators(seeds, 5)
-        # fresh bits where the task's inputs are bits, else one test window (csv): keep its transient inside it
-        self.diag_inputs = _bits(g_diag, train_cfg.diag_len, 1, self.n_in, dev) if T.task_entry(task.name).bit_inputs \
-            else T.make_ensemble_batch(task, g_diag, split="test", batch=1).inputs.to(dev)
+        if T.task_entry(task.name).bit_inputs:       # the diagnostics window: fresh bits
+            self.diag_inputs = _bits(g_diag, train_cfg.diag_len, 1, self.n_in, dev)
+        else:                                        # or one test window of the series (csv)
+            self.diag_inputs = T.make_ensemble_batch(task, g_diag, split="test", batch=1).inputs.to(dev)
+        # a csv test window can be short: keep the transient inside it
         self.diag_transient = min(train_cfg.diag_transient, self.diag_inputs.shape[0] // 2)
         self.members = [_Member(s) for s in seeds]
         self.active = torch.ones(e, dtype=torch.bool, device=dev)
