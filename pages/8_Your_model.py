@@ -21,7 +21,7 @@ upload = st.file_uploader("state_dict (.pt)", type=["pt", "pth", "bin"],
                           help=f"loaded with torch.load(weights_only=True): no code in the file runs; "
                                f"at most {adapters.MAX_CHECKPOINT_BYTES // 1_000_000} MB")
 left, mid, right = st.columns(3)
-arch = left.selectbox("Architecture", list(adapters.ARCHS), index=2, key="arch",
+arch = left.selectbox("Architecture", list(adapters.TORCH_MODULES), index=2, key="arch",
                       help="rnn, gru, lstm: torch.nn.RNN / GRU / LSTM; *_cell: torch.nn.RNNCell / GRUCell / LSTMCell")
 hidden = mid.number_input("hidden_size", 1, 4096, 32, key="hidden")
 input_size = right.number_input("input_size", 1, 4096, 1, key="input_size")

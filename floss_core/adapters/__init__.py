@@ -26,14 +26,14 @@ The modules, by job: ``stepper`` (module -> step map), ``measure`` (spectrum, di
 ``regularizer`` (the flossing term and phase), ``checkpoint`` (loading a user's state_dict safely),
 ``reports`` (what the "Your model" page shows) and ``job`` (flossing a checkpoint in the background).
 """
-from .checkpoint import ARCHS, MAX_CHECKPOINT_BYTES, build_module, load_checkpoint, save_state_dict
+from .checkpoint import TORCH_MODULES, MAX_CHECKPOINT_BYTES, build_module, load_checkpoint, save_state_dict
 from .job import floss_job, floss_job_status, start_floss_job
 from .measure import EDGE_OF_CHAOS, diagnostics, forecast, forecast_model, gradient_reach, spectrum, trajectory
 from .regularizer import CLIP, CLIP_CHAOTIC_ONLY, STATE_HORIZON, floss, flossing_loss_term
 from .reports import bit_inputs, checkpoint_report, floss_checkpoint
 from .stepper import Stepper, module_step
 
-__all__ = ["ARCHS", "MAX_CHECKPOINT_BYTES", "build_module", "load_checkpoint", "save_state_dict",
+__all__ = ["TORCH_MODULES", "MAX_CHECKPOINT_BYTES", "build_module", "load_checkpoint", "save_state_dict",
            "floss_job", "floss_job_status", "start_floss_job",
            "EDGE_OF_CHAOS", "diagnostics", "forecast", "forecast_model", "gradient_reach", "spectrum", "trajectory",
            "CLIP", "CLIP_CHAOTIC_ONLY", "STATE_HORIZON", "floss", "flossing_loss_term",

@@ -1,5 +1,5 @@
 """A user's checkpoint, read safely: ``load_checkpoint`` builds a module of the declared architecture
-(``build_module``, by a name of ``ARCHS``) and loads a saved ``state_dict`` into it with
+(``build_module``, by a name of ``TORCH_MODULES``) and loads a saved ``state_dict`` into it with
 ``torch.load(weights_only=True)`` (no code from the file runs), at most ``MAX_CHECKPOINT_BYTES``;
 anything else is refused with a one-line ValueError. ``save_state_dict`` writes the bytes back.
 """
@@ -12,18 +12,19 @@ import re
 import torch
 from torch import nn
 
-# architecture names of checkpoints -> module class
-ARCHS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM,
-         "rnn_cell": nn.RNNCell, "gru_cell": nn.GRUCell, "lstm_cell": nn.LSTMCell}
+# a checkpoint's architecture name -> the torch module class it is loaded into (models.ARCHS, by contrast,
+# holds the lab's own ensemble architectures)
+TORCH_MODULES = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM,
+                 "rnn_cell": nn.RNNCell, "gru_cell": nn.GRUCell, "lstm_cell": nn.LSTMCell}
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}    # rows of weight_ih per hidden unit
 MAX_CHECKPOINT_BYTES = 50_000_000
 
 
 def build_module(arch: str, *, hidden: int, input_size: int, num_layers: int = 1, bias: bool = True,
                  nonlinearity: str = "tanh", batch_first: bool = False) -> nn.Module:
-    """A fresh torch module by name (``ARCHS``: rnn, gru, lstm, rnn_cell, gru_cell, lstm_cell)."""
-    if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
+    """A fresh torch module by name (``TORCH_MODULES``: rnn, gru, lstm, rnn_cell, gru_cell, lstm_cell)."""
+    if arch not in TORCH_MODULES:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(TORCH_MODULES)}")
     for name, value, hi in (("hidden", hidden, 4096), ("input_size", input_size, 4096), ("num_layers", num_layers, 16)):
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= hi:
             raise ValueError(f"{name} must be an integer in 1..{hi}, got {value!r}")
@@ -31,7 +32,7 @@ def build_module(arch: str, *, hidden: int, input_size: int, num_layers: int = 1
         raise ValueError(f"unknown nonlinearity {nonlinearity!r}; choose one of tanh, relu")
     if nonlinearity != "tanh" and not arch.startswith("rnn"):
         raise ValueError(f"nonlinearity applies to rnn and rnn_cell only, not {arch}")
-    cls = ARCHS[arch]
+    cls = TORCH_MODULES[arch]
     extra = {"nonlinearity": nonlinearity} if arch.startswith("rnn") else {}
     if arch.endswith("_cell"):
         if num_layers != 1:
