@@ -264,7 +264,7 @@ def test_zip_round_trips_to_the_store(fx):
 # ------------------------------------------------------------------------------------ reproduce
 def _parse_back(cmd: str) -> dict:
     """Run the command line through floss_core.__main__'s own parser and spec_from_args."""
-    from floss_core.__main__ import COMMANDS, _Parser, spec_from_args
+    from floss_core.cli import COMMANDS, _Parser, spec_from_args
 
     argv = shlex.split(cmd)
     assert argv[:4] == ["python", "-m", "floss_core", "compare"]
@@ -422,7 +422,7 @@ def _cli(*args, env=None):
 
 def _main(capsys, *args) -> tuple[int, str, str]:
     """The CLI's main() in this process (the PDF fixture runs it in a fresh interpreter)."""
-    from floss_core.__main__ import main
+    from floss_core.cli import main
 
     try:
         main(["report", *args])
