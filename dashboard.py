@@ -10,15 +10,13 @@ it survives the sidebar navigation, which drops query parameters).
 from __future__ import annotations
 
 import json
-import os
-import re
 from dataclasses import asdict
 from pathlib import Path, PurePath
 
 import pandas as pd
 import streamlit as st
 
-from floss_core import fmt, options, runner, views
+from floss_core import fmt, options, runner, tasks, views
 from floss_core.adapters import forecast_model
 from floss_core.experiment import estimate_seconds, spec_from_dict, spec_to_dict
 from floss_core.models import ModelConfig
@@ -249,6 +247,6 @@ def _forecast(model_json: str, delay: int, channels: int) -> str | None:
 
 def forecast(spec) -> str | None:
     """The trainability verdict for the spec's network at its longest delay (bit tasks), if available."""
-    if spec.task.name == "csv":
+    if not tasks.task_entry(spec.task.name).bit_inputs:   # the forecast drives the network with random bits
         return None
     return _forecast(json.dumps(asdict(spec.model), sort_keys=True), max(spec.delays), spec.task.channels)

@@ -183,7 +183,7 @@ def summarize(records: list[dict]) -> list[dict]:
             "success_lo": lo, "success_hi": hi,
             "median_convergence": statistics.median(conv) if conv else math.nan,
             "iqr_convergence": (quantile(conv, 0.75) - quantile(conv, 0.25)) if conv else math.nan,
-            "final_acc": mean(f.get("test_acc", f.get("test_r2")) for f in fin),
+            "final_acc": mean(next((f[c] for c in T.SCORE_COLUMNS if c in f), None) for f in fin),
             "lambda1_before": mean(f.get("lambda1_before") for f in fin),
             "lambda1_after": mean(f.get("lambda1_after") for f in fin),
             "lambda1_flossed": mean(f.get("lambda1_flossed") for f in fin),

@@ -11,8 +11,8 @@ The defaults per preset are the preset's own configs (``experiment.PRESETS``), r
 table (``read``), so a default is written once. Validation stays with the configs (``validate_model``,
 ``validate_task`` ... also guard a library user who calls ``train`` directly); ``make_spec`` runs it.
 This module is pure data plus argparse: it loads no torch, so the CLI's ``status`` and ``cancel`` start fast.
-The choices below are the registries' names (``models.ARCHS``, ``tasks.TASKS``, ``schedules.NAMES``,
-``train.FLOSS_DESIGNS`` ...): tests/test_options.py keeps them equal.
+The choices are the registries' names: tasks and schedules read from their (torch-free) registries, the
+others (``models.ARCHS``, ``train.FLOSS_DESIGNS`` ...) spelled out here and kept equal by tests/test_options.py.
 """
 from __future__ import annotations
 
@@ -21,10 +21,12 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .schedules import NAMES as SCHEDULES   # the registries that load no torch are read directly
+from .tasks import NAMES as TASKS
+
+# the names of registries that live beside torch code, spelled out (tests/test_options.py: equal)
 PRESETS = ("paper", "quick")
-TASKS = ("copy", "xor", "parity", "csv")
 ARCHS = ("rnn", "gru", "lstm")
-SCHEDULES = ("none", "pre", "inter", "pre+inter", "adaptive", "joint")
 DEVICES = ("auto", "cpu", "cuda")
 QR_CHOICES = ("auto", "householder", "cholesky")
 DESIGNS = ("lab", "reference")

@@ -2,7 +2,7 @@
 import streamlit as st
 
 import dashboard as ui
-from floss_core import demo
+from floss_core import demo, tasks
 
 st.title("Launch a comparison")
 st.write("Every schedule trains the same seeds (same initial weights, same data), so the schedules differ only "
@@ -22,11 +22,11 @@ left, mid, right = st.columns(3)
 with left:
     v["task"] = ui.option_input("task", d, key)
     v["delays"] = ui.option_input("delays", d, key)
-    upload = st.file_uploader("CSV series (header row, numeric columns)", type="csv") if v["task"] == "csv" else None
-    if v["task"] != "csv":
-        v["channels"] = ui.option_input("channels", d, key)
-    if v["task"] == "parity":
-        v["order"] = ui.option_input("order", d, key)
+    series = tasks.uses(v["task"], "csv_path")           # the task reads a user's file
+    upload = st.file_uploader("CSV series (header row, numeric columns)", type="csv") if series else None
+    for name in ("channels", "order"):                   # only the fields the chosen task reads
+        if tasks.uses(v["task"], name):
+            v[name] = ui.option_input(name, d, key)
 with mid:
     for name in ("arch", "hidden", "seeds", "steps", "device"):
         v[name] = ui.option_input(name, d, key)
@@ -41,8 +41,8 @@ name = st.text_input("Name", f"{v['task']} {size}: {' vs '.join(v['schedules'])}
 
 spec = None
 try:
-    if v["task"] == "csv" and upload is None:
-        raise ValueError("upload a CSV series for task 'csv'")
+    if series and upload is None:
+        raise ValueError(f"upload a CSV series for task {v['task']!r}")
     if not v["schedules"]:
         raise ValueError(f"pick at least one schedule to compare: {', '.join(ui.options.SCHEDULES)}")
     v["delays"] = ui.ints(v["delays"], "delays", required=True)
