@@ -87,7 +87,8 @@ def _modules_after(code: str) -> set[str]:
 def test_store_views_settings_and_the_option_table_load_no_torch():
     # what the CLI's status / cancel and every dashboard page need first must start fast
     loaded = _modules_after("import floss_core.store, floss_core.views, floss_core.settings, floss_core.options, "
-                            "floss_core.stats, floss_core.cli")
+                            "floss_core.stats, floss_core.cli, floss_core.tasks, floss_core.runner as r\n"
+                            "r.cancel, r.configured_workers, r.stored_records")
     assert "torch" not in loaded and not any(m.startswith("torch.") for m in loaded)
     assert "floss_core.store" in loaded and "floss_core.views" in loaded
 

@@ -8,10 +8,20 @@ FLOSS_THREADS, FLOSS_PER_SCHEDULE.
 """
 import os  # noqa: F401 - tests/test_cli.py patches runner.os.sched_getaffinity (read by default_workers)
 
-from .executors import run_experiment
-from .queue import (cancel, configured_workers, default_workers, planned_jobs, planned_runs, stored_records, submit,
-                    total_units)
-from .worker import ensure_worker, run_here, stale_after, worker_loop
+import importlib
 
-__all__ = ["cancel", "configured_workers", "default_workers", "ensure_worker", "planned_jobs", "planned_runs",
-           "run_experiment", "run_here", "stale_after", "stored_records", "submit", "total_units", "worker_loop"]
+# public name -> the module of this package that defines it, loaded on first use: `cancel` and
+# `configured_workers` (the CLI's cancel, the dashboard's pages) need no torch; running jobs does
+_NAMES = {"run_experiment": "executors", "cancel": "queue", "configured_workers": "queue",
+          "default_workers": "queue", "planned_jobs": "queue", "planned_runs": "queue", "stored_records": "queue",
+          "submit": "queue", "total_units": "queue", "ensure_worker": "worker", "run_here": "worker",
+          "stale_after": "worker", "worker_loop": "worker"}
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str):
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

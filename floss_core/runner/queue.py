@@ -13,11 +13,14 @@ import os
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import settings
-from ..experiment import ComparisonSpec, job_units, plan, shards_for, spec_to_dict, validate_spec
 from ..stats import is_missing
 from ..store import SCORED_RUN_STATUSES, Store
+
+if TYPE_CHECKING:
+    from ..experiment import ComparisonSpec
 
 PROGRESS_EVERY_S = 1.0    # progress writes, at most once per this many seconds
 CANCEL_POLL_S = 0.5       # how often a running experiment checks for a cancel request
@@ -37,6 +40,8 @@ def _opened(store):
 def planned_runs(spec: ComparisonSpec) -> list[dict]:
     """One planned run per delay x schedule x seed, its config shaped like a finished run's
     (``train.train``'s ``config`` plus the comparison's name and preset)."""
+    from ..plan import plan
+
     runs = []
     for delay in spec.delays:
         task = asdict(replace(spec.task, delay=delay))
@@ -52,6 +57,8 @@ def planned_runs(spec: ComparisonSpec) -> list[dict]:
 
 def total_units(spec: ComparisonSpec, *, batch: bool = True, shards: int = 1) -> int:
     """Work units (flossing + training steps) of the whole comparison, as planned."""
+    from ..plan import job_units, plan
+
     return sum(job_units(spec, job) for job in plan(spec, batch=batch, shards=shards))
 
 
@@ -79,6 +86,8 @@ def planned_jobs(spec: ComparisonSpec, executor: str, max_workers: int | None) -
     ensemble, but the seeds cut into parts so that W processes (one per core) share the work evenly.
     Dask: one job per schedule. FLOSS_PER_SCHEDULE=1 keeps one job per schedule everywhere (finer
     progress and crash recovery)."""
+    from ..plan import shards_for
+
     if settings.get("FLOSS_PER_SCHEDULE") or executor != "local":
         return False, 1
     workers = max_workers or 1
@@ -94,6 +103,8 @@ def submit(spec: ComparisonSpec, store, *, worker_id: str | None = None) -> int:
         store: a ``Store`` or a path.
         worker_id: insert it as already 'running' by this worker (``run_here`` does); None queues it.
     """
+    from ..experiment import ComparisonSpec, spec_to_dict, validate_spec
+
     if not isinstance(spec, ComparisonSpec):
         raise TypeError(f"submit takes a ComparisonSpec (see make_spec), got {type(spec).__name__}")
     validate_spec(spec)
