@@ -10,8 +10,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..experiment import spec_from_dict, spec_to_dict, summarize
-from ..stats import finite_or_nan, is_missing
-from ..store import SCORED_RUN_STATUSES, Store
+from ..store import SCORED_RUN_STATUSES, Store, run_records
 from .reproduce import _flatten
 
 @dataclass
@@ -102,25 +101,4 @@ def _check_poolable(ids: list[int], specs: list[dict]) -> None:
                              "a report pools only experiments that differ in name, delays or seeds")
 
 
-# Columns of store.runs() that are not part of a run's ``final`` dict.
-_RUN_COLUMNS = {"run_id", "experiment_id", "experiment", "schedule", "seed", "member", "task", "delay",
-                "status", "success", "convergence_step", "diverged_step", "reason", "floss_seconds",
-                "train_seconds", "wall_seconds", "device", "started_at", "finished_at", "attempts",
-                "versions", "config"}
-
-
-def records_from_runs(runs: pd.DataFrame) -> list[dict]:
-    """store.runs() rows back into the run-record shape ``experiment.summarize`` takes."""
-    finals = [c for c in runs.columns if c not in _RUN_COLUMNS]
-    out = []
-    for row in runs.to_dict("records"):
-        success = row["success"]
-        out.append({
-            "schedule": row["schedule"], "seed": int(row["seed"]), "status": row["status"],
-            "config": {"task": {"delay": int(row["delay"])}},
-            "success": False if is_missing(success) else bool(success),
-            "convergence_step": None if is_missing(row["convergence_step"]) else int(row["convergence_step"]),
-            "wall_seconds": finite_or_nan(row["wall_seconds"]),
-            "floss_seconds": finite_or_nan(row["floss_seconds"]),
-            "final": {c: finite_or_nan(row[c]) for c in finals if c.startswith(("test_", "lambda1", "log10_kappa"))}})
-    return out
+records_from_runs = run_records   # store.runs() rows -> run records (one function: floss_core.store)

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import settings
-from ..stats import is_missing
-from ..store import SCORED_RUN_STATUSES, Store
+from ..store import SCORED_RUN_STATUSES, Store, run_records
 
 if TYPE_CHECKING:
     from ..experiment import ComparisonSpec
@@ -40,8 +39,6 @@ def _opened(store):
 def planned_runs(spec: ComparisonSpec) -> list[dict]:
     """One planned run per delay x schedule x seed, its config shaped like a finished run's
     (``train.train``'s ``config`` plus the comparison's name and preset)."""
-    from ..plan import plan
-
     runs = []
     for delay in spec.delays:
         task = asdict(replace(spec.task, delay=delay))
@@ -162,19 +159,4 @@ class _Progress:
 def stored_records(store, experiment_id: int) -> list[dict]:
     """An experiment's finished runs as run records (without curves), ready for ``summarize``."""
     with _opened(store) as store:
-        runs = store.runs(experiment_id, status=SCORED_RUN_STATUSES)
-    base = list(runs.columns[:runs.columns.get_loc("config") + 1])
-    records = []
-    for row in runs.to_dict("records"):
-        final = {k[6:] if k.startswith("final_") and k[6:] in base else k: row[k]
-                 for k in runs.columns if k not in base and not is_missing(row[k])}
-        records.append({
-            "run_id": row["run_id"], "schedule": row["schedule"], "seed": int(row["seed"]),
-            "member": int(row["member"]), "config": row["config"], "status": row["status"],
-            "success": bool(row["success"]) if not is_missing(row["success"]) else False,
-            "convergence_step": None if is_missing(row["convergence_step"]) else int(row["convergence_step"]),
-            "diverged_step": None if is_missing(row["diverged_step"]) else int(row["diverged_step"]),
-            "reason": row["reason"], "final": final, "floss_seconds": row["floss_seconds"],
-            "train_seconds": row["train_seconds"], "wall_seconds": row["wall_seconds"], "device": row["device"],
-        })
-    return records
+        return run_records(store.runs(experiment_id, status=SCORED_RUN_STATUSES))

@@ -12,7 +12,7 @@ from one module per job:
 """
 
 from .connection import BUSY_TIMEOUT_S
-from .queries import _Queries
+from .queries import _Queries, run_records
 from .queue import _Queue
 from .schema import (APP, EXPERIMENT_STATUSES, FINAL_RUN_STATUSES, MIGRATIONS, RUN_STATUSES, SCHEMA_VERSION,
                      SCORED_RUN_STATUSES, WORKER_STATUSES, StoreError, _statements, default_store_path)
@@ -35,4 +35,4 @@ class Store(_Writes, _Queue, _Queries):
 
 __all__ = ["Store", "StoreError", "default_store_path", "SCHEMA_VERSION", "MIGRATIONS", "APP", "BUSY_TIMEOUT_S",
            "EXPERIMENT_STATUSES", "RUN_STATUSES", "FINAL_RUN_STATUSES", "SCORED_RUN_STATUSES",
-           "WORKER_STATUSES"]
+           "WORKER_STATUSES", "run_records"]

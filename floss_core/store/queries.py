@@ -225,3 +225,27 @@ def _timestamps(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     for column in columns:
         df[column] = pd.to_datetime(df[column].astype(float), unit="s", utc=True)
     return df
+
+
+def run_records(runs: pd.DataFrame) -> list[dict]:
+    """``Store.runs()`` rows back into run records (``train.train``'s shape, without curves), ready for
+    ``experiment.summarize``: the columns after ``config`` (the final metrics) go into ``final``, a missing
+    value left out; a missing success counts as a failure. The runner, the CLI and the report all read
+    stored runs through this one function."""
+    from ..stats import is_missing
+
+    base = list(runs.columns[:runs.columns.get_loc("config") + 1]) if "config" in runs else list(runs.columns)
+    records = []
+    for row in runs.to_dict("records"):
+        final = {k[6:] if k.startswith("final_") and k[6:] in base else k: row[k]
+                 for k in runs.columns if k not in base and not is_missing(row[k])}
+        records.append({
+            "run_id": row["run_id"], "schedule": row["schedule"], "seed": int(row["seed"]),
+            "member": int(row["member"]), "config": row["config"], "status": row["status"],
+            "success": bool(row["success"]) if not is_missing(row["success"]) else False,
+            "convergence_step": None if is_missing(row["convergence_step"]) else int(row["convergence_step"]),
+            "diverged_step": None if is_missing(row["diverged_step"]) else int(row["diverged_step"]),
+            "reason": row["reason"], "final": final, "floss_seconds": row["floss_seconds"],
+            "train_seconds": row["train_seconds"], "wall_seconds": row["wall_seconds"], "device": row["device"],
+        })
+    return records
