@@ -24,25 +24,26 @@ def _flag(name: str, text: str) -> bool:
     return v in _TRUE
 
 
-def _workers(name: str, text: str) -> int | str:
-    v = text.strip()
-    if v == "auto":
-        return "auto"
+def _positive_int(text: str) -> int | None:
     try:
-        n = int(v)
+        n = int(text)
     except ValueError:
-        n = 0
-    if n < 1:
+        return None
+    return n if n >= 1 else None
+
+
+def _workers(name: str, text: str) -> int | str:
+    if text.strip() == "auto":
+        return "auto"
+    n = _positive_int(text)
+    if n is None:
         raise ValueError(f"{name} must be an integer >= 1 or auto, got {text!r}")
     return n
 
 
 def _threads(name: str, text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
+    n = _positive_int(text)
+    if n is None:
         raise ValueError(f"{name} must be an integer >= 1, got {text!r}")
     return n
 
