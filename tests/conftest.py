@@ -2,7 +2,7 @@
 
 One torch thread per test process (and per subprocess, through the environment): the tests use tiny
 matrices, where a second thread only adds synchronisation, and on a shared 2-core machine torch's
-default threads make such work up to 100x slower (bench/RESULTS.md)."""
+default threads make such work 6-12x slower (bench/RESULTS.md, "Ensemble vs sequential")."""
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
