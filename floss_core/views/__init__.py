@@ -1,0 +1,15 @@
+"""What the dashboard and the report show, free of streamlit and torch: ``frames`` shapes the store's
+DataFrames into what is shown (pandas), ``figures`` draws them (plotly). The names below are the ones
+the dashboard, its pages, the report and the tests use; the rest live in their modules."""
+from .figures import (color, fig_convergence, fig_cost_breakdown, fig_horizon, fig_metric, fig_roi,
+                      fig_singular_values, fig_spectra, fig_success_vs_delay, fig_topk)
+from .frames import (SCORED, STAGES, convergence_steps, experiment_label, experiments_table, filter_runs,
+                     jacobian_band, lambda1_by_stage, metric_band, metric_seeds, roi_headline, roi_table,
+                     runs_table, schedule_order, score_column, singular_values, spectrum_band, success_vs_delay,
+                     topk_over_training)
+
+__all__ = ["SCORED", "STAGES", "color", "convergence_steps", "experiment_label", "experiments_table",
+           "fig_convergence", "fig_cost_breakdown", "fig_horizon", "fig_metric", "fig_roi", "fig_singular_values",
+           "fig_spectra", "fig_success_vs_delay", "fig_topk", "filter_runs", "jacobian_band", "lambda1_by_stage",
+           "metric_band", "metric_seeds", "roi_headline", "roi_table", "runs_table", "schedule_order",
+           "score_column", "singular_values", "spectrum_band", "success_vs_delay", "topk_over_training"]

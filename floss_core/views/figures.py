@@ -1,0 +1,184 @@
+"""The dashboard's and the report's charts: ``fig_*(shaped DataFrame) -> plotly.graph_objects.Figure``.
+
+Each takes a frame from ``floss_core.views.frames`` and draws one trace per schedule (the trace name is
+the schedule's name, so a legend reads "none", "pre", ...), with an error band around each mean, in the
+schedule's colour (``COLORS``). Free of streamlit, so the report reuses the very same figures. Figures of
+per-step or per-horizon quantities take the rows of ONE delay (filter ``runs`` first).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .frames import STAGES, schedule_order
+
+COLORS = {"none": "#6b7280", "pre": "#2563eb", "inter": "#ea580c", "pre+inter": "#7c3aed",
+          "adaptive": "#059669", "joint": "#dc2626"}
+STAGE_DASH = {"initial": "dot", "after flossing": "dash", "end of training": "solid"}
+
+
+def color(schedule: str) -> str:
+    return COLORS.get(schedule, "#111827")
+
+
+# ------------------------------------------------------------------------------ building blocks
+# Traces are collected as plain dicts and the figure is built once: plotly validates every add_trace /
+# update_layout call, which costs far more than one construction.
+def _figure(traces: list[dict], title: str, x: str | None, y: str | None, *, fig: go.Figure | None = None,
+            **layout) -> go.Figure:
+    lay = dict(title=dict(text=title), xaxis=dict(title=dict(text=x)), yaxis=dict(title=dict(text=y)),
+               template="plotly_white", legend=dict(title=dict(text="schedule")), hovermode="x unified",
+               margin=dict(l=60, r=20, t=60, b=50))
+    for key, value in layout.items():
+        lay[key] = {**lay[key], **value} if isinstance(value, dict) and isinstance(lay.get(key), dict) else value
+    if fig is None:
+        return go.Figure(data=traces, layout=lay)
+    return fig.update_layout(lay)
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    return f"rgba({int(h[0:2], 16)}, {int(h[2:4], 16)}, {int(h[4:6], 16)}, {alpha})"
+
+
+def _band_traces(x, mean, lo, hi, *, name, group, colour, dash="solid", mode="lines") -> list:
+    """A translucent lo..hi band (no legend entry) and the mean line in front of it."""
+    x = list(x)
+    return [dict(type="scatter", x=x + x[::-1], y=list(hi) + list(lo)[::-1], fill="toself", mode="lines",
+                 line=dict(width=0), fillcolor=_rgba(colour, 0.15), hoverinfo="skip", showlegend=False,
+                 legendgroup=group, name=f"{name} band"),
+            dict(type="scatter", x=x, y=list(mean), mode=mode, name=name, legendgroup=group,
+                 line=dict(color=colour, dash=dash))]
+
+
+def _each_schedule(df: pd.DataFrame):
+    for schedule in schedule_order(df["schedule"]) if len(df) else []:
+        yield schedule, df[df["schedule"] == schedule]
+
+
+def _zero_line() -> dict:
+    return dict(type="line", xref="paper", x0=0, x1=1, y0=0, y1=0, line=dict(color="#9ca3af", width=1))
+
+
+def fig_metric(band: pd.DataFrame, *, title: str, y: str, seeds: pd.DataFrame | None = None) -> go.Figure:
+    """A metric over training steps (one delay): mean ± s.d. per schedule, optionally every seed's line."""
+    traces = [t for schedule, g in _each_schedule(band)
+              for t in _band_traces(g["step"], g["mean"], g["lo"], g["hi"], name=schedule, group=schedule,
+                             colour=color(schedule))]
+    if seeds is not None:
+        for (schedule, seed), g in seeds.groupby(["schedule", "seed"], sort=True):
+            traces.append(dict(type="scatter", x=list(g["step"]), y=list(g["value"]), mode="lines",
+                               name=f"{schedule} seed {seed}", legendgroup=schedule, showlegend=False, opacity=0.45,
+                               line=dict(color=color(schedule), width=1)))
+    return _figure(traces, title, "training step", y)
+
+
+def fig_success_vs_delay(success: pd.DataFrame) -> go.Figure:
+    """Success rate vs delay per schedule, with 95% Wilson intervals as error bars."""
+    delays = sorted(int(d) for d in success["delay"].unique()) if len(success) else []
+    n = success["schedule"].nunique() if len(success) else 0
+    gap = 0.012 * ((delays[-1] - delays[0]) if len(delays) > 1 else 1)  # side by side, not on top of each other
+    traces = [dict(type="scatter", x=list(g["delay"] + (i - (n - 1) / 2) * gap), y=list(g["rate"]),
+                   mode="lines+markers", name=schedule, line=dict(color=color(schedule)),
+                   error_y=dict(type="data", symmetric=False, array=list(g["hi"] - g["rate"]),
+                                arrayminus=list(g["rate"] - g["lo"])),
+                   customdata=np.stack([g["delay"], g["successes"], g["n"]], axis=1).tolist(),
+                   hovertemplate="d=%{customdata[0]}: %{customdata[1]}/%{customdata[2]} solved (%{y:.0%})")
+              for i, (schedule, g) in enumerate(_each_schedule(success))]
+    return _figure(traces, "Success rate vs delay (95% Wilson interval)", "delay d (steps)", "success rate",
+                   xaxis=dict(tickvals=delays), yaxis=dict(range=[-0.05, 1.05], tickformat=".0%"), hovermode="closest")
+
+
+def fig_convergence(conv: pd.DataFrame) -> go.Figure:
+    """Distribution of convergence steps (successful runs) per schedule, grouped by delay."""
+    traces = [dict(type="box", x=[str(d) for d in g["delay"]], y=list(g["convergence_step"]), name=schedule,
+                   boxpoints="all", marker=dict(color=color(schedule)), jitter=0.3, pointpos=0)
+              for schedule, g in _each_schedule(conv)]
+    return _figure(traces, "Convergence step of the successful runs", "delay d (steps)", "training step reached",
+                   boxmode="group", hovermode="closest")
+
+
+def fig_spectra(band: pd.DataFrame, stages=STAGES) -> go.Figure:
+    """Lyapunov spectra λ_i vs i per schedule and stage, overlaid (dash = stage), mean ± s.d. across seeds."""
+    traces = []
+    for schedule, g in _each_schedule(band):
+        for stage in stages:
+            h = g[g["stage"] == stage]
+            if len(h):
+                traces += _band_traces(h["index"], h["mean"], h["lo"], h["hi"], name=f"{schedule} · {stage}",
+                                       group=schedule, colour=color(schedule), dash=STAGE_DASH[stage],
+                                       mode="lines+markers")
+    return _figure(traces, "Lyapunov spectrum (dotted: initial, dashed: after flossing, solid: end of training)",
+                   "exponent index i", "λ_i (per step)", shapes=[_zero_line()])
+
+
+def fig_topk(band: pd.DataFrame) -> go.Figure:
+    """The top-k exponents at each stored snapshot over training, per schedule (λ_1 drawn thickest)."""
+    traces = [dict(type="scatter", x=list(h["step"]), y=list(h["mean"]), mode="lines+markers",
+                   name=f"{schedule} λ{i}", legendgroup=schedule, showlegend=bool(i == 1),
+                   line=dict(color=color(schedule), width=3 if i == 1 else 1), opacity=1.0 if i == 1 else 0.5)
+              for schedule, g in _each_schedule(band) for i, h in g.groupby("index", sort=True)]
+    return _figure(traces, "Top exponents at the stored snapshots (mean across seeds)", "training step",
+                   "λ_i (per step)", shapes=[_zero_line()])
+
+
+def fig_horizon(band: pd.DataFrame, *, title: str, y: str, stage: str = "end of training",
+                x: str = "horizon (steps)") -> go.Figure:
+    """A long-term-Jacobian quantity vs horizon at one stage, per schedule, mean ± s.d. (log x axis)."""
+    band = band[band["stage"] == stage]
+    traces = [t for schedule, g in _each_schedule(band)
+              for t in _band_traces(g["horizon"], g["mean"], g["lo"], g["hi"], name=schedule, group=schedule,
+                             colour=color(schedule), mode="lines+markers")]
+    return _figure(traces, f"{title} ({stage})", x, y,
+                   xaxis=dict(type="log", tickvals=sorted(int(h) for h in band["horizon"].unique())))
+
+
+def fig_singular_values(sv: pd.DataFrame, stage: str = "end of training") -> go.Figure:
+    """log10 σ_i of the long-term Jacobian vs horizon, one panel per schedule side by side."""
+    sv = sv[sv["stage"] == stage]
+    names = schedule_order(sv["schedule"]) if len(sv) else ["none"]
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, shared_yaxes=True)
+    traces, cols = [], []
+    for c, schedule in enumerate(names, start=1):
+        for i, h in sv[sv["schedule"] == schedule].groupby("index", sort=True):
+            traces.append(dict(type="scatter", x=list(h["horizon"]), y=list(h["mean"]), mode="lines+markers",
+                               name=f"{schedule} σ{i}", legendgroup=schedule, showlegend=bool(i == 1),
+                               line=dict(color=color(schedule), width=3 if i == 1 else 1),
+                               opacity=1.0 if i == 1 else 0.55))
+            cols.append(c)
+    if traces:
+        fig.add_traces(traces, rows=[1] * len(traces), cols=cols)
+    ticks = sorted(int(h) for h in sv["horizon"].unique())
+    fig.update_xaxes(type="log", title_text="horizon (steps)", tickvals=ticks)
+    return _figure([], f"Singular values of the long-term Jacobian ({stage}; thick: σ1)", "horizon (steps)",
+                   "log10 σ_i", fig=fig, xaxis=dict(type="log", tickvals=ticks))
+
+
+def fig_roi(roi: pd.DataFrame) -> go.Figure:
+    """Cost vs benefit: compute seconds per network (x) against success rate (y), per schedule and delay."""
+    traces = [dict(type="scatter", x=list(g["wall_s_per_run"]), y=list(g["success_rate"]), mode="markers+text",
+                   name=schedule, text=[f"d={d}" for d in g["delay"]],
+                   textposition="middle left" if i % 2 else "middle right",
+                   marker=dict(color=color(schedule), size=12),
+                   error_y=dict(type="data", symmetric=False, array=list(g["success_hi"] - g["success_rate"]),
+                                arrayminus=list(g["success_rate"] - g["success_lo"])),
+                   customdata=[["-" if c != c else f"{c:.0f}", "-" if f != f else f"{f:.0%}"]
+                               for c, f in zip(g["median_convergence"], g["floss_share"])],
+                   hovertemplate="%{x:.2f} s per network, success %{y:.0%}<br>median convergence step "
+                                 "%{customdata[0]}, flossing share %{customdata[1]}")
+              for i, (schedule, g) in enumerate(_each_schedule(roi))]
+    return _figure(traces, "Cost vs success (95% Wilson interval)", "compute seconds per network", "success rate",
+                   yaxis=dict(range=[-0.05, 1.1], tickformat=".0%"), hovermode="closest")
+
+
+def fig_cost_breakdown(roi: pd.DataFrame) -> go.Figure:
+    """Seconds per network split into flossing, training and the rest (evaluation, diagnostics)."""
+    x = [f"{r.schedule} d={r.delay}" for r in roi.itertuples()]
+    other = (roi["wall_s_per_run"] - roi["train_s_per_run"] - roi["floss_s_per_run"]).clip(lower=0)
+    traces = [dict(type="bar", x=x, y=list(roi["train_s_per_run"]), name="training", marker=dict(color="#94a3b8")),
+              dict(type="bar", x=x, y=list(roi["floss_s_per_run"]), name="flossing", marker=dict(color="#2563eb")),
+              dict(type="bar", x=x, y=list(other), name="evaluation and diagnostics", marker=dict(color="#e5e7eb"))]
+    return _figure(traces, "Where the compute goes", "schedule and delay", "seconds per network", barmode="stack",
+                   legend=dict(title=dict(text="")))
