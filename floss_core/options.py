@@ -31,6 +31,7 @@ DEVICES = ("auto", "cpu", "cuda")
 QR_CHOICES = ("auto", "householder", "cholesky")
 DESIGNS = ("lab", "reference")
 DIAG_DTYPES = ("float64", "float32")
+REPORT_FORMATS = ("html", "pdf", "zip")   # report.formats.FORMATS: the report command's --format
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,8 @@ class Option:
     flag: str | None = None        # the command-line flag (None: library and dashboard only)
     help: str | None = None        # the command line's help
     choices: tuple | None = None
-    label: str | None = None       # the Launch page's label (None: not on the page)
+    label: str | None = None       # the Launch page's label
+    page: str | None = None        # the Launch page's section: task | network | flossing | details (None: not there)
     key: str | None = None         # the Launch page's widget key after "<size>:" (default: name)
     low: float | None = None       # the Launch page's minimum
     page_help: str | None = None
@@ -50,26 +52,26 @@ class Option:
 _TABLE = (
     # the task
     Option("task", "task.name", "str", "--task", choices=TASKS, label="Task",
-           page_help="csv: forecast your own series d steps ahead"),
+           page_help="csv: forecast your own series d steps ahead", page="task"),
     Option("delays", None, "ints", "--delay", "one delay or a comma-separated sweep",
-           label="Delays d (comma-separated)"),
+           label="Delays d (comma-separated)", page="task"),
     Option("channels", "task.channels", "int", "--channels", label="Channels (more than 1: multi-channel task)",
-           low=1),
+           low=1, page="task"),
     Option("order", "task.order", "int", "--order", "parity over 2**order bits", label="Parity order (2^order bits)",
-           low=1),
+           low=1, page="task"),
     Option("csv", "task.csv_path", "str", "--csv", "CSV file of the user's series (task csv)"),
     Option("seq_len", "task.seq_len", "int", "--seq-len"),
     Option("batch", "task.batch", "int"),
     Option("r2_threshold", "task.r2_threshold", "float"),
     # the network
-    Option("arch", "model.arch", "str", "--arch", choices=ARCHS, label="Architecture"),
-    Option("hidden", "model.hidden", "int", "--hidden", label="Hidden units", low=1),
+    Option("arch", "model.arch", "str", "--arch", choices=ARCHS, label="Architecture", page="network"),
+    Option("hidden", "model.hidden", "int", "--hidden", label="Hidden units", low=1, page="network"),
     Option("gain", "model.gain", "float", "--gain"),
     Option("orthogonal", "model.orthogonal", "bool"),
     Option("bias", "model.bias", "bool"),
     # training
-    Option("seeds", None, "int", "--seeds", label="Seeds (networks per schedule)", low=1),
-    Option("steps", "train.steps", "int", "--steps", label="Training steps", low=1),
+    Option("seeds", None, "int", "--seeds", label="Seeds (networks per schedule)", low=1, page="network"),
+    Option("steps", "train.steps", "int", "--steps", label="Training steps", low=1, page="network"),
     Option("lr", "train.lr", "float"),
     Option("clip", "train.clip", "float"),
     Option("eval_every", "train.eval_every", "int"),
@@ -78,11 +80,11 @@ _TABLE = (
     Option("diag_dtype", "train.diag_dtype", "str", "--diag-dtype",
            "the stored spectra, κ₂ and gradient-vs-horizon snapshots: float64 (default, exact down to strongly "
            "negative exponents) or float32 (faster)", choices=DIAG_DTYPES),
-    Option("device", None, "str", "--device", choices=DEVICES, label="Device"),
+    Option("device", None, "str", "--device", choices=DEVICES, label="Device", page="network"),
     # schedules and flossing
     Option("schedules", None, "names", "--schedules", "comma-separated: " + ",".join(SCHEDULES),
-           choices=SCHEDULES, label="Schedules to compare"),
-    Option("k", "floss.k", "int", "--k", label="k, exponents flossed", low=1),
+           choices=SCHEDULES, label="Schedules to compare", page="flossing"),
+    Option("k", "floss.k", "int", "--k", label="k, exponents flossed", low=1, page="flossing"),
     Option("qr_every", "floss.qr_every", "int", "--qr-every"),
     Option("floss_len", "floss.seq_len", "int", "--floss-len", "flossing window length"),
     Option("floss_transient", "floss.transient", "int", "--floss-transient",
@@ -91,30 +93,31 @@ _TABLE = (
            "flossing QR: auto (the rnn's window kernel), householder or cholesky (autograd)", choices=QR_CHOICES),
     Option("floss_lr", "floss.lr", "float"),
     Option("through_states", "floss.through_states", "bool"),
+    Option("pre_steps", "schedule.pre_steps", "int", "--pre-steps", label="pre: flossing steps before training",
+           key="pre", low=0, page="details"),
+    Option("inter_steps", "schedule.inter_steps", "int", "--inter-steps", label="inter: flossing steps per phase",
+           key="is", low=0, page="details"),
+    Option("inter_at", "schedule.inter_at", "ints", "--inter-at", label="inter: before training steps", key="ia", page="details"),
+    Option("every", "schedule.every", "int", "--every", label="adaptive / joint: every M steps", low=1, page="details"),
+    Option("threshold", "schedule.threshold", "float", "--threshold",
+           label="adaptive: floss while max |λ| exceeds", key="thr", low=0.0, page="details"),
+    Option("adaptive_k", "schedule.adaptive_k", "int", label="adaptive: exponents measured", key="ak", low=1, page="details"),
+    Option("adaptive_steps", "schedule.adaptive_steps", "int"),
+    Option("weight", "schedule.weight", "float", "--weight", label="joint: weight of the flossing term", key="w",
+           low=0.0, page="details"),
     Option("floss_design", None, "str", "--floss-design",
            "lab (default: truncated state gradient, clipping, stopping rule; bench/floss_study.py) or reference "
            "(the paper's code exactly)", choices=DESIGNS, label="Flossing design", key="design",
            page_help="lab: truncated state gradient, clipping and a stopping rule, chosen by bench/floss_study.py; "
-                     "reference: the paper's code exactly"),
-    Option("pre_steps", "schedule.pre_steps", "int", "--pre-steps", label="pre: flossing steps before training",
-           key="pre", low=0),
-    Option("inter_steps", "schedule.inter_steps", "int", "--inter-steps", label="inter: flossing steps per phase",
-           key="is", low=0),
-    Option("inter_at", "schedule.inter_at", "ints", "--inter-at", label="inter: before training steps", key="ia"),
-    Option("every", "schedule.every", "int", "--every", label="adaptive / joint: every M steps", low=1),
-    Option("threshold", "schedule.threshold", "float", "--threshold",
-           label="adaptive: floss while max |λ| exceeds", key="thr", low=0.0),
-    Option("adaptive_k", "schedule.adaptive_k", "int", label="adaptive: exponents measured", key="ak", low=1),
-    Option("adaptive_steps", "schedule.adaptive_steps", "int"),
-    Option("weight", "schedule.weight", "float", "--weight", label="joint: weight of the flossing term", key="w",
-           low=0.0),
+                     "reference: the paper's code exactly", page="details"),
     Option("name", None, "str", "--name"),
 )
 OPTIONS: dict[str, Option] = {o.name: o for o in _TABLE}
 NAMES = tuple(OPTIONS)                                   # every make_spec keyword
 FIELDS = {o.name: tuple(o.field.split(".")) for o in _TABLE if o.field}   # keyword -> (section, field)
 CLI = tuple(o for o in _TABLE if o.flag)                 # the command line's comparison options
-PAGE = tuple(o for o in _TABLE if o.label)               # the Launch page's widgets
+PAGE = tuple(o for o in _TABLE if o.page)                # the Launch page's widgets, in table order
+PAGE_SECTIONS = ("task", "network", "flossing", "details")
 
 
 # ------------------------------------------------------------------------------------ reading a spec
@@ -139,6 +142,11 @@ def read(name: str, spec: dict):
     section, fld = FIELDS[name]
     value = spec["schedules"][0][fld] if section == "schedule" else spec[section][fld]
     return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def on_page(section: str) -> tuple[Option, ...]:
+    """The Launch page's options of one section, in table order."""
+    return tuple(o for o in PAGE if o.page == section)
 
 
 def page_defaults(spec: dict) -> dict:

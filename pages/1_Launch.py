@@ -2,7 +2,7 @@
 import streamlit as st
 
 import dashboard as ui
-from floss_core import demo, tasks
+from floss_core import demo, options, tasks
 
 st.title("Launch a comparison")
 st.write("Every schedule trains the same seeds (same initial weights, same data), so the schedules differ only "
@@ -15,28 +15,28 @@ size = st.radio("Size", sizes, index=sizes.index(st.query_params.get("size", "qu
                 help="quick: about a minute per schedule on a CPU; paper: the paper's protocol (hours); "
                      "tiny: a smoke test that finishes in seconds")
 d = demo.launch_defaults(size)
-key = size + ":"  # a new size resets every widget to its defaults (labels, choices, keys: floss_core/options.py)
+key = size + ":"  # a new size resets every widget to its defaults
+# every widget below comes from the option table (floss_core/options.py: label, choices, minimum, key,
+# section): a new option with a page section appears here without an edit to this page
 v: dict = {}      # the widgets' values, by make_spec option name
 
 left, mid, right = st.columns(3)
 with left:
-    v["task"] = ui.option_input("task", d, key)
-    v["delays"] = ui.option_input("delays", d, key)
-    series = tasks.uses(v["task"], "csv_path")           # the task reads a user's file
+    for o in options.on_page("task"):          # the task first, then only the task fields it reads
+        section, _, fld = (o.field or "").partition(".")
+        if o.name == "task" or section != "task" or tasks.uses(v["task"], fld):
+            v[o.name] = ui.option_input(o.name, d, key)
+    series = tasks.uses(v["task"], "csv_path")  # the task reads a user's file
     upload = st.file_uploader("CSV series (header row, numeric columns)", type="csv") if series else None
-    for name in ("channels", "order"):                   # only the fields the chosen task reads
-        if tasks.uses(v["task"], name):
-            v[name] = ui.option_input(name, d, key)
 with mid:
-    for name in ("arch", "hidden", "seeds", "steps", "device"):
-        v[name] = ui.option_input(name, d, key)
+    for o in options.on_page("network"):
+        v[o.name] = ui.option_input(o.name, d, key)
 with right:
-    v["schedules"] = ui.option_input("schedules", d, key)
-    v["k"] = ui.option_input("k", d, key)
+    for o in options.on_page("flossing"):
+        v[o.name] = ui.option_input(o.name, d, key)
     with st.expander("Schedule parameters"):
-        for name in ("pre_steps", "inter_steps", "inter_at", "every", "threshold", "adaptive_k", "weight",
-                     "floss_design"):
-            v[name] = ui.option_input(name, d, key)
+        for o in options.on_page("details"):
+            v[o.name] = ui.option_input(o.name, d, key)
 name = st.text_input("Name", f"{v['task']} {size}: {' vs '.join(v['schedules'])}", key=key + "name")
 
 spec = None
@@ -44,7 +44,7 @@ try:
     if series and upload is None:
         raise ValueError(f"upload a CSV series for task {v['task']!r}")
     if not v["schedules"]:
-        raise ValueError(f"pick at least one schedule to compare: {', '.join(ui.options.SCHEDULES)}")
+        raise ValueError(f"pick at least one schedule to compare: {', '.join(options.SCHEDULES)}")
     v["delays"] = ui.ints(v["delays"], "delays", required=True)
     v["inter_at"] = ui.ints(v["inter_at"], "inter steps")
     spec = demo.launch_spec(size, **v, csv=ui.save_upload(upload) if upload else None, name=name)
