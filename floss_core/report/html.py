@@ -8,7 +8,7 @@ import json
 import math
 import re
 
-from .. import __version__
+from .. import __version__, tasks
 from ..stats import is_missing
 from ..store import SCORED_RUN_STATUSES, Store
 from .data import ReportData, load
@@ -87,8 +87,10 @@ def html_from_data(data: ReportData, *, generated: _dt.datetime | None = None) -
 def _title_block(data: ReportData) -> str:
     spec = data.specs[0]
     task = spec["task"]
-    extra = {"xor": f", {task['channels']} channels", "parity": f", order {task['order']}",
-             "csv": f", {task['csv_path']}"}.get(task["name"], "")
+    entry = tasks.task_entry(task["name"])   # what the task reads decides what the title says about it
+    shown = {"channels": lambda n: f"{n} channel{'s' if n != 1 else ''}", "order": lambda n: f"order {n}",
+             "csv_path": str}
+    extra = "".join(f", {shown[f](task[f])}" for f in entry.fields if f in shown)
     model = spec["model"]
     delays = sorted({d for s in data.specs for d in s["delays"]})
     seeds = sorted({x for s in data.specs for x in s["seeds"]})
@@ -103,9 +105,8 @@ def _title_block(data: ReportData) -> str:
             ("Architecture", f"{model['arch']}, {model['hidden']} units, gain {model['gain']}"),
             ("Seeds", f"{len(seeds)} per schedule ({_ranges(seeds)})"),
             ("Schedules", ", ".join(s["name"] for s in spec["schedules"])),
-            ("Training", f"{spec['train']['steps']} steps, success at test " + (
-                f"R² ≥ {task['r2_threshold']}" if task["name"] == "csv"
-                else f"accuracy ≥ {spec['train']['success_acc']}")),
+            ("Training", f"{spec['train']['steps']} steps, success at test {entry.score_name} ≥ "
+                         f"{task[entry.threshold_field] if entry.threshold_field else spec['train']['success_acc']}"),
             ("Flossing", f"k = {spec['floss']['k']} exponents, window {spec['floss']['seq_len']}"),
             ("Preset", spec["preset"]),
             ("Device", f"{', '.join(used) or 'not run yet'} (requested: {spec['device']})"),
