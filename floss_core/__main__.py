@@ -1,4 +1,4 @@
-"""``python -m floss_core ...``: the command line (floss_core/cli.py)."""
+"""``python -m floss_core ...``: the command line (the package floss_core/cli/)."""
 from .cli import main
 
 if __name__ == "__main__":
