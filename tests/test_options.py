@@ -62,3 +62,9 @@ def test_the_table_loads_no_torch():
     code = "import sys, floss_core.options; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_the_report_formats_are_the_reports():
+    from floss_core.report.formats import FORMATS
+
+    assert O.REPORT_FORMATS == FORMATS
