@@ -250,3 +250,18 @@ def forecast(spec) -> str | None:
     if not tasks.task_entry(spec.task.name).bit_inputs:   # the forecast drives the network with random bits
         return None
     return _forecast(json.dumps(asdict(spec.model), sort_keys=True), max(spec.delays), spec.task.channels)
+
+
+def results_page(title: str, intro: str) -> int | None:
+    """A results page's head: its title and what it shows, then the finished experiment chosen in the sidebar."""
+    st.title(title)
+    st.write(intro)
+    return select_experiment(finished_only=True)
+
+
+def finished_runs(experiment_id: int | None) -> pd.DataFrame:
+    """The experiment's runs once some have finished; until then the page stops with a hint."""
+    need_results(experiment_id)
+    runs = read("runs", experiment_id)
+    need_results(experiment_id, runs)
+    return runs

@@ -4,12 +4,11 @@ import streamlit as st
 import dashboard as ui
 from floss_core import views
 
-st.title("Lyapunov spectra")
-st.write("The exponents λ_i measure how fast perturbations of the network's state grow (λ > 0) or shrink "
-         "(λ < 0) per step; a gradient through many steps shrinks like exp(λ_1 · steps). Flossing pushes the "
-         "top k exponents toward 0. Lines are the mean across seeds, bands ± 1 standard deviation.")
-
-experiment_id = ui.select_experiment(finished_only=True)
+experiment_id = ui.results_page(
+    "Lyapunov spectra",
+    "The exponents λ_i measure how fast perturbations of the network's state grow (λ > 0) or shrink "
+    "(λ < 0) per step; a gradient through many steps shrinks like exp(λ_1 · steps). Flossing pushes the "
+    "top k exponents toward 0. Lines are the mean across seeds, bands ± 1 standard deviation.")
 runs, spectra = ui.diagnostics_at_delay(experiment_id, "spectra",
                                       "This experiment stored no spectra (it ran with diagnostics off).")
 

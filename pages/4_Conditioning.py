@@ -4,12 +4,11 @@ import streamlit as st
 import dashboard as ui
 from floss_core import views
 
-st.title("Conditioning and gradient flow")
-st.write("The long-term Jacobian maps a perturbation of the state to its effect h steps later; its condition "
-         "number κ₂ = σ_max/σ_min grows with h, the faster the more the exponents spread. The gradient of the "
-         "output with respect to the state h steps back shows how much signal training gets from that far.")
-
-experiment_id = ui.select_experiment(finished_only=True)
+experiment_id = ui.results_page(
+    "Conditioning and gradient flow",
+    "The long-term Jacobian maps a perturbation of the state to its effect h steps later; its condition "
+    "number κ₂ = σ_max/σ_min grows with h, the faster the more the exponents spread. The gradient of the "
+    "output with respect to the state h steps back shows how much signal training gets from that far.")
 runs, jac = ui.diagnostics_at_delay(experiment_id, "jacobian",
                                   "This experiment stored no Jacobian diagnostics (it ran with diagnostics off).")
 

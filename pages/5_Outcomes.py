@@ -4,14 +4,11 @@ import streamlit as st
 import dashboard as ui
 from floss_core import views
 
-st.title("Outcomes")
-st.write("A run succeeds when its test score reaches the success threshold; its convergence step is the first "
-         "evaluation where it did. Success rates carry 95% Wilson intervals: with a handful of seeds they are wide.")
-
-experiment_id = ui.select_experiment(finished_only=True)
-ui.need_results(experiment_id)
-runs = ui.read("runs", experiment_id)
-ui.need_results(experiment_id, runs)
+experiment_id = ui.results_page(
+    "Outcomes",
+    "A run succeeds when its test score reaches the success threshold; its convergence step is the first "
+    "evaluation where it did. Success rates carry 95% Wilson intervals: with a handful of seeds they are wide.")
+runs = ui.finished_runs(experiment_id)
 success = views.success_vs_delay(runs)
 for col, r in zip(st.columns(min(len(success), 6)) * 10, success.itertuples()):
     col.metric(f"Success, {r.schedule} at d={r.delay}", f"{r.rate:.0%}",

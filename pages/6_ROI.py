@@ -4,15 +4,12 @@ import streamlit as st
 import dashboard as ui
 from floss_core import views
 
-st.title("Return on investment")
-st.write("Compute is each network's share of its ensemble's wall time. Time to solution is the compute spent "
-         "per solved network (all seconds / successes); the extra cost per additional success compares each "
-         "schedule with training without flossing at the same delay.")
-
-experiment_id = ui.select_experiment(finished_only=True)
-ui.need_results(experiment_id)
-runs = ui.read("runs", experiment_id)
-ui.need_results(experiment_id, runs)
+experiment_id = ui.results_page(
+    "Return on investment",
+    "Compute is each network's share of its ensemble's wall time. Time to solution is the compute spent "
+    "per solved network (all seconds / successes); the extra cost per additional success compares each "
+    "schedule with training without flossing at the same delay.")
+runs = ui.finished_runs(experiment_id)
 roi = views.roi_table(runs)
 
 h = views.roi_headline(roi)
