@@ -222,6 +222,7 @@ def roi_table(runs: pd.DataFrame, baseline: str = "none") -> pd.DataFrame:
             "wall_s_per_run", "train_s_per_run", "floss_s_per_run", "floss_share", "median_convergence",
             "time_to_solution_s", "extra_s_per_success"]
     rows = []
+    # success_counts has one row per scored group, in the groups' order: row c counts the runs g
     for c, (_, g) in zip(success_counts(runs).itertuples(), _scored_groups(runs)):
         n, wins = c.n, c.successes
         wall, floss = g["wall_seconds"].sum(), g["floss_seconds"].sum()
