@@ -10,12 +10,14 @@ import pytest
 import torch
 
 from floss_core import models as M
+from floss_core.configs import FlossConfig, TrainConfig
 from floss_core.optim import EnsembleAdam, clip_per_member
 from floss_core.schedules import Schedule
 from floss_core.tasks import TaskConfig
-from floss_core.train import FlossConfig, TrainConfig, train
+from floss_core.train import train
 
-TR = importlib.import_module("floss_core.train")  # the module: the name floss_core.train is the function
+TR = importlib.import_module("floss_core.train")  # the module (the name floss_core.train is the function): the loop
+# calls flossing_exponents from its namespace, so a patch of TR.flossing_exponents reaches the joint step
 
 MODEL = M.ModelConfig(hidden=6, gain=1.5, relax_steps=5)
 TASK = TaskConfig(name="xor", delay=4, seq_len=12, batch=4)
