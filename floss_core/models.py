@@ -1,11 +1,17 @@
 """Recurrent cells as one-step maps over an ensemble of E independent networks.
 
-Every architecture is three plain functions in the flat registry ``ARCHS``:
+Every architecture is an entry ``Arch`` of the flat registry ``ARCHS``, three plain functions at heart:
 
 * ``init(cfg, n_in, n_out, generator) -> params`` for ONE network (no E dimension),
 * ``drive(params, inputs) -> u``: the input-dependent part of the update, computed for all time
   steps at once (one big matmul instead of T small ones),
-* ``step(params, state, u) -> state``: the recurrent part, batched over (E, B).
+* ``step(params, state, u) -> state``: the recurrent part, batched over (E, B);
+
+beside them its one-step Jacobian (or None: forward-mode JVPs) and readout state, and the optional
+fast paths, each the same numbers as the generic code it replaces (tests compare): ``run`` (the state
+sequence in one kernel with hand-written BPTT), ``readouts`` (the task's forward pass in one kernel),
+``step_all`` (every step of a given trajectory at once) and ``fused_lyapunov`` (the flossing window
+kernel). Only the vanilla RNN has them; callers ask the entry instead of testing the architecture's name.
 
 Parameters of an ensemble are the per-network tensors stacked along a leading dimension E
 (``init_ensemble``), so E seeds run as one batched computation; E = 1 is the ordinary case.
@@ -92,8 +98,7 @@ class _RNNSequence(torch.autograd.Function):
 
     The same numbers as autograd through the step loop (tests compare, and gradcheck it), but the
     backward loop is two ops per step and the weight gradient ``dJ = Σ_t δx_t tanh(x_{t-1})ᵀ`` is ONE
-    batched matmul over all steps instead of T small ones: about 20× less time per training step on CPU
-    (bench/RESULTS.md)."""
+    batched matmul over all steps instead of T small ones (the measured gain: bench/RESULTS.md, "Kernels")."""
 
     @staticmethod
     def forward(ctx, u, x0, J):
@@ -173,7 +178,8 @@ class _RNNReadoutSequence(torch.autograd.Function):
 
 def rnn_readouts(p: dict, x0: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     """Readouts ``r_t`` of the vanilla RNN for every step: inputs (T, E, B, C), x0 (E, B, N) ->
-    (T, E, B, C_out); the same numbers as ``readout(run(...))`` (tests compare), about 3× faster."""
+    (T, E, B, C_out); the same numbers as ``readout(run(...))`` (tests compare), faster (bench/RESULTS.md,
+    "Kernels")."""
     J = p["J"]
     e, n = J.shape[0], J.shape[1]
     c_in = inputs.shape[-1]
