@@ -4,12 +4,11 @@ import streamlit as st
 import dashboard as ui
 from floss_core import report
 
-st.title("Report")
-st.write("A report stands alone for a meeting: the verdict drawn from the numbers, the key charts, a table "
-         "per schedule, the full configuration and the command that reproduces it. HTML works offline; the "
-         "PDF is printed from it by headless Chromium; the zip holds every run and curve as CSV.")
-
-experiment_id = ui.select_experiment(finished_only=True)
+experiment_id = ui.results_page(
+    "Report",
+    "A report stands alone for a meeting: the verdict drawn from the numbers, the key charts, a table per "
+    "schedule, the full configuration and the command that reproduces it. HTML works offline; the PDF is "
+    "printed from it by headless Chromium; the zip holds every run and curve as CSV.")
 ui.need_results(experiment_id)
 exps = ui.read("experiments")
 others = [int(i) for i in exps["id"] if int(i) != experiment_id and exps.set_index("id").loc[i, "n_finished"]]
