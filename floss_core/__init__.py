@@ -18,7 +18,7 @@ _FACE = {
     "summarize": "experiment", "flossing_loss": "flossing", "lyapunov_spectrum": "lyapunov",
     "long_term_jacobian": "lyapunov", "gradient_vs_horizon": "lyapunov", "ModelConfig": "models",
     "init_ensemble": "models", "Schedule": "schedules", "TaskConfig": "tasks", "make_batch": "tasks",
-    "FlossConfig": "train", "TrainConfig": "train",
+    "FlossConfig": "configs", "TrainConfig": "configs",
 }
 __all__ = [*_FACE, "__version__"]
 

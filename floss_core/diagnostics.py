@@ -8,7 +8,7 @@ Nothing here trains or keeps state; the training loop calls these and records wh
 * ``top_exponents``: the first k exponents on a given window, no gradient (the cheap λ_1 monitor at each
   evaluation, and the flossing stopping rule's check);
 * ``snapshot``: the full spectrum, the long-term Jacobian's singular values / κ₂ per horizon and the
-  gradient-vs-horizon curve, in ``DIAG_DTYPES[...]`` (at phase boundaries);
+  gradient-vs-horizon curve, in ``configs.DIAG_DTYPES[...]`` (at phase boundaries);
 * ``measure_spectrum``: long-window exponents driven by fresh random bits, the honest check of what
   flossing did beyond the window it optimises.
 """
@@ -20,7 +20,6 @@ from . import models as M
 from . import tasks as T
 from .lyapunov import gradient_vs_horizon, long_term_jacobian, lyapunov_spectrum
 
-DIAG_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 DIAG_QR = "cholesky64"   # diagnostics need no gradient: the cheapest forward QR (tests compare it with Householder)
 HORIZONS = (1, 2, 5, 10, 20, 50, 100, 200, 300, 500, 1000)   # of the long-term-Jacobian snapshots (and the window)
 

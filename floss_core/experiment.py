@@ -17,7 +17,8 @@ from . import tasks as T
 from .models import ModelConfig, state_dim, validate_model
 from .plan import Job, estimate_seconds, job_units, plan, shards_for  # noqa: F401  (the plan of a comparison: plan.py)
 from .stats import mean, quantile, success_rate, wilson_interval  # noqa: F401  (wilson_interval: public here)
-from .train import LAB_FLOSS, FlossConfig, TrainConfig, resolve_device, train, validate_floss, validate_train, with_design
+from .configs import LAB_FLOSS, FlossConfig, TrainConfig, resolve_device, validate_floss, validate_train, with_design
+from .train import train
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,7 @@ PAGE_SECTIONS = ("task", "network", "flossing", "details")
 
 # ------------------------------------------------------------------------------------ reading a spec
 def _design(spec: dict) -> str:
-    from .train import design_of, FlossConfig   # the design is a property of the floss config
+    from .configs import FlossConfig, design_of   # the design is a property of the floss config
 
     return design_of(FlossConfig(**spec["floss"]))
 

@@ -88,7 +88,9 @@ def estimate_seconds(spec: ComparisonSpec, *, probe_steps: int = 2, workers: int
     steps of this spec's ensemble on this machine (so it is measured, not guessed). ``workers``
     processes share the runs of each delay (the cost per network barely depends on the ensemble size
     between E = 9 and 18, bench/RESULTS.md), plus a few seconds to start them."""
-    from .train import _bits, flossing_exponents, member_q0, resolve_device, task_forward
+    from .configs import resolve_device
+    from .diagnostics import task_forward
+    from .phases import _bits, flossing_exponents, member_q0
     import torch
 
     from . import models as M

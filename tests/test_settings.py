@@ -54,7 +54,7 @@ def test_every_variable_the_code_reads_is_in_the_table_and_the_readme():
     read = set()
     for f in list((ROOT / "floss_core").rglob("*.py")) + [ROOT / "dashboard.py"]:
         read |= set(re.findall(r"FLOSS_[A-Z_]+", f.read_text(encoding="utf-8")))
-    read -= {"FLOSS_DESIGNS"}                      # a constant of train.py, not an environment variable
+    read -= {"FLOSS_DESIGNS"}                      # a constant of configs.py, not an environment variable
     assert read <= set(settings.SETTINGS), read - set(settings.SETTINGS)
     assert settings.readme_table() in (ROOT / "README.md").read_text(encoding="utf-8")
 

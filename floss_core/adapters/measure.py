@@ -162,7 +162,7 @@ def forecast_model(model, delay: int, *, tol: float = 1e-3, steps: int = 1000, t
     """``forecast`` for a freshly initialised network of our own (a ``models.ModelConfig``), λ_1
     measured on ``steps`` steps of random input bits after ``transient``. Adds ``exponents`` [λ_1]."""
     from .. import models as M
-    from ..train import measure_spectrum
+    from ..diagnostics import measure_spectrum
 
     M.validate_model(model)
     _check_forecast(delay, tol)

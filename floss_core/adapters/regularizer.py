@@ -14,7 +14,7 @@ import torch
 
 from ..flossing import flossing_loss
 from ..lyapunov import lyapunov_spectrum
-from ..train import LAB_FLOSS
+from ..configs import LAB_FLOSS
 from .stepper import Stepper, _check_k, _prepare, _q0, module_step
 
 # train.LAB_FLOSS's values: the state-trajectory gradient truncated to 3 steps, and while the module is

@@ -53,7 +53,7 @@ def _cmd_spectrum(a) -> None:
     from .. import models as M
     from ..lyapunov import LyapunovAccuracyWarning, lyapunov_spectrum
     from ..tasks import random_bits
-    from ..train import resolve_device
+    from ..configs import resolve_device
 
     dtype = getattr(torch, a.dtype)
     try:
@@ -139,7 +139,8 @@ def _cmd_floss(a) -> None:
     from dataclasses import replace
 
     from .. import models as M
-    from ..train import FLOSS_DESIGNS, MEASURE_STEPS, floss_fresh, save_params
+    from ..configs import FLOSS_DESIGNS
+    from ..phases import MEASURE_STEPS, floss_fresh, save_params
 
     floss, budget = FLOSS_DESIGNS[a.design]
     over = {"seq_len": a.floss_len, "transient": a.transient, "lr": a.lr, "stop_tol": a.stop_tol,

@@ -20,7 +20,7 @@ import uuid
 from .. import native, settings
 from ..experiment import Job, job_units, plan, run_job, spec_from_dict, spec_to_dict
 from ..store import FINAL_RUN_STATUSES, Store
-from ..train import Cancelled
+from ..configs import Cancelled
 from .queue import _opened, _Progress, planned_jobs, total_units
 
 log = logging.getLogger("floss_core.runner")  # one logger for the whole runner (the worker's log names it)
