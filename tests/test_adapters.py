@@ -400,6 +400,7 @@ def _wait(folder, proc, timeout=120.0):
     return s
 
 
+@pytest.mark.slow
 def test_floss_job_in_a_separate_process_gives_the_in_process_result():
     torch.manual_seed(3)
     gru = torch.nn.GRU(1, 4)

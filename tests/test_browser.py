@@ -21,6 +21,8 @@ from floss_core.store import Store
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import dashboard  # noqa: E402  (the page list)
+
+pytestmark = pytest.mark.slow   # end to end through real processes (pytest.ini)
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

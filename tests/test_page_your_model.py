@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
@@ -40,6 +41,7 @@ def _declare(at, *, arch="gru", hidden=4, k=3):
     at.number_input(key="k").set_value(k)
 
 
+@pytest.mark.slow
 def test_upload_report_floss_download(monkeypatch, tmp_path):
     torch.manual_seed(0)
     gru = torch.nn.GRU(1, 4)

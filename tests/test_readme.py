@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 HEADING = "## Use it in your own code"
 
@@ -26,6 +28,7 @@ def test_the_extractor_finds_the_right_block():
     assert section_code(text, HEADING) == "y = 2\n"
 
 
+@pytest.mark.slow
 def test_use_it_in_your_own_code_runs_as_written(tmp_path):
     code = section_code((ROOT / "README.md").read_text(encoding="utf-8"), HEADING)
     assert "floss_core.adapters" in code

@@ -140,6 +140,7 @@ def test_html_is_self_contained(fx):
     assert len(head) > 3_000_000  # the whole bundle, not a loader
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_html_makes_no_external_request_in_a_browser(fx, tmp_path):
     from playwright.sync_api import sync_playwright
@@ -192,6 +193,7 @@ def _coloured_pixels(img) -> int:
     return int(((a.max(axis=2) - a.min(axis=2)) > 40).sum())
 
 
+@pytest.mark.slow
 def test_pdf_has_the_expected_pages_and_visible_charts(pdf_pages):
     # page 1: title, verdict, tables; pages 2-4: five charts, two per page; page 5: command and configuration
     assert pdf_pages["bytes"][:5] == b"%PDF-"
@@ -202,6 +204,7 @@ def test_pdf_has_the_expected_pages_and_visible_charts(pdf_pages):
     assert text.index("Verdict") < text.index("Charts") < text.index("Reproduce")
 
 
+@pytest.mark.slow
 def test_pdf_chart_regions_are_not_blank(pdf_pages):
     # chart pages hold charts in their top and bottom halves (the last one only on top); text pages none
     halves = []

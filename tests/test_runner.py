@@ -131,6 +131,7 @@ def assert_matches(store, eid, records, keys=("schedule", "seed"), layout=()):
 
 
 # ------------------------------------------------------------------------------------ queue -> worker
+@pytest.mark.slow
 def test_submit_then_worker_subprocess_stores_what_an_in_process_run_gives(tmp_path, procs, reference, capsys):
     path = tmp_path / "floss.db"
     with Store(path) as store:
@@ -166,6 +167,7 @@ def test_submit_then_worker_subprocess_stores_what_an_in_process_run_gives(tmp_p
 
 
 # ------------------------------------------------------------------------------------ crash safety
+@pytest.mark.slow
 def test_kill_9_mid_experiment_then_a_new_worker_reruns_only_the_interrupted_runs(tmp_path, procs):
     path = tmp_path / "floss.db"
     # One worker runs one ensemble per delay (every schedule inside): job d=4 finishes, the kill lands
@@ -213,6 +215,7 @@ def test_kill_9_mid_experiment_then_a_new_worker_reruns_only_the_interrupted_run
             torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_cancel_stops_a_running_experiment_within_seconds(tmp_path, procs, capsys):
     path = tmp_path / "floss.db"
     spec = make_spec("quick", **{**TINY, "pre_steps": 100_000})  # job pre would floss for many minutes
@@ -247,6 +250,7 @@ def test_cancel_of_a_queued_experiment_is_immediate(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ executors
+@pytest.mark.slow
 def test_dask_local_cluster_stores_the_same_results_as_a_local_run(tmp_path, capsys):
     pytest.importorskip("distributed")
     from distributed import LocalCluster
@@ -276,6 +280,7 @@ def test_dask_local_cluster_stores_the_same_results_as_a_local_run(tmp_path, cap
         assert_matches(store, eid, local)
 
 
+@pytest.mark.slow
 def test_process_pool_matches_the_in_process_run(tmp_path):
     # a pool of 2 cuts the runs in two even parts, each one ensemble
     spec = make_spec("quick", **TINY)
@@ -288,6 +293,7 @@ def test_process_pool_matches_the_in_process_run(tmp_path):
         assert store.alive_workers() == []
 
 
+@pytest.mark.slow
 def test_every_execution_layout_stores_bit_identical_results(tmp_path):
     """1, 2 and 3 worker processes and a Dask cluster cut the 9 runs differently (9; 5 + 4; 3 + 3 + 3; one
     ensemble per schedule), yet every stored number equals the one ensemble of all 9 in this process:
@@ -405,6 +411,7 @@ def test_submit_prints_the_id_and_status_of_a_missing_store_is_one_line(tmp_path
 
 
 # ------------------------------------------------------------------------------------ ensure_worker
+@pytest.mark.slow
 def test_ensure_worker_starts_exactly_one_detached_worker(tmp_path, monkeypatch):
     path = tmp_path / "data" / "floss.db"
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
