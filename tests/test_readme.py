@@ -40,3 +40,21 @@ def test_use_it_in_your_own_code_runs_as_written(tmp_path):
     out = r.stdout
     assert "λ before:" in out and "λ after:" in out
     assert out.count("your task") == 2          # the two forecast verdicts
+
+
+def test_every_module_is_named_in_the_readme_and_architecture():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    arch = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    core = ROOT / "floss_core"
+    missing = []
+    for f in sorted(core.rglob("*.py")):
+        rel = f.relative_to(core)
+        if len(rel.parts) == 1:     # a top-level module: named by its path in the README's table
+            named_in_readme = f"floss_core/{rel}" in readme
+        else:                       # a package's module: the package row lists it by name
+            named_in_readme = f"floss_core/{rel.parts[0]}/" in readme and (
+                rel.name == "__init__.py" or f"`{rel.stem}`" in readme)
+        named_in_arch = rel.name in arch
+        if not (named_in_readme and named_in_arch):
+            missing.append(str(rel))
+    assert missing == []
