@@ -82,7 +82,8 @@ def _qr_cholesky(Q: torch.Tensor):
 
 def _qr_cholesky64(Q: torch.Tensor):
     """One CholeskyQR pass with the Gram matrix, its factor and the solve in float64: R = chol(QᵀQ)ᵀ,
-    Q <- Q R⁻¹. About 3× cheaper than LAPACK's Householder at these sizes on CPU; in float64 the Gram
+    Q <- Q R⁻¹. Cheaper than LAPACK's Householder at these sizes on CPU (bench/RESULTS.md, "QR interval
+    and method"); in float64 the Gram
     stays positive definite up to cond(Q) ~ 1e7, far beyond one step of a tangent map. Falls back to
     Householder for the whole batch when any Gram is not positive definite (an exactly singular step),
     so exact zeros on diag R stay exact."""

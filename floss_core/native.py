@@ -1,8 +1,8 @@
 """The compiled time loop of the fused RNN training kernel, with the Python loop as its fallback.
 
 ``models._RNNReadoutSequence`` runs two ATen calls per time step forward and two backward. Written as a
-Python loop, each step also pays the interpreter and the making of tensor views, about 14 ms of an
-80 ms training step at E = 9 on one CPU core. ``csrc/rnn_loop.cpp`` makes the same ATen calls in the
+Python loop, each step also pays the interpreter and the making of tensor views (what that costs per
+training step: bench/RESULTS.md, "The training step's time loop from C++ vs from Python"). ``csrc/rnn_loop.cpp`` makes the same ATen calls in the
 same order from C++, so both paths give identical numbers (tests compare them with ``torch.equal``);
 it is built once per machine by ``torch.utils.cpp_extension`` (needs a C++ compiler and ninja, about
 20 s, cached under ``TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``) and registered as
@@ -88,8 +88,8 @@ def keep_freed_memory() -> bool:
     """In a process that trains (a worker, ``compare``): let glibc keep freed blocks of up to 32 MiB for
     reuse instead of returning each to the kernel. A training step allocates a few such blocks (the
     states, 14 MiB at E = 9) and frees them; by default every new one is a fresh mapping whose 4 KiB
-    pages fault on first touch, ~1400-2700 page faults and 2-11 ms of system time per step here, ~0
-    with this. Linux/glibc only; elsewhere it does nothing and says False."""
+    pages fault on first touch (measured: bench/RESULTS.md, "no page faults in the workers"). Linux/glibc
+    only; elsewhere it does nothing and says False."""
     import ctypes
     import ctypes.util
     import sys
