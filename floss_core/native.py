@@ -3,10 +3,11 @@
 ``models._RNNReadoutSequence`` runs two ATen calls per time step forward and two backward. Written as a
 Python loop, each step also pays the interpreter and the making of tensor views (what that costs per
 training step: bench/RESULTS.md, "The training step's time loop from C++ vs from Python").
-``csrc/rnn_loop.cpp`` makes the same ATen calls in the same order from C++, so both paths give
-identical numbers (tests compare them with ``torch.equal``); it is built once per machine by ``torch.utils.cpp_extension`` (needs a C++ compiler and ninja, about
-20 s, cached under ``TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``) and registered as
-``torch.ops.floss_native``. Where it cannot be built, a warning says why and the Python loop runs.
+``csrc/rnn_loop.cpp`` makes the same ATen calls in the same order from C++, so both paths give identical
+numbers (tests compare them with ``torch.equal``); it is built once per machine by
+``torch.utils.cpp_extension`` (needs a C++ compiler and ninja, about 20 s, cached under
+``TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``) and registered as ``torch.ops.floss_native``.
+Where it cannot be built, a warning says why and the Python loop runs.
 
 ``FLOSS_NATIVE=0`` turns it off (``1``, the default, uses it when it can be built).
 """
