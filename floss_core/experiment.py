@@ -111,11 +111,7 @@ def validate_spec(spec: ComparisonSpec) -> None:
     for d in spec.delays:
         T.validate_task(replace(spec.task, delay=d))
     for s in spec.schedules:
-        S.validate_schedule(s)
-        if s.name == "adaptive" and s.every % spec.train.eval_every:
-            raise ValueError(f"adaptive every ({s.every}) must be a multiple of eval_every ({spec.train.eval_every})")
-        if s.name == "adaptive" and s.adaptive_k > spec.floss.k:
-            raise ValueError(f"adaptive_k must be in 1..{spec.floss.k} (k), got {s.adaptive_k}")
+        S.validate_schedule(s, eval_every=spec.train.eval_every, k=spec.floss.k)
 
 
 def spec_to_dict(spec: ComparisonSpec) -> dict:

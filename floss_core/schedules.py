@@ -15,6 +15,10 @@ import math
 from dataclasses import dataclass
 
 NAMES = ("none", "pre", "inter", "pre+inter", "adaptive", "joint")
+# how reports name them in a sentence ("pre-flossing solved 9 of 9 seeds")
+LABELS = {"none": "no flossing", "pre": "pre-flossing", "inter": "intermittent flossing",
+          "pre+inter": "pre- and intermittent flossing", "adaptive": "adaptive flossing",
+          "joint": "joint flossing"}
 
 
 @dataclass(frozen=True)
@@ -30,7 +34,9 @@ class Schedule:
     weight: float = 1.0                     # joint: loss = task + weight * flossing_loss
 
 
-def validate_schedule(s: Schedule) -> None:
+def validate_schedule(s: Schedule, *, eval_every: int | None = None, k: int | None = None) -> None:
+    """ValueError (one line) for a bad schedule; with the comparison's ``eval_every`` and flossing ``k``
+    also what the schedule needs of them (adaptive: it measures at evaluations, at most k exponents)."""
     if s.name not in NAMES:
         raise ValueError(f"unknown schedule {s.name!r}; choose one of {', '.join(NAMES)}")
     for field in ("pre_steps", "inter_steps", "adaptive_steps"):
@@ -46,6 +52,10 @@ def validate_schedule(s: Schedule) -> None:
         raise ValueError(f"threshold must be >= 0, got {s.threshold}")
     if not s.weight >= 0:
         raise ValueError(f"weight must be >= 0, got {s.weight}")
+    if s.name == "adaptive" and eval_every is not None and s.every % eval_every:
+        raise ValueError(f"adaptive every ({s.every}) must be a multiple of eval_every ({eval_every})")
+    if s.name == "adaptive" and k is not None and s.adaptive_k > k:
+        raise ValueError(f"adaptive_k must be in 1..{k} (k), got {s.adaptive_k}")
 
 
 def pre_steps(s: Schedule) -> int:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import math
 
+from ..schedules import LABELS
 from ..stats import ALPHA, fisher_exact, min_attainable_p, seeds_needed
 
 
 def _label(name: str) -> str:
-    return {"none": "no flossing", "pre": "pre-flossing", "inter": "intermittent flossing",
-            "pre+inter": "pre- and intermittent flossing", "adaptive": "adaptive flossing",
-            "joint": "joint flossing"}.get(name, name)
+    return LABELS.get(name, name)
 
 
 def percent(x: float) -> str:
