@@ -4,7 +4,6 @@ import streamlit as st
 
 import dashboard as ui
 from floss_core import views
-from floss_core.demo import quick_demo_spec
 
 
 def home():
@@ -18,6 +17,8 @@ def home():
         st.write("The store is empty. The quick demo trains 3 seeds of a 32-unit RNN on delayed XOR at delays 10 "
                  "and 20, without flossing and with pre-flossing, in a background worker (about a minute).")
         if st.button("Run the quick demo comparison", type="primary"):
+            from floss_core.demo import quick_demo_spec   # the spec code (and torch) loads on the click
+
             new_id = ui.launch(quick_demo_spec())
             st.switch_page(ui.PAGES["Runs"], query_params={"experiment": new_id})
         st.page_link(ui.PAGES["Launch"], label="Or design your own comparison on the Launch page",

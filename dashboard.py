@@ -17,12 +17,8 @@ import pandas as pd
 import streamlit as st
 
 from floss_core import fmt, options, runner, tasks, views
-from floss_core.adapters import forecast_model
-from floss_core.experiment import estimate_seconds, spec_from_dict, spec_to_dict
-from floss_core.models import ModelConfig
 from floss_core.schedules import planned_floss_steps
 from floss_core.store import Store, StoreError, default_store_path
-from floss_core.tasks import load_series
 
 
 def _title(page: Path) -> str:
@@ -150,6 +146,8 @@ def start_worker() -> None:
 
 def rerun(experiment_id: int) -> int:
     """Queue an experiment's stored configuration again; the new id."""
+    from floss_core.experiment import spec_from_dict   # torch loads when a spec is built, not with the page
+
     return launch(spec_from_dict(store().rerun_config(experiment_id)))
 
 
@@ -195,7 +193,7 @@ def save_upload(upload) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / safe_filename(upload.name)
     path.write_bytes(upload.getvalue())
-    load_series(str(path))  # ValueError with the row and column at fault
+    tasks.load_series(str(path))  # ValueError with the row and column at fault
     return str(path)
 
 
@@ -217,12 +215,14 @@ def work_summary(spec) -> str:
 
 @st.cache_data(show_spinner="Timing a few real training and flossing steps...", max_entries=64)
 def _estimate(spec_json: str, workers: int) -> float:
+    from floss_core.experiment import estimate_seconds, spec_from_dict
+
     return estimate_seconds(spec_from_dict(json.loads(spec_json)), workers=workers)
 
 
 def estimate(spec, *, measure: bool) -> float | None:
     """Measured time of ``spec`` once asked for (``measure``), then remembered for that spec."""
-    key = json.dumps(spec_to_dict(spec), sort_keys=True)
+    key = json.dumps(asdict(spec), sort_keys=True)   # experiment.spec_to_dict is asdict
     asked = st.session_state.setdefault("estimated_specs", set())
     if measure:
         asked.add(key)
@@ -240,6 +240,9 @@ def estimate(spec, *, measure: bool) -> float | None:
 @st.cache_data(show_spinner=False, max_entries=64)
 def _forecast(model_json: str, delay: int, channels: int) -> str | None:
     try:
+        from floss_core.adapters import forecast_model
+        from floss_core.models import ModelConfig
+
         return forecast_model(ModelConfig(**json.loads(model_json)), delay, channels=channels)["verdict"]
     except ValueError:  # λ_1 not measurable (NaN): no verdict rather than a wrong one
         return None

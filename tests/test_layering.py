@@ -103,3 +103,9 @@ def test_the_public_face_is_a_short_lazy_list():
     import importlib
     for name, module in floss_core._FACE.items():
         assert getattr(floss_core, name) is getattr(importlib.import_module(f"floss_core.{module}"), name)
+
+
+def test_the_dashboards_shared_module_loads_no_torch():
+    # every page imports dashboard.py; torch loads only when a page builds a spec, estimates or floss
+    loaded = _modules_after("import sys; sys.path.insert(0, '.')\nimport dashboard")
+    assert "torch" not in loaded and "floss_core.store" in loaded
