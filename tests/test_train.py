@@ -1,5 +1,6 @@
-"""Tests for floss_core.train: schedule phases at the right steps, the optimiser and clipping against
-torch's, divergence handling, reproducibility, ensemble = separate runs, success logic, CSV tasks.
+"""Tests for floss_core.train: schedule phases at the right steps, divergence handling, reproducibility,
+ensemble = separate runs, success logic, CSV tasks (the optimiser and clipping: test_optim.py; the fused
+flossing window: test_phases.py).
 
 Every run is tiny (N = 6, T = 12, a handful of steps) so the file stays fast on one CPU thread."""
 import importlib
@@ -11,7 +12,6 @@ import torch
 
 from floss_core import models as M
 from floss_core.configs import FlossConfig, TrainConfig
-from floss_core.optim import EnsembleAdam, clip_per_member
 from floss_core.schedules import Schedule
 from floss_core.tasks import TaskConfig
 from floss_core.train import train
@@ -170,100 +170,6 @@ def test_joint_every_changes_the_result_only_from_the_first_step_it_skips():
     la, lb = metrics_of(a, "train_loss"), metrics_of(b, "train_loss")
     assert la[:2] == lb[:2]          # both add the term at step 0, so step 1's loss agrees
     assert la[2] != lb[2]            # only every=1 adds it at step 1
-
-
-# ------------------------------------------------------------------------------ optimiser and clipping
-def test_ensemble_adam_equals_torch_adam_per_member_and_skips_inactive():
-    g = torch.Generator().manual_seed(0)
-    E = 3
-    shapes = [(4, 5), (4,), ()]
-    init = [torch.randn(E, *s, generator=g, dtype=torch.float64) for s in shapes]
-    params = [p.clone().requires_grad_(True) for p in init]
-    opt = EnsembleAdam(params, lr=0.05, betas=(0.8, 0.99), eps=1e-6)
-    refs = [[p[e].clone().requires_grad_(True) for p in init] for e in range(E)]
-    ref_opts = [torch.optim.Adam(r, lr=0.05, betas=(0.8, 0.99), eps=1e-6) for r in refs]
-    masks = [[1, 1, 1], [1, 0, 1], [1, 0, 1], [0, 1, 1], [1, 1, 0], [1, 1, 1]]
-    for mask in masks:
-        grads = [torch.randn(E, *s, generator=g, dtype=torch.float64) for s in shapes]
-        for p, gr in zip(params, grads):
-            p.grad = gr.clone()
-        opt.step(torch.tensor(mask, dtype=torch.bool))
-        for e in range(E):
-            if mask[e]:
-                for r, gr in zip(refs[e], grads):
-                    r.grad = gr[e].clone()
-                ref_opts[e].step()
-    for e in range(E):
-        for p, r in zip(params, refs[e]):
-            assert torch.allclose(p[e], r, atol=1e-12, rtol=0), e
-    # an always-inactive member is not touched at all
-    frozen = [p.clone().requires_grad_(True) for p in init]
-    opt2 = EnsembleAdam(frozen, lr=0.05)
-    for _ in range(3):
-        for p in frozen:
-            p.grad = torch.ones_like(p)
-        opt2.step(torch.tensor([True, False, True]))
-    for p, p0 in zip(frozen, init):
-        assert torch.equal(p[1], p0[1]) and not torch.equal(p[0], p0[0])
-    assert opt2.t.tolist() == [3, 0, 3]
-
-
-def test_ensemble_adam_in_place_path_equals_the_masked_path_bit_for_bit():
-    # all members active takes the in-place path; a spare inactive member forces torch.where for the rest
-    g = torch.Generator().manual_seed(2)
-    init = torch.randn(3, 5, generator=g)
-    a, b = init[:2].clone().requires_grad_(True), init.clone().requires_grad_(True)
-    oa, ob = EnsembleAdam([a], lr=1e-2), EnsembleAdam([b], lr=1e-2)
-    for _ in range(4):
-        gr = torch.randn(3, 5, generator=g)
-        a.grad, b.grad = gr[:2].clone(), gr.clone()
-        oa.step(torch.ones(2, dtype=torch.bool))
-        ob.step(torch.tensor([True, True, False]))
-    assert torch.equal(a.detach(), b.detach()[:2]) and torch.equal(oa.m[0], ob.m[0][:2])
-
-
-def test_ensemble_adam_float32_matches_torch_adam():
-    g = torch.Generator().manual_seed(1)
-    init = torch.randn(2, 6, generator=g)
-    p = init.clone().requires_grad_(True)
-    opt = EnsembleAdam([p], lr=1e-3)
-    ref = [init[e].clone().requires_grad_(True) for e in range(2)]
-    ropt = [torch.optim.Adam([r], lr=1e-3) for r in ref]
-    for _ in range(20):
-        gr = torch.randn(2, 6, generator=g)
-        p.grad = gr.clone()
-        opt.step(torch.ones(2, dtype=torch.bool))
-        for e in range(2):
-            ref[e].grad = gr[e].clone()
-            ropt[e].step()
-    for e in range(2):
-        assert torch.allclose(p[e], ref[e], atol=1e-6, rtol=0)
-
-
-@pytest.mark.parametrize("max_norm", [0.03, 1.0, 0.0])
-def test_clip_per_member_equals_clip_grad_norm_per_array(max_norm):
-    g = torch.Generator().manual_seed(2)
-    shapes = [(3, 4, 5), (3, 4), (3, 1)]
-    grads = [torch.randn(*s, generator=g, dtype=torch.float64) * 0.05 for s in shapes]
-    grads[0][1] *= 100          # member 1 has a big gradient in the first array only
-    params = [torch.zeros(*s, dtype=torch.float64, requires_grad=True) for s in shapes]
-    for p, gr in zip(params, grads):
-        p.grad = gr.clone()
-    norms = clip_per_member(params, max_norm)
-    for e in range(3):
-        total = 0.0
-        for p, gr in zip(params, grads):
-            ref = torch.zeros_like(gr[e], requires_grad=True)
-            ref.grad = gr[e].clone()
-            if max_norm > 0:
-                n = torch.nn.utils.clip_grad_norm_([ref], max_norm)
-            else:
-                n = gr[e].norm()
-            total += float(n) ** 2
-            assert torch.allclose(p.grad[e], ref.grad, atol=1e-15, rtol=1e-12)
-        assert math.isclose(float(norms[e]), math.sqrt(total), rel_tol=1e-12)
-    if max_norm == 0.03:
-        assert params[0].grad[1].norm() <= 0.03 + 1e-9 and grads[0][1].norm() > 1
 
 
 # ------------------------------------------------------------------------------ divergence
@@ -431,26 +337,3 @@ def test_train_validates_its_inputs(kwargs, match):
 def test_should_stop_cancels():
     with pytest.raises(TR.Cancelled):
         train(MODEL, TASK, TRAIN, FLOSS, Schedule("none"), [0], should_stop=lambda: True)
-
-
-@pytest.mark.parametrize("through_states, qr_every", [(True, 1), (False, 1), (True, 2)])
-def test_fused_flossing_window_equals_the_unfused_reference(through_states, qr_every):
-    # qr='auto' on an rnn: states from the fused sequence kernel, tangents and CholeskyQR in the window kernel
-    # with its hand-written backward; fused=False: the step loop, Householder QR, autograd. Same exponents,
-    # same gradient for every flossed parameter.
-    model = M.ModelConfig(hidden=7, gain=1.8, relax_steps=5)
-    base = {k: v.double() for k, v in M.init_ensemble(model, 2, 1, [3, 4]).items()}
-    floss = TR.FlossConfig(k=5, seq_len=13, transient=3, qr_every=qr_every, through_states=through_states)
-    inputs = torch.randint(0, 2, (13, 2, 2, 2), generator=torch.Generator().manual_seed(1)).double()
-    Q0 = TR.member_q0([3, 4], 7, 5, "cpu").double()
-    weights = torch.linspace(-1.0, 2.0, 5, dtype=torch.float64)
-    got = {}
-    for fused in (True, False):
-        p = {k: v.clone().requires_grad_(True) for k, v in base.items()}
-        lam = TR.flossing_exponents(model, p, floss, inputs, Q0, fused=fused)
-        (lam * weights).sum().backward()
-        got[fused] = [lam.detach()] + [p[k].grad for k in ("J", "W_in", "b")]
-    for a, b in zip(got[True], got[False]):
-        assert (a is None and b is None) or torch.allclose(a, b, atol=1e-9, rtol=0)
-    # the input weights reach the exponents only through the states
-    assert (got[True][2] is None) == (not through_states) and got[True][1].abs().max() > 0
