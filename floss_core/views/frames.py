@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..schedules import NAMES as SCHEDULES
 from ..stats import success_rate
+from ..tasks import SCORE_COLUMNS
 from ..store import SCORED_RUN_STATUSES as SCORED  # a diverged run is a failure, a failed one no outcome
 
 STAGES = ("initial", "after flossing", "end of training")  # the spectrum / Jacobian snapshots shown
@@ -67,9 +68,9 @@ def _scored_groups(runs: pd.DataFrame):
 
 
 def score_column(runs: pd.DataFrame) -> str:
-    """'test_acc' for bit tasks, 'test_r2' for a CSV forecast (whichever the runs recorded)."""
-    return "test_r2" if "test_r2" in runs and runs["test_r2"].notna().any() and \
-        not ("test_acc" in runs and runs["test_acc"].notna().any()) else "test_acc"
+    """The test score the runs recorded: the first of the tasks' score columns (``tasks.SCORE_COLUMNS``:
+    'test_acc' for bit tasks, 'test_r2' for a CSV forecast) that holds a value, else the first."""
+    return next((c for c in SCORE_COLUMNS if c in runs and runs[c].notna().any()), SCORE_COLUMNS[0])
 
 
 # ------------------------------------------------------------------------------ runs and experiments
