@@ -61,6 +61,7 @@ def make_spec(preset: str = "quick", **options) -> ComparisonSpec:
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise ValueError(f"unknown option {unknown[0]!r}; choose from {', '.join(OPTIONS)}")
+    O.check(options)                                 # choices, with the table's messages
     base = PRESETS[preset]
     parts = {name: base[name] for name in ("task", "model", "train", "floss", "schedule")}
     if options.get("floss_design") is not None:      # first, so that single flossing fields still override it

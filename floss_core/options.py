@@ -47,6 +47,7 @@ class Option:
     key: str | None = None         # the Launch page's widget key after "<size>:" (default: name)
     low: float | None = None       # the Launch page's minimum
     page_help: str | None = None
+    what: str | None = None        # the word for one value in messages ("unknown <what> 'x'"; default: name)
 
 
 _TABLE = (
@@ -83,7 +84,7 @@ _TABLE = (
     Option("device", None, "str", "--device", choices=DEVICES, label="Device", page="network"),
     # schedules and flossing
     Option("schedules", None, "names", "--schedules", "comma-separated: " + ",".join(SCHEDULES),
-           choices=SCHEDULES, label="Schedules to compare", page="flossing"),
+           choices=SCHEDULES, label="Schedules to compare", what="schedule", page="flossing"),
     Option("k", "floss.k", "int", "--k", label="k, exponents flossed", low=1, page="flossing"),
     Option("qr_every", "floss.qr_every", "int", "--qr-every"),
     Option("floss_len", "floss.seq_len", "int", "--floss-len", "flossing window length"),
@@ -109,7 +110,7 @@ _TABLE = (
            "lab (default: truncated state gradient, clipping, stopping rule; bench/floss_study.py) or reference "
            "(the paper's code exactly)", choices=DESIGNS, label="Flossing design", key="design",
            page_help="lab: truncated state gradient, clipping and a stopping rule, chosen by bench/floss_study.py; "
-                     "reference: the paper's code exactly", page="details"),
+                     "reference: the paper's code exactly", page="details", what="flossing design"),
     Option("name", None, "str", "--name"),
 )
 OPTIONS: dict[str, Option] = {o.name: o for o in _TABLE}
@@ -118,6 +119,22 @@ FIELDS = {o.name: tuple(o.field.split(".")) for o in _TABLE if o.field}   # keyw
 CLI = tuple(o for o in _TABLE if o.flag)                 # the command line's comparison options
 PAGE = tuple(o for o in _TABLE if o.page)                # the Launch page's widgets, in table order
 PAGE_SECTIONS = ("task", "network", "flossing", "details")
+
+
+# ------------------------------------------------------------------------------------ checking values
+def check(values: dict) -> None:
+    """ValueError (one line, generated from the table) for a given value outside its option's choices:
+    ``unknown arch 'x'; choose one of rnn, gru, lstm``. make_spec runs it first; the ranges of numbers are
+    checked by the configs' validators (which also guard a library user calling ``train`` directly)."""
+    for name, value in values.items():
+        o = OPTIONS.get(name)
+        if o is None or o.choices is None or value is None:
+            continue
+        given = ([n.strip() for n in value.split(",") if n.strip()] if isinstance(value, str) else list(value)) \
+            if o.kind == "names" else [value]
+        for v in given:
+            if v not in o.choices:
+                raise ValueError(f"unknown {o.what or o.name} {v!r}; choose one of {', '.join(o.choices)}")
 
 
 # ------------------------------------------------------------------------------------ reading a spec

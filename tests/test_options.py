@@ -68,3 +68,18 @@ def test_the_report_formats_are_the_reports():
     from floss_core.report.formats import FORMATS
 
     assert O.REPORT_FORMATS == FORMATS
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(arch="transformer"), "unknown arch 'transformer'; choose one of rnn, gru, lstm"),
+    (dict(task="sort"), "unknown task 'sort'; choose one of copy, xor, parity, csv"),
+    (dict(schedules="none,sometimes"), "unknown schedule 'sometimes'; choose one of " + ", ".join(O.SCHEDULES)),
+    (dict(schedules=["pre", "never"]), "unknown schedule 'never'; choose one of " + ", ".join(O.SCHEDULES)),
+    (dict(floss_design="magic"), "unknown flossing design 'magic'; choose one of lab, reference"),
+    (dict(device="tpu"), "unknown device 'tpu'; choose one of auto, cpu, cuda"),
+    (dict(qr="givens"), "unknown qr 'givens'; choose one of auto, householder, cholesky"),
+])
+def test_make_spec_refuses_a_choice_with_the_tables_message(options, message):
+    with pytest.raises(ValueError) as e:
+        make_spec("quick", **options)
+    assert str(e.value) == message
