@@ -76,7 +76,7 @@ class _Queries(_Connection):
             schedule, status: one value or several.
 
         Columns: run_id, experiment_id, experiment (name), schedule, seed, member, task, delay, status,
-        success (nullable bool), convergence_step, diverged_step, reason, floss_seconds, train_seconds,
+        success (nullable bool), convergence_step, diverged_step, reason, floss_seconds, train_seconds, eval_seconds, diag_seconds,
         wall_seconds, device, started_at, finished_at, attempts, versions (dict), config (dict), then one
         column per key of the run's ``final`` dict (test_acc, lambda1_before, ...; NaN where absent).
         """
@@ -101,7 +101,7 @@ class _Queries(_Connection):
                    json_extract(r.config_json, '$.task.name') AS task,
                    r.delay,
                    r.status, r.success, r.convergence_step, r.diverged_step, r.reason,
-                   r.floss_seconds, r.train_seconds, r.wall_seconds, r.device,
+                   r.floss_seconds, r.train_seconds, r.eval_seconds, r.diag_seconds, r.wall_seconds, r.device,
                    r.started_at, r.finished_at, r.attempts,
                    r.versions_json, r.config_json, r.final_json
             FROM runs r JOIN experiments e ON e.id = r.experiment_id
@@ -110,7 +110,7 @@ class _Queries(_Connection):
         df["success"] = df["success"].astype("boolean")
         for column in ("convergence_step", "diverged_step"):
             df[column] = df[column].astype("Int64")
-        for column in ("floss_seconds", "train_seconds", "wall_seconds"):
+        for column in ("floss_seconds", "train_seconds", "eval_seconds", "diag_seconds", "wall_seconds"):
             df[column] = df[column].astype(float)
         df["versions"] = df.pop("versions_json").map(lambda s: _loads(s) if isinstance(s, str) else {})
         df["config"] = df.pop("config_json").map(_loads)
@@ -246,6 +246,7 @@ def run_records(runs: pd.DataFrame) -> list[dict]:
             "convergence_step": None if is_missing(row["convergence_step"]) else int(row["convergence_step"]),
             "diverged_step": None if is_missing(row["diverged_step"]) else int(row["diverged_step"]),
             "reason": row["reason"], "final": final, "floss_seconds": row["floss_seconds"],
-            "train_seconds": row["train_seconds"], "wall_seconds": row["wall_seconds"], "device": row["device"],
+            "train_seconds": row["train_seconds"], "eval_seconds": row.get("eval_seconds"),
+            "diag_seconds": row.get("diag_seconds"), "wall_seconds": row["wall_seconds"], "device": row["device"],
         })
     return records

@@ -143,6 +143,13 @@ MIGRATIONS: list[str] = [
     DROP TABLE runs;
     ALTER TABLE runs_v2 RENAME TO runs;
     """,
+    # v3: a run's wall time split four ways (issue 15): task training and flossing were there; evaluation
+    # (test batches, the success check) and the lab's diagnostics (spectra, κ₂, gradient-vs-horizon
+    # snapshots) get their own columns, so that no cost headline counts diagnostics as a schedule's cost.
+    """
+    ALTER TABLE runs ADD COLUMN eval_seconds REAL;
+    ALTER TABLE runs ADD COLUMN diag_seconds REAL;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS) - 1
 

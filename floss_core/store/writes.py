@@ -114,14 +114,16 @@ def _write_run(conn: sqlite3.Connection, experiment_id: int, record: dict, now: 
     conn.execute("""
         UPDATE runs SET member = COALESCE(?, member), config_json = COALESCE(?, config_json), status = ?,
                         success = ?, convergence_step = ?, diverged_step = ?, reason = ?, final_json = ?,
-                        floss_seconds = ?, train_seconds = ?, wall_seconds = ?, device = ?, versions_json = ?,
+                        floss_seconds = ?, train_seconds = ?, eval_seconds = ?, diag_seconds = ?,
+                        wall_seconds = ?, device = ?, versions_json = ?,
                         started_at = COALESCE(started_at, ?), finished_at = ?
         WHERE id = ?""",
         (member, config_json, status,
          None if success is None else int(bool(success)),
          _int_or_none(record.get("convergence_step")), _int_or_none(record.get("diverged_step")),
          record.get("reason"), _dumps(record.get("final", {})),
-         _real(record.get("floss_seconds")), _real(record.get("train_seconds")), wall,
+         _real(record.get("floss_seconds")), _real(record.get("train_seconds")),
+         _real(record.get("eval_seconds")), _real(record.get("diag_seconds")), wall,
          record.get("device"), _dumps(record.get("versions", {})),
          started, now, run_id))
 
