@@ -76,8 +76,8 @@ class _Queries(_Connection):
             schedule, status: one value or several.
 
         Columns: run_id, experiment_id, experiment (name), schedule, seed, member, task, delay, status,
-        success (nullable bool), convergence_step, diverged_step, reason, floss_seconds, train_seconds, eval_seconds, diag_seconds,
-        wall_seconds, device, started_at, finished_at, attempts, versions (dict), config (dict), then one
+        success (nullable bool), convergence_step, diverged_step, reason, floss_seconds, train_seconds,
+        eval_seconds, diag_seconds, wall_seconds, device, started_at, finished_at, attempts, versions (dict), config (dict), then one
         column per key of the run's ``final`` dict (test_acc, lambda1_before, ...; NaN where absent).
         """
         clauses, params = [], []
