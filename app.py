@@ -28,12 +28,15 @@ def home():
     exp = ui.store().experiment(experiment_id)
     st.subheader(f"#{experiment_id} {exp['name']}: {exp['status']}, "
                  f"{exp['n_finished']} of {exp['n_runs']} runs finished")
-    success = views.success_vs_delay(ui.read("runs", experiment_id))
+    runs = ui.read("runs", experiment_id)
+    success = views.success_vs_delay(runs)
     if success.empty:
         st.info("No finished runs yet: the Runs page shows the progress.")
     else:
         for col, r in zip(st.columns(min(len(success), 6)) * 10, success.itertuples()):
             col.metric(f"{r.schedule}, d={r.delay}", f"{r.rate:.0%}", help=f"{r.successes} of {r.n} seeds solved")
+        h = views.roi_headline(views.roi_table(runs))   # the cost: flossing against task training
+        st.markdown(views.frames.cost_sentence(h["delay"], h["floss_cost"], h["diag_s_per_run"], h["diag_share"]))
         st.plotly_chart(views.fig_success_vs_delay(success))
     for col, (title, path) in zip(st.columns(4) * 2, ui.PAGES.items()):  # links that carry this experiment
         col.page_link(path, label=title, icon=ui.ICONS.get(title), query_params={"experiment": experiment_id})

@@ -16,7 +16,8 @@ from . import schedules as S
 from . import tasks as T
 from .models import ModelConfig, state_dim, validate_model
 from .plan import Job, estimate_seconds, job_units, plan, shards_for  # noqa: F401  (the plan of a comparison: plan.py)
-from .stats import mean, quantile, success_rate, wilson_interval  # noqa: F401  (wilson_interval: public here)
+from .stats import is_missing, mean, quantile, success_rate, wilson_interval  # noqa: F401  (wilson_interval: public here)
+from .stats import solve_groups, time_to_solution
 from .configs import LAB_FLOSS, FlossConfig, TrainConfig, resolve_device, validate_floss, validate_train, with_design
 from .train import train
 
@@ -160,10 +161,47 @@ def run_comparison(spec: ComparisonSpec, *, on_progress=None, should_stop=None, 
 
 
 # ------------------------------------------------------------------------------------ summaries
+def _cost(rs: list[dict]) -> dict:
+    """What the runs of one schedule cost, per run (a part not recorded, as in a store from before
+    issue 15: NaN): ``train_s_per_run``, ``floss_s_per_run``, ``eval_s_per_run``, ``diag_s_per_run``; the
+    schedule's cost ``compute_s_per_run`` = training + flossing (never evaluation or diagnostics);
+    ``floss_cost_vs_training`` = flossing / task-training seconds (1.1: "+110 % training compute, i.e.
+    2.1×"); ``diag_share``, the lab's diagnostics as a share of the wall time (measurement overhead, not a
+    cost of the schedule); ``train_steps`` and ``floss_steps``, the mean step counts per run."""
+    def seconds(r, part):
+        v = r.get(f"{part}_seconds")
+        return math.nan if is_missing(v) else float(v)
+
+    def per_run(xs):
+        xs = [x for x in xs if not math.isnan(x)]
+        return sum(xs) / len(xs) if xs else math.nan
+
+    train_floss = [(seconds(r, "train"), seconds(r, "floss")) for r in rs]
+    both = [(t, f) for t, f in train_floss if not (math.isnan(t) or math.isnan(f))]
+    trained = sum(t for t, _ in both)
+    diag_wall = [(seconds(r, "diag"), seconds(r, "wall")) for r in rs]
+    diag_wall = [(d, w) for d, w in diag_wall if not (math.isnan(d) or math.isnan(w))]
+    walls = sum(w for _, w in diag_wall)
+    return {"train_s_per_run": per_run(t for t, _ in train_floss),
+            "floss_s_per_run": per_run(f for _, f in train_floss),
+            "eval_s_per_run": per_run(seconds(r, "eval") for r in rs),
+            "diag_s_per_run": per_run(seconds(r, "diag") for r in rs),
+            "compute_s_per_run": per_run(t + f for t, f in both),
+            "floss_cost_vs_training": sum(f for _, f in both) / trained if trained > 0 else math.nan,
+            "diag_share": sum(d for d, _ in diag_wall) / walls if walls > 0 else math.nan,
+            "train_steps": mean(r["final"].get("train_steps") for r in rs),
+            "floss_steps": mean(r["final"].get("floss_steps") for r in rs)}
+
+
 def summarize(records: list[dict]) -> list[dict]:
     """Per (delay, schedule): n, successes, success rate with its 95% interval, median / IQR
     convergence step (over successful runs), mean final accuracy, mean λ_1 and log10 κ₂ before /
-    after, diverged count, wall time (sum over runs) and its flossing share."""
+    after, diverged count, wall time (sum over runs) and its flossing share, what a run costs (``_cost``:
+    training and flossing, apart from evaluation and the lab's diagnostics); and the time to solution with
+    the unsolved runs censored (``stats.time_to_solution``): median_solve_step with median_solve_lo /
+    median_solve_hi (Kaplan–Meier median and 95% interval; inf, null in JSON: not reached within the
+    budget), logrank_p vs 'none' at the same delay, and the paired seeds: paired_seeds, solved_first,
+    baseline_first, paired_p (sign test)."""
     groups: dict = {}
     for r in records:
         key = (r["config"]["task"]["delay"], r["schedule"])
@@ -189,5 +227,33 @@ def summarize(records: list[dict]) -> list[dict]:
             "log10_kappa_after": mean(f.get("log10_kappa_after") for f in fin),
             "diverged": sum(r["status"] == "diverged" for r in rs),
             "wall_seconds": wall, "floss_share": floss_s / wall if wall else math.nan,
+            **_cost(rs),
+            **_skill(rs),
         })
+    # time to solution, counting the runs that never solved (censored): stats.time_to_solution's keys
+    survival = time_to_solution(solve_groups(records))
+    for row in out:
+        row.update({k: v for k, v in survival[(row["delay"], row["schedule"])].items() if k != "n"})
     return out
+
+
+# the csv runs' final numbers that summarize averages per schedule (diagnostics.judge, baseline_scores)
+SKILL_KEYS = ("test_skill", "test_mse", "test_r2", "persistence_mse", "persistence_r2", "seasonal_mse",
+              "seasonal_r2", "baseline_mse", "baseline_r2")
+
+
+def _skill(rs: list[dict]) -> dict:
+    """For runs judged against baselines (csv): 'skill', the mean final skill 1 - MSE / MSE of the better
+    baseline; 'skill_margin', the bar of success; the means of the network's final test_mse and test_r2 and
+    of the baselines' MSE and R² on the same test windows (seasonal_* only with a period); 'baseline', the
+    better baseline's name. {} for runs without a skill (the bit tasks, runs stored before issue 15)."""
+    fin = [r["final"] for r in rs]
+    if not any("test_skill" in f for f in fin):
+        return {}
+    out = {("skill" if k == "test_skill" else k): mean(f.get(k) for f in fin)
+           for k in SKILL_KEYS if any(k in f for f in fin)}
+    names = [f["baseline"] for f in fin if isinstance(f.get("baseline"), str)]
+    out["baseline"] = max(sorted(set(names)), key=names.count) if names else None   # the same for a delay
+    out["skill_margin"] = rs[0]["config"]["task"].get("skill_margin")
+    return out
+

@@ -85,8 +85,8 @@ def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, flos
       should_stop: ``() -> bool`` polled every step; True raises ``Cancelled``.
     Returns:
       one run record (dict) per (schedule, seed), schedules outermost: status done/diverged, success,
-      convergence_step, final metrics, metrics / spectra / jacobian rows, timings, device, versions,
-      full config.
+      convergence_step, final metrics, metrics / spectra / jacobian rows, timings (``_Run.records``),
+      device, versions, full config.
     """
     schedules = [schedule] if isinstance(schedule, S.Schedule) else list(schedule)
     dev = resolve_device(device)
@@ -139,13 +139,22 @@ class _Member:
     final: dict = field(default_factory=dict)
 
 
+PARTS = ("train", "floss", "eval", "diag")   # where a run's seconds go (``_Run.records``)
+
+
 class _Run:
     """One ensemble in training: its parameters, optimisers and data streams, each member's records,
-    who is still active, the time spent and the progress made. ``train`` calls its phases in order."""
+    who is still active, the time spent and the progress made. ``train`` calls its phases in order.
+
+    Time is kept per member in four parts (``PARTS``): task training (the task's batches, forward,
+    backward, clipping and optimiser steps), flossing (the flossing phases, the joint term's forward and
+    backward, adaptive's own measurements), evaluation (test batches, the success check) and the lab's
+    diagnostics (spectra, κ₂, gradient-vs-horizon snapshots, the λ monitor). Work done for the whole
+    ensemble is charged to its members in equal shares, flossing only to the members that flossed."""
 
     def __init__(self, model, task, train_cfg: TrainConfig, floss: FlossConfig, schedules: list, seeds: list,
                  dev, *, total: int, on_progress, should_stop):
-        self.t_wall = time.perf_counter()
+        self.t_wall, self.callback_seconds = time.perf_counter(), 0.0
         self.model, self.task, self.cfg, self.fl = model, task, train_cfg, floss
         self.schedules, self.dev = schedules, dev
         self.kind = T.loss_kind(task)
@@ -167,7 +176,8 @@ class _Run:
         self.diag_transient = min(train_cfg.diag_transient, self.diag_inputs.shape[0] // 2)
         self.members = [_Member(s) for s in seeds]
         self.active = torch.ones(e, dtype=torch.bool, device=dev)
-        self.seconds = {"floss": [0.0] * e, "train": 0.0, "diag": 0.0}
+        self.seconds = {part: [0.0] * e for part in PARTS}
+        self.steps = {"train": torch.zeros(e, dtype=torch.long, device=dev), "floss": [0] * e}
         self.done, self.total, self.on_progress, self.should_stop = 0, total, on_progress, should_stop
 
     # -- bookkeeping
@@ -176,11 +186,29 @@ class _Run:
         return torch.nonzero(who & self.active).flatten().tolist()
 
     def tick(self, n: int, phase: str) -> None:
+        t0 = time.perf_counter()
         self.done += n
-        if self.on_progress:
-            self.on_progress(min(self.done, self.total), self.total, phase)
-        if self.should_stop and self.should_stop():
-            raise Cancelled()
+        try:
+            if self.on_progress:
+                self.on_progress(min(self.done, self.total), self.total, phase)
+            if self.should_stop and self.should_stop():
+                raise Cancelled()
+        finally:                         # the callbacks' time is nobody's part (``_clock``)
+            self.callback_seconds += time.perf_counter() - t0
+
+    def _clock(self) -> float:
+        """Seconds of work so far: the clock less the time spent in the progress callbacks, so that a
+        difference of two readings times a stretch of work without them; on a GPU read once the queued
+        kernels have run, so that the work is charged where it ran."""
+        if self.dev.type == "cuda":
+            torch.cuda.synchronize(self.dev)
+        return time.perf_counter() - self.callback_seconds
+
+    def _charge(self, part: str, seconds: float, members=None) -> None:
+        """Charge ``seconds`` of ``part`` to ``members`` (indices; default every member) in equal shares."""
+        members = range(len(self.members)) if members is None else list(members)
+        for i in members:
+            self.seconds[part][i] += seconds / len(members)
 
     def diverge(self, bad: torch.Tensor, step: int, reason: str) -> None:
         if bool(bad.any()):
@@ -196,7 +224,7 @@ class _Run:
         """Spectrum, λ_1, κ₂, singular values and gradient-vs-horizon of the active members in ``who``."""
         if not self.cfg.diagnostics:
             return
-        t0 = time.perf_counter()
+        t0 = self._clock()
         snap = D.snapshot(self.model, self.params, self.diag_inputs, transient=self.diag_transient, k=self.fl.k,
                           dtype=DIAG_DTYPES[self.cfg.diag_dtype])
         lam = snap["exponents"]
@@ -215,7 +243,7 @@ class _Run:
             m.final["lambda1_after"], m.final["log10_kappa_after"] = float(lam[i, 0]), log10_kappa
             if phase.endswith("_after"):
                 m.final["lambda1_flossed"] = float(lam[i, 0])
-        self.seconds["diag"] += time.perf_counter() - t0
+        self._charge("diag", self._clock() - t0)      # computed for the whole ensemble: everyone's share
 
     def floss(self, phase: str, step: int, counts: list[int]) -> None:
         """The flossing phases of the members whose schedule asks for counts[i] > 0 steps now: members
@@ -227,15 +255,18 @@ class _Run:
             if not bool(who.any()):
                 continue
             self.snapshot(step, phase + "_before", who)
-            t0 = time.perf_counter()
+            t0 = self._clock()
             ran = floss_phase(self.model, self.params, self.fl, n, opt=self.floss_opt, generators=self.g_floss,
                               Q0=self.Q0, channels=self.n_in, active=who, check_generators=self.g_check,
                               on_step=functools.partial(self._flossed, phase, step, who))
+            flossers = torch.nonzero(who).flatten().tolist()
+            self._charge("floss", self._clock() - t0, flossers)
+            if ran:                     # the steps each member took (NaN: not flossing at that step)
+                took = (~torch.isnan(torch.stack(ran))).sum(0).tolist()
+                for j in flossers:
+                    self.steps["floss"][j] += int(took[j])
             if len(ran) < n:            # every member stopped early (the stopping rule): the rest is skipped
                 self.tick(n - len(ran), f"{phase} flossing")
-            share = (time.perf_counter() - t0) / int(who.sum())
-            for j in torch.nonzero(who).flatten().tolist():
-                self.seconds["floss"][j] += share
             self.snapshot(step, phase + "_after", who)
 
     def _flossed(self, phase: str, step: int, who: torch.Tensor, i: int, loss: torch.Tensor,
@@ -249,49 +280,73 @@ class _Run:
 
     def evaluate(self, step: int) -> torch.Tensor:
         """Test loss / accuracy (or R²) and the top exponents (cheap monitor) of every active member;
-        returns the monitor's exponents (E, monitor_k)."""
-        t0 = time.perf_counter()
-        batch = _to(T.make_ensemble_batch(self.task, self.g_test, split="test", batch=self.cfg.eval_batch), self.dev)
+        returns the monitor's exponents (E, monitor_k).
+
+        The test batch and the score are evaluation time; the monitor is the lab's diagnostics, except for
+        a member whose schedule measures now (adaptive): the measurement it flosses by is its flossing time."""
+        t0 = self._clock()
+        batch = _to(T.make_test_batch(self.task, self.g_test, self.cfg.eval_batch), self.dev)
         loss, score = D.evaluate(self.model, self.task, self.params, batch)
+        t1 = self._clock()
         lam = D.top_exponents(self.model, self.params, self.diag_inputs, min(self.cfg.monitor_k, self.d),
                               transient=self.diag_transient)
-        name, threshold = D.score_metric(self.task, self.cfg.success_acc)
+        monitor = self._clock() - t1
+        measuring = [S.measures_at(s, step) for s in self.schedules]
+        for i, own in enumerate(measuring):
+            self._charge("floss" if own else "diag", monitor / len(self.members), [i])
+        t2 = self._clock()
+        # the success rule is the task's (diagnostics.judge): bit tasks, the first evaluation at the accuracy
+        # bar; csv, the final evaluation's skill over the better naive baseline on the same test windows
+        logged, recorded, passed = D.judge(self.task, loss, score, self.cfg.success_acc, self.cfg.eval_batch)
+        facts = D.run_facts(self.task, self.cfg.success_acc, self.cfg.eval_batch)
         for i in self._alive(self.active):
             m = self.members[i]
-            self.log(step, i, test_loss=loss[i], **{name: score[i]}, lambda1=lam[i, 0])
-            m.final.update({"test_loss": float(loss[i]), name: float(score[i])})
-            if m.convergence_step is None and float(score[i]) >= threshold:
-                m.convergence_step = step
-        self.seconds["diag"] += time.perf_counter() - t0
+            self.log(step, i, test_loss=loss[i], **{k: v[i] for k, v in logged.items()}, lambda1=lam[i, 0])
+            m.final.update({"test_loss": float(loss[i]), **{k: float(v[i]) for k, v in {**logged, **recorded}.items()},
+                            **facts})
+            m.convergence_step = D.convergence_step(self.task, m.convergence_step, bool(passed[i]), step)
+        self._charge("eval", t1 - t0 + self._clock() - t2)
         return lam
 
     def train_step(self, step: int) -> None:
         """One task training step on a fresh batch; for the members whose schedule says so, the joint
-        objective ``task loss + weight * flossing_loss`` on one fresh flossing window."""
-        t0 = time.perf_counter()
+        objective ``task loss + weight * flossing_loss`` on one fresh flossing window.
+
+        The flossing term's forward and backward are timed as flossing (its graph shares only the leaf
+        parameters with the task's, so its backward runs on its own); the rest as task training."""
+        t0, flossing = self._clock(), 0.0
         batch = _to(T.make_ensemble_batch(self.task, self.g_train, split="train"), self.dev)
         loss, *_ = task_forward(self.model, self.params, batch, self.kind)
-        total_loss = loss
+        total_loss, term = loss, None
         now = [i for i, s in enumerate(self.schedules) if S.joint_at(s, step) and self.members[i].diverged_step is None]
         if now:
-            t1 = time.perf_counter()
+            t1 = self._clock()
             idx = torch.tensor(now, device=self.dev)
             sub = {k: v[idx] for k, v in self.params.items()}
             window = _bits([self.g_floss[i] for i in now], self.fl.seq_len, self.fl.batch, self.n_in, self.dev)
             lam = flossing_exponents(self.model, sub, self.fl, window, self.Q0[idx])
             f_loss = torch.zeros(len(self.members), device=self.dev).index_add(
                 0, idx, flossing_loss(lam, target=self.fl.target).mean(1))
-            weight = self.schedules[now[0]].weight
-            total_loss = loss + weight * f_loss          # the joint objective, in plain view
+            term = self.schedules[now[0]].weight * f_loss
+            total_loss = loss + term                     # the joint objective, in plain view
+            flossing += self._clock() - t1
             for i in now:
-                self.seconds["floss"][i] += (time.perf_counter() - t1) / len(now)
+                self.steps["floss"][i] += 1
         self.diverge(~torch.isfinite(total_loss), step, "task loss became non-finite")
         self.task_opt.zero_grad()
-        torch.where(self.active, total_loss, torch.zeros_like(total_loss)).sum().backward()
+        zero = torch.zeros_like(total_loss)
+        if term is not None:                             # d(total)/dθ = d(loss)/dθ + d(term)/dθ, in two parts
+            t1 = self._clock()
+            torch.where(self.active, term, zero).sum().backward()
+            flossing += self._clock() - t1
+        torch.where(self.active, loss, zero).sum().backward()
         gnorm = clip_per_member(list(self.params.values()), self.cfg.clip)
         self.diverge(~torch.isfinite(gnorm), step, "gradient became non-finite")
         self.task_opt.step(self.active.clone())
-        self.seconds["train"] += time.perf_counter() - t0
+        self.steps["train"] += self.active               # the members whose update was applied
+        self._charge("train", self._clock() - t0 - flossing)
+        if now:
+            self._charge("floss", flossing, now)
         if step % self.cfg.log_every == 0:
             loss = loss.detach()
             for i in self._alive(self.active):
@@ -300,14 +355,20 @@ class _Run:
 
     # -- the records
     def records(self) -> list[dict]:
-        """One run record per member (``train``'s Returns)."""
+        """One run record per member (``train``'s Returns).
+
+        Timings: ``train_seconds``, ``floss_seconds``, ``eval_seconds``, ``diag_seconds`` (``PARTS``, see
+        ``_Run``) and ``wall_seconds``, the member's share of the ensemble's wall time: its four parts plus
+        an equal share of the rest (setting up, the bookkeeping between the parts, the progress
+        callbacks), so the members' wall seconds add up to the ensemble's. ``final`` carries the step
+        counts: ``train_steps`` (updates applied: fewer after a divergence) and ``floss_steps`` (flossing
+        steps taken, joint terms included)."""
         wall = time.perf_counter() - self.t_wall
         e, sec = len(self.members), self.seconds
+        rest = (wall - sum(sum(sec[part]) for part in PARTS)) / e
+        trained = self.steps["train"].tolist()
         base = {"model": asdict(self.model), "task": asdict(self.task), "train": asdict(self.cfg),
                 "floss": asdict(self.fl)}
-        # an ensemble's shared work (training, diagnostics) is charged to its members in equal shares,
-        # flossing only to the members that flossed; the shares add up to the ensemble's wall time
-        shared = (wall - sum(sec["floss"])) / e
         records = []
         for i, m in enumerate(self.members):
             status = "diverged" if m.diverged_step is not None else "done"
@@ -316,9 +377,11 @@ class _Run:
                 "config": {**base, "schedule": asdict(self.schedules[i]), "seed": m.seed},
                 "status": status, "success": status == "done" and m.convergence_step is not None,
                 "convergence_step": m.convergence_step, "diverged_step": m.diverged_step, "reason": m.reason,
-                "final": {**m.final, "ensemble_size": e},
-                "floss_seconds": sec["floss"][i], "train_seconds": sec["train"] / e,
-                "wall_seconds": sec["floss"][i] + shared, "device": str(self.dev), "versions": versions(),
+                "final": {**m.final, "ensemble_size": e, "train_steps": int(trained[i]),
+                          "floss_steps": self.steps["floss"][i]},
+                **{f"{part}_seconds": sec[part][i] for part in PARTS},
+                "wall_seconds": sum(sec[part][i] for part in PARTS) + rest,
+                "device": str(self.dev), "versions": versions(),
                 "metrics": m.metrics, "spectra": m.spectra, "jacobian": m.jacobian})
         return records
 

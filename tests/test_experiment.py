@@ -138,6 +138,40 @@ def test_summarize_hand_made_records():
     assert (far["success_lo"], far["success_hi"]) == pytest.approx((0.2065, 1.0), abs=1e-4)
 
 
+def test_summarize_cost_is_training_and_flossing_with_diagnostics_apart():
+    # per run: none 1 s training, 0.2 s evaluation, 2.8 s diagnostics (4 s wall); pre the same plus 1.1 s
+    # flossing (5.1 s wall): flossing +110 % training compute, i.e. 2.1×; the lab's diagnostics 55–70 % of
+    # the wall time, never the schedule's cost
+    def timed(schedule, seed, floss, **steps):
+        return {**record(schedule, seed, wall=4.0 + floss, floss=floss, **steps), "train_seconds": 1.0,
+                "eval_seconds": 0.2, "diag_seconds": 2.8}
+
+    rows = X.summarize([timed("none", 0, 0.0, train_steps=400, floss_steps=0),
+                        timed("none", 1, 0.0, train_steps=400, floss_steps=0),
+                        timed("pre", 0, 1.1, train_steps=400, floss_steps=100),
+                        timed("pre", 1, 1.1, train_steps=200, floss_steps=100)])
+    none, pre = rows
+    assert (pre["train_s_per_run"], pre["floss_s_per_run"], pre["eval_s_per_run"], pre["diag_s_per_run"]) \
+        == pytest.approx((1.0, 1.1, 0.2, 2.8))
+    assert pre["compute_s_per_run"] == pytest.approx(2.1) and none["compute_s_per_run"] == pytest.approx(1.0)
+    assert pre["floss_cost_vs_training"] == pytest.approx(1.1) and none["floss_cost_vs_training"] == 0.0
+    assert pre["diag_share"] == pytest.approx(2.8 / 5.1) and none["diag_share"] == pytest.approx(0.7)
+    assert (pre["train_steps"], pre["floss_steps"]) == (300.0, 100.0)
+    assert pre["wall_seconds"] == pytest.approx(10.2) and pre["floss_share"] == pytest.approx(2.2 / 10.2)  # kept
+
+
+def test_summarize_cost_of_runs_from_before_the_split_is_not_invented():
+    # a store from before issue 15: no evaluation / diagnostics seconds (None from the record, NaN from the store)
+    old = [{**record("pre", 0, wall=4.0, floss=1.0), "train_seconds": 2.0, "eval_seconds": None},
+           {**record("pre", 1, wall=4.0, floss=1.0), "train_seconds": 2.0, "diag_seconds": math.nan}]
+    (row,) = X.summarize(old)
+    assert math.isnan(row["eval_s_per_run"]) and math.isnan(row["diag_s_per_run"]) and math.isnan(row["diag_share"])
+    assert row["floss_cost_vs_training"] == pytest.approx(0.5) and row["compute_s_per_run"] == pytest.approx(3.0)
+    assert math.isnan(row["train_steps"])
+    (bare,) = X.summarize([record("pre", 0)])   # no training seconds at all: no ratio, not a zero
+    assert math.isnan(bare["floss_cost_vs_training"]) and math.isnan(bare["compute_s_per_run"])
+
+
 def test_summarize_odd_count_median_and_csv_scores():
     recs = [record("joint", s, success=True, conv=c, test_r2=r) for s, (c, r) in
             enumerate([(50, 0.5), (10, 0.7), (30, 0.9)])]

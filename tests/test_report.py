@@ -28,7 +28,8 @@ from floss_core.store import Store
 ROOT = Path(__file__).resolve().parents[1]
 HAVE_CHROMIUM = os.path.exists("/usr/bin/chromium") or shutil.which("chromium") is not None
 needs_chromium = pytest.mark.skipif(not HAVE_CHROMIUM, reason="needs Debian's chromium (apt-get install chromium)")
-N_FIGURES = 5  # success vs delay, accuracy curves, spectra, κ₂ vs horizon, cost vs convergence
+N_FIGURES = 8  # success vs delay, accuracy curves, seeds solved vs step (Kaplan–Meier), spectra, top-k κ₂,
+#               gradient norm vs horizon, full κ₂ vs horizon, cost vs convergence
 
 
 # ------------------------------------------------------------------------------------ fixture
@@ -57,7 +58,10 @@ def expected_rows(store, eid):
         out[(int(d), s)] = {"n": len(g), "successes": int(ok.sum()),
                             "median": conv.median() if len(conv) else math.nan,
                             "acc": g["test_acc"].mean(), "l1_before": g["lambda1_before"].mean(),
-                            "l1_after": g["lambda1_after"].mean(), "wall": g["wall_seconds"].sum()}
+                            "l1_after": g["lambda1_after"].mean(), "wall": g["wall_seconds"].sum(),
+                            "compute": (g["train_seconds"] + g["floss_seconds"]).mean(),
+                            "cost": g["floss_seconds"].sum() / g["train_seconds"].sum(),
+                            "diag": g["diag_seconds"].mean()}
     return out
 
 
@@ -108,7 +112,11 @@ def test_html_holds_the_verdict_the_table_values_and_the_figures(fx):
         assert med == "–" if math.isnan(e["median"]) else med.startswith(f"{e['median']:.0f} (")
         assert cells[(d, s, "final_acc")] == f"{e['acc']:.3f}"
         assert cells[(d, s, "lambda1")] == f"{e['l1_before']:.4f} → {e['l1_after']:.4f}"
-        assert cells[(d, s, "wall_seconds")] == f"{e['wall']:.1f}"
+        # issue 15: the cost columns are training + flossing, flossing against training, and the lab's
+        # diagnostics apart (the wall-time column is gone from the table; summary.csv keeps wall_seconds)
+        assert cells[(d, s, "compute_s_per_run")] == f"{e['compute']:.2f}"
+        assert cells[(d, s, "floss_cost_vs_training")] == f"+{100 * e['cost']:.0f} % ({1 + e['cost']:.1f}×)"
+        assert cells[(d, s, "diag_s_per_run")] == f"{e['diag']:.2f}"
         lo, hi = wilson_interval(e["successes"], e["n"])
         assert f"({100 * lo:.0f}%–{100 * hi:.0f}%)" in cells[(d, s, "success_rate")]
         # the verdict quotes the same counts
@@ -122,6 +130,22 @@ def test_html_holds_the_verdict_the_table_values_and_the_figures(fx):
     for text in ("tiny sweep", "Delays</th><td>4, 6", "rnn, 8 units", "2 per schedule", "none, pre", "quick",
                  f"floss_core {R.__version__}"):
         assert text in h, text
+
+
+def test_report_of_runs_from_before_the_cost_split_says_not_recorded(fx, tmp_path):
+    # the fixture's runs as an old store holds them: no evaluation / diagnostics seconds (NULL)
+    old = [{k: v for k, v in r.items() if k not in ("eval_seconds", "diag_seconds")} for r in fx["records"]]
+    with Store(tmp_path / "old.db") as store:
+        eid = store.add_experiment(spec_to_dict(fx["spec"]), name="old", status="done")
+        store.save_runs(eid, old)
+        data = R.load(store, eid)
+        h = R.render_html(store, eid)
+    cells = parse(h).cells
+    assert {cells[(d, s, "diag_s_per_run")] for d in (4, 6) for s in ("none", "pre")} == {"not recorded"}
+    assert all(cells[(d, s, "compute_s_per_run")] != "not recorded" for d in (4, 6) for s in ("none", "pre"))
+    assert "the lab&#x27;s diagnostics were not recorded apart for these runs" in h
+    row = next(r for r in data.summary if r["schedule"] == "pre")
+    assert math.isnan(row["diag_s_per_run"]) and math.isnan(row["eval_s_per_run"]) and row["floss_cost_vs_training"] > 0
 
 
 def test_html_is_self_contained(fx):
@@ -195,24 +219,29 @@ def _coloured_pixels(img) -> int:
 
 @pytest.mark.slow
 def test_pdf_has_the_expected_pages_and_visible_charts(pdf_pages):
-    # page 1: title, verdict, tables; pages 2-4: five charts, two per page; page 5: command and configuration
+    # page 1: title, verdict, tables; then the eight charts, two or three per page (as their captions fit);
+    # last: command and configuration
     assert pdf_pages["bytes"][:5] == b"%PDF-"
-    assert pdf_pages["pages"] == 5 == len(pdf_pages["images"])
+    assert 2 + math.ceil(N_FIGURES / 3) <= pdf_pages["pages"] == len(pdf_pages["images"]) <= 3 + N_FIGURES // 2
     text = pdf_pages["text"]
     assert "Verdict" in text and "Results per schedule" in text and "Reproduce" in text
     assert "python -m floss_core compare" in text
-    assert text.index("Verdict") < text.index("Charts") < text.index("Reproduce")
+    assert text.index("Verdict") < text.index("Time to solution") < text.index("Charts") < text.index("Reproduce")
 
 
 @pytest.mark.slow
 def test_pdf_chart_regions_are_not_blank(pdf_pages):
-    # chart pages hold charts in their top and bottom halves (the last one only on top); text pages none
+    # the chart pages, one block after the text, hold charts in their top and bottom halves (the last one at
+    # least on top); the text pages before and the reproduce page after hold none
     halves = []
     for im in pdf_pages["images"]:
         w, h = im.size
         halves.append([_coloured_pixels(im.crop((0, 0, w, h // 2))), _coloured_pixels(im.crop((0, h // 2, w, h)))])
     has_chart = [[c > 50 for c in page] for page in halves]
-    assert has_chart == [[False, False], [True, True], [True, True], [True, False], [False, False]], halves
+    charts = [i for i, page in enumerate(has_chart) if any(page)]
+    assert charts == list(range(charts[0], charts[-1] + 1)) and charts[0] >= 1 and charts[-1] == len(has_chart) - 2
+    assert math.ceil(N_FIGURES / 3) <= len(charts) <= math.ceil(N_FIGURES / 2), halves
+    assert all(has_chart[i] == [True, True] for i in charts[:-1]) and has_chart[charts[-1]][0], halves
 
 
 def test_pdf_without_chromium_says_how_to_get_it(fx, monkeypatch):
@@ -264,6 +293,53 @@ def test_zip_round_trips_to_the_store(fx):
     pd.testing.assert_series_equal(pm["value"], want_m["value"], check_exact=True, check_names=False)
 
 
+def test_time_to_solution_in_the_summary_the_html_and_the_zip(fx, capsys):
+    store, eid = fx["store"], fx["id"]
+    data = R.load(store, eid)
+    keys = ("median_solve_step", "median_solve_lo", "median_solve_hi", "logrank_p", "paired_seeds", "solved_first",
+            "baseline_first", "paired_p")
+    for row in data.summary:                                        # what compare --json prints
+        assert set(keys) <= set(row)
+        assert (row["paired_seeds"] == 2) == (row["schedule"] == "pre")   # both seeds pair with 'none'
+    from floss_core.cli.comparison import print_summary
+    print_summary(data.summary, as_json=True)
+    out = json.loads(capsys.readouterr().out)                    # strict JSON: not reached (inf) is null
+    pre = out["schedules"]["pre@6"]
+    assert set(keys) <= set(pre) and all(not isinstance(v, float) or math.isfinite(v) for v in pre.values())
+    # the HTML's time-to-solution table shows the summary's figures
+    cells = parse(fx["html"]).cells
+    from floss_core import views
+    shown = views.survival_display(pd.DataFrame(data.summary))
+    for r in shown.to_dict("records"):
+        assert cells[(r["delay"], r["schedule"], "km_median")] == r["median step to solution (95% CI)"]
+        assert cells[(r["delay"], r["schedule"], "logrank_p")] == r["log-rank p vs none"]
+    assert "<h2>Time to solution</h2>" in fx["html"] and "censored" in fx["html"]
+    # the zip: the curves, one row per (delay, schedule, step), starting at 0 solved
+    z = zipfile.ZipFile(io.BytesIO(R.data_zip(store, eid)))
+    curves = pd.read_csv(z.open("survival.csv"))
+    assert {"delay", "schedule", "step", "solved", "lo", "hi", "at_risk", "events", "censored"} <= set(curves)
+    assert set(zip(curves["delay"], curves["schedule"])) == {(4, "none"), (4, "pre"), (6, "none"), (6, "pre")}
+    for (d, s), g in curves.groupby(["delay", "schedule"]):
+        n = len(store.runs(eid, delay=int(d), schedule=s))
+        assert g["events"].sum() + g["censored"].sum() == n     # every seed ends solved or censored
+        assert g["solved"].is_monotonic_increasing and g["solved"].iloc[-1] == pytest.approx(
+            1 - math.prod(1 - e / a for e, a in zip(g["events"], g["at_risk"]) if a))
+
+
+def test_the_report_shows_what_flossing_controls(fx):
+    from floss_core.report.figures import figures
+
+    shown = figures(R.load(fx["store"], fx["id"]))
+    captions, titles = [c for c, _ in shown], [f.layout.title.text for _, f in shown]
+    assert len(shown) == N_FIGURES
+    assert any(t.startswith("κ₂ of the top-4 subspace") for t in titles)
+    assert any(t.startswith("Gradient norm vs steps back") for t in titles)
+    assert any(t.startswith("Condition number κ₂ vs horizon") for t in titles)  # the full κ₂ stays, after them
+    assert [t.split(" ")[0] for t in titles].index("κ₂") < [t.split(" ")[0] for t in titles].index("Condition")
+    assert any("unflossed bottom exponents" in c for c in captions)
+    assert any(t.startswith("Seeds solved vs training step") for t in titles)
+
+
 # ------------------------------------------------------------------------------------ reproduce
 def _parse_back(cmd: str) -> dict:
     """Run the command line through floss_core.__main__'s own parser and spec_from_args."""
@@ -308,11 +384,13 @@ def test_reproduce_command_names_what_the_cli_cannot_set(fx):
 
 
 # ------------------------------------------------------------------------------------ verdict
-def row(d, s, wins, n, *, conv=math.nan, wall=10.0, share=math.nan):
+def row(d, s, wins, n, *, conv=math.nan, wall=10.0, share=math.nan, cost=math.nan, diag=math.nan,
+        diag_share=math.nan):
     lo, hi = wilson_interval(wins, n)
     return {"delay": d, "schedule": s, "n": n, "successes": wins, "success_rate": wins / n, "success_lo": lo,
             "success_hi": hi, "median_convergence": conv, "iqr_convergence": math.nan, "diverged": 0,
-            "wall_seconds": wall, "floss_share": share}
+            "wall_seconds": wall, "floss_share": share, "floss_cost_vs_training": cost, "diag_s_per_run": diag,
+            "diag_share": diag_share}
 
 
 def test_fisher_exact_known_values():
@@ -324,10 +402,15 @@ def test_fisher_exact_known_values():
 
 
 def test_verdict_claims_a_difference_only_when_the_numbers_support_it():
-    strong = R.verdict([row(40, "none", 2, 9, conv=1820, wall=90), row(40, "pre", 8, 9, conv=310, wall=126, share=0.3)])
+    strong = R.verdict([row(40, "none", 2, 9, conv=1820, wall=90, cost=0.0, diag=4.0, diag_share=0.4),
+                        row(40, "pre", 8, 9, conv=310, wall=126, share=0.3, cost=1.1, diag=4.0, diag_share=36 / 126)])
     assert strong[0].startswith("Pre-flossing solved more seeds than no flossing at delay 40 (8/9 vs 2/9, p = 0.015")
-    assert "median convergence step 310 vs 1820" in strong[1] and "1.40× the wall time per run" in strong[1]
-    assert "flossing 30% of it" in strong[1]
+    # issue 15: the cost is flossing against task training, and the lab's diagnostics (36 + 36 of 216 s) apart
+    assert "median convergence step 310 vs 1820" in strong[1] and "flossing +110 % training compute, i.e. 2.1×" in strong[1]
+    assert "wall time per run" not in strong[1]
+    assert strong[0].endswith("At delay 40, flossing cost (against task training) pre-flossing +110 % training compute, "
+                              "i.e. 2.1×; the lab's diagnostics took 4 s per network (33 % of the wall time), "
+                              "measurement overhead, not a cost of the schedule.")
 
     small = R.verdict([row(4, "none", 0, 2), row(4, "pre", 2, 2)])
     assert small[0].startswith("No flossing schedule differed") and "at least 4 seeds" in small[0]
@@ -345,6 +428,14 @@ def test_verdict_claims_a_difference_only_when_the_numbers_support_it():
 
     assert "no 'none'" in R.verdict([row(4, "pre", 1, 2)])[0]
     assert R.verdict([]) == ["No finished runs yet, so there is nothing to conclude."]
+
+
+def test_verdict_of_runs_from_before_the_cost_split_says_not_recorded():
+    # an old store: no evaluation / diagnostics seconds (NaN), and a row with no training seconds either
+    old = R.verdict([row(20, "none", 1, 3, cost=0.0), row(20, "pre", 2, 3, cost=math.nan)])
+    assert "the lab's diagnostics were not recorded apart for these runs" in old[0]
+    assert "pre-flossing not recorded" in old[0]
+    assert "its flossing's cost against task training not recorded" in old[1]
 
 
 # ------------------------------------------------------------------------------------ file names

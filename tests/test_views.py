@@ -12,7 +12,7 @@ from floss_core.store import Store
 
 
 def record(schedule, seed, *, delay=10, success=True, conv=50, wall=1.0, floss=0.0, train=0.5, status="done",
-           acc=(0.5, 0.7, 0.9), lam1=(-0.5, -0.1), spectra=None):
+           acc=(0.5, 0.7, 0.9), lam1=(-0.5, -0.1), spectra=None, eval_s=None, diag=None):
     """A run record in the engine's format with chosen numbers (metrics at steps 0, 10, 20)."""
     return {
         "schedule": schedule, "seed": seed, "member": seed,
@@ -20,6 +20,7 @@ def record(schedule, seed, *, delay=10, success=True, conv=50, wall=1.0, floss=0
         "status": status, "success": success, "convergence_step": conv if success else None,
         "final": {"test_acc": acc[-1], "lambda1_before": lam1[0], "lambda1_after": lam1[-1]},
         "wall_seconds": wall, "floss_seconds": floss, "train_seconds": train, "device": "cpu",
+        "eval_seconds": eval_s, "diag_seconds": diag,
         "metrics": [{"step": 10 * i, "name": "test_acc", "value": a} for i, a in enumerate(acc)]
         + [{"step": 10 * i, "name": "lambda1", "value": v} for i, v in enumerate(lam1)],
         "spectra": spectra if spectra is not None else [
@@ -60,28 +61,57 @@ def test_success_vs_delay_counts_diverged_as_failures_and_ignores_unfinished(sto
 
 
 def test_roi_table_by_hand(store):
-    # none: 2 networks, 1 s each, 1 success; pre: 2 networks, 3 s each (1 s flossing), 2 successes
-    i = saved(store, [record("none", 0, wall=1.0, conv=80), record("none", 1, success=False, wall=1.0),
-                      record("pre", 0, wall=3.0, floss=1.0, conv=20), record("pre", 1, wall=3.0, floss=1.0, conv=40),
-                      record("inter", 0, success=False, wall=2.0, floss=0.5),
-                      record("inter", 1, success=False, wall=2.0, floss=0.5)])
+    # every network: 0.5 s task training, 0.1 s evaluation; none: 1 s wall (0.4 s diagnostics), 1 of 2
+    # solved; pre: 3 s wall, 1 s flossing (1.4 s diagnostics), 2 of 2; inter: 2 s wall, 0.5 s flossing, 0 of 2.
+    # A schedule's cost is training + flossing: none 0.5 s, pre 1.5 s, inter 1.0 s per network (issue 15:
+    # time to solution and the extra cost per success no longer count evaluation and diagnostics)
+    part = dict(train=0.5, eval_s=0.1)
+    i = saved(store, [record("none", 0, wall=1.0, diag=0.4, conv=80, **part),
+                      record("none", 1, success=False, wall=1.0, diag=0.4, **part),
+                      record("pre", 0, wall=3.0, floss=1.0, diag=1.4, conv=20, **part),
+                      record("pre", 1, wall=3.0, floss=1.0, diag=1.4, conv=40, **part),
+                      record("inter", 0, success=False, wall=2.0, floss=0.5, diag=0.9, **part),
+                      record("inter", 1, success=False, wall=2.0, floss=0.5, diag=0.9, **part)])
     roi = views.roi_table(store.runs(i)).set_index("schedule")
     assert list(roi.index) == ["none", "pre", "inter"]
     assert roi.loc["pre", "wall_s_per_run"] == pytest.approx(3.0)
     assert roi.loc["pre", "floss_share"] == pytest.approx(2.0 / 6.0)
     assert roi.loc["none", "floss_share"] == 0.0
+    assert roi.loc["pre", ["train_s_per_run", "floss_s_per_run", "eval_s_per_run", "diag_s_per_run"]].tolist() \
+        == pytest.approx([0.5, 1.0, 0.1, 1.4])
+    assert roi["compute_s_per_run"].tolist() == pytest.approx([0.5, 1.5, 1.0])
+    assert roi["floss_cost_vs_training"].tolist() == pytest.approx([0.0, 2.0, 1.0])   # pre: +200 %, i.e. 3×
+    assert roi.loc["pre", "diag_share"] == pytest.approx(2.8 / 6.0)
     assert roi.loc["pre", "median_convergence"] == 30.0
-    assert roi.loc["none", "time_to_solution_s"] == pytest.approx(2.0)   # 2 s spent, 1 solved
-    assert roi.loc["pre", "time_to_solution_s"] == pytest.approx(3.0)    # 6 s spent, 2 solved
+    assert roi.loc["none", "time_to_solution_s"] == pytest.approx(1.0)   # 2 × 0.5 s spent, 1 solved
+    assert roi.loc["pre", "time_to_solution_s"] == pytest.approx(1.5)    # 2 × 1.5 s spent, 2 solved
     assert roi.loc["inter", "time_to_solution_s"] == math.inf            # never solved
-    assert roi.loc["pre", "extra_s_per_success"] == pytest.approx((3.0 - 1.0) / (1.0 - 0.5))
+    assert roi.loc["pre", "extra_s_per_success"] == pytest.approx((1.5 - 0.5) / (1.0 - 0.5))
     assert math.isnan(roi.loc["inter", "extra_s_per_success"])           # no gain over the baseline
     assert math.isnan(roi.loc["none", "extra_s_per_success"])
     assert (roi.loc["pre", "success_lo"], roi.loc["pre", "success_hi"]) == pytest.approx(wilson_interval(2, 2))
     h = views.roi_headline(roi.reset_index())
     assert (h["delay"], h["best"], h["gain"]) == (10, "none", "pre")
-    assert (h["time_to_solution_s"], h["extra_s_per_success"]) == pytest.approx((2.0, 4.0))
+    assert (h["time_to_solution_s"], h["extra_s_per_success"]) == pytest.approx((1.0, 2.0))
     assert h["floss_share"] == pytest.approx((2.0 / 6.0 + 1.0 / 4.0) / 2)
+    assert h["floss_cost"] == pytest.approx({"pre": 2.0, "inter": 1.0})
+    assert (h["diag_s_per_run"], h["diag_share"]) == pytest.approx((5.4 / 6, 5.4 / 12))
+    assert views.frames.floss_cost_text(h["floss_cost"]["pre"]) == "+200 % training compute, i.e. 3.0×"
+    assert views.frames.floss_cost_text(1.1) == "+110 % training compute, i.e. 2.1×"
+
+
+def test_roi_of_runs_from_before_the_cost_split_says_not_recorded(store):
+    # an old store's runs: no evaluation / diagnostics seconds (NULL); flossing against training still holds
+    i = saved(store, [record("none", 0, wall=1.0), record("pre", 0, wall=3.0, floss=1.0)])
+    roi = views.roi_table(store.runs(i)).set_index("schedule")
+    assert roi[["eval_s_per_run", "diag_s_per_run", "diag_share"]].isna().all().all()
+    assert roi.loc["pre", "floss_cost_vs_training"] == pytest.approx(2.0)
+    h = views.roi_headline(roi.reset_index())
+    assert math.isnan(h["diag_s_per_run"]) and math.isnan(h["diag_share"])
+    assert views.frames.floss_cost_text(math.nan) == "not recorded"
+    fig = views.fig_cost_breakdown(roi.reset_index())
+    assert [t.name for t in fig.data] == ["training", "flossing", "evaluation and diagnostics (not recorded apart)"]
+    assert list(fig.data[2].y) == pytest.approx([0.5, 1.5])     # the rest of the wall time, as one bar
 
 
 def test_roi_without_baseline_or_success_says_so(store):
@@ -187,3 +217,83 @@ def test_demo_sizes_are_valid_specs():
     with pytest.raises(ValueError, match="k must be in 1..8"):
         demo.launch_spec("tiny", k=9)
 
+
+
+# ------------------------------------------------------------------------------ time to solution
+def timed(schedule, seed, *, conv=None, status="done", diverged=None, steps=100, k=2, delay=10):
+    """A record with a training budget (steps) and the flossed k: solved at ``conv``, else not."""
+    r = record(schedule, seed, delay=delay, success=conv is not None and status == "done", conv=conv, status=status)
+    r["convergence_step"], r["diverged_step"] = conv, diverged
+    r["config"].update(train={"steps": steps}, floss={"k": k})
+    return r
+
+
+def test_survival_views_by_hand(store):
+    # none: solved at 60, two never (censored at 99); pre: solved at 20 and 40, one diverged at 30
+    i = saved(store, [timed("none", 0, conv=60), timed("none", 1), timed("none", 2),
+                      timed("pre", 0, conv=20), timed("pre", 1, conv=40), timed("pre", 2, status="diverged",
+                                                                                 diverged=30)])
+    runs = store.runs(i)
+    curves = views.survival_curves(runs)
+    none = curves[curves["schedule"] == "none"]
+    assert none["step"].tolist() == [0, 60, 99] and none["solved"].tolist() == pytest.approx([0, 1 / 3, 1 / 3])
+    assert none["censored"].tolist() == [0, 0, 2] and none["at_risk"].tolist() == [3, 3, 2]
+    pre = curves[curves["schedule"] == "pre"]
+    # S: 2/3 after 20; the diverged seed leaves at 30; 1 at risk at 40 solves: S = 0
+    assert pre["step"].tolist() == [0, 20, 30, 40] and pre["solved"].tolist() == pytest.approx([0, 1 / 3, 1 / 3, 1])
+    assert (pre["lo"] <= pre["solved"] + 1e-12).all() and (pre["solved"] <= pre["hi"] + 1e-12).all()
+
+    table = views.survival_table(runs).set_index("schedule")
+    assert table.loc["none", "median_solve_step"] == math.inf and table.loc["pre", "median_solve_step"] == 40.0
+    assert table.loc["pre", ["paired_seeds", "solved_first", "baseline_first"]].tolist() == [3, 2, 0]
+    assert table.loc["pre", "paired_p"] == pytest.approx(0.5)    # 2 of 2 untied pairs: 2 × (1/2)²
+    assert 0 < table.loc["pre", "logrank_p"] < 1 and math.isnan(table.loc["none", "logrank_p"])
+    # the same figures as the summary behind compare --json and the report
+    from floss_core.experiment import summarize
+    from floss_core.store import run_records
+    summary = {r["schedule"]: r for r in summarize(run_records(runs))}
+    for key in ("median_solve_step", "median_solve_lo", "median_solve_hi", "logrank_p", "solved_first", "paired_p"):
+        assert summary["pre"][key] == table.loc["pre", key], key
+
+    paired = views.paired_solves(runs)
+    assert paired[["seed", "first"]].values.tolist() == [[0, "schedule"], [1, "schedule"], [2, "tie"]]
+    assert paired.loc[0, ["step", "baseline_step"]].tolist() == [20.0, 60.0]
+
+    shown = views.survival_display(views.survival_table(runs)).set_index("schedule")
+    assert shown.loc["none", "median step to solution (95% CI)"].startswith("not reached")
+    assert shown.loc["pre", "solved"] == "2/3" and shown.loc["pre", "solved first: this / none / tie"] == "2 / 0 / 1"
+    assert shown.loc["none", "log-rank p vs none"] == "–"
+    assert views.training_budget(runs) == 99.0
+
+    fig = views.fig_survival(curves[curves["delay"] == 10], budget=99)
+    assert [t.name for t in fig.data if t.showlegend is not False] == ["none", "pre"]
+    assert max(fig.data[1].x) == 99            # pre's curve is drawn on to the end of training
+    json.loads(fig.to_json())
+
+
+def test_survival_views_of_runs_without_a_recorded_budget_and_of_none(store):
+    i = saved(store, [record("none", 0, success=False), record("pre", 0, conv=50)])
+    table = views.survival_table(store.runs(i)).set_index("schedule")
+    assert table.loc["pre", "median_solve_step"] == 50.0 and views.training_budget(store.runs(i)) is None
+    empty = store.runs(i).iloc[0:0]
+    assert views.survival_curves(empty).empty and views.survival_table(empty).empty and views.paired_solves(empty).empty
+    assert len(views.fig_survival(views.survival_curves(empty)).data) == 0
+
+
+def test_conditioning_headline_is_what_flossing_controls(store):
+    def with_k(schedule, kappa_k_per_h, grad_per_h):
+        r = timed(schedule, 0)
+        for row in r["jacobian"]:
+            row["log_kappa_k"] = kappa_k_per_h * row["horizon"] * math.log(10)
+            row["grad_norm"] = 10.0 ** (-grad_per_h * row["horizon"])
+        return r
+
+    i = saved(store, [with_k("none", 3.0, 4.0), with_k("pre", 0.5, 0.2)])
+    runs, jac = store.runs(i), store.jacobian(i)
+    head = views.conditioning_headline(jac, runs).set_index("schedule")
+    assert list(head.columns) == ["delay", "horizon", "log10_kappa_k", "log10_grad_norm", "log10_kappa"]
+    assert head["horizon"].tolist() == [5, 5]                               # the longest horizon
+    assert head.loc["none", ["log10_kappa_k", "log10_grad_norm", "log10_kappa"]].tolist() == pytest.approx([15, -20, 5])
+    assert head.loc["pre", ["log10_kappa_k", "log10_grad_norm", "log10_kappa"]].tolist() == pytest.approx([2.5, -1, 5])
+    assert views.conditioning_headline(jac, runs, "initial").empty         # no such snapshot stored
+    assert views.flossed_k(runs) == 2 and views.flossed_k(runs.drop(columns="config")) is None

@@ -28,7 +28,8 @@ SUMMARY_COLUMNS = [("delay", "delay"), ("schedule", "schedule"), ("successes", "
                    ("iqr_convergence", "IQR conv"), ("final_acc", "final acc"),
                    ("lambda1_before", "λ1 before"), ("lambda1_after", "λ1 after"),
                    ("log10_kappa_before", "log10κ before"), ("log10_kappa_after", "log10κ after"),
-                   ("wall_seconds", "wall s"), ("floss_share", "floss share")]
+                   ("compute_s_per_run", "train+floss s/run"), ("floss_cost_vs_training", "floss/train"),
+                   ("diag_s_per_run", "lab diag s/run"), ("wall_seconds", "wall s")]
 
 
 def print_summary(summary: list[dict], *, as_json: bool, extra: dict | None = None) -> None:

@@ -68,6 +68,9 @@ def html_from_data(data: ReportData, *, generated: _dt.datetime | None = None) -
     body += [f"<p>{e(s)}</p>" for s in sentences[1:]]
     body.append(_run_note(data) + "</section>")
     body.append("<section class='results'><h2>Results per schedule</h2>" + _tables(data.summary) + "</section>")
+    body.append(_baselines(data))                 # csv: the networks beside the naive forecasts
+    if data.summary:
+        body.append("<section class='survival'><h2>Time to solution</h2>" + _survival(data.summary) + "</section>")
     if figs:
         body.append("<section class='charts'><h2>Charts</h2>")
         config = {"displaylogo": False, "responsive": False, "staticPlot": False}
@@ -105,7 +108,7 @@ def _title_block(data: ReportData) -> str:
             ("Architecture", f"{model['arch']}, {model['hidden']} units, gain {model['gain']}"),
             ("Seeds", f"{len(seeds)} per schedule ({_ranges(seeds)})"),
             ("Schedules", ", ".join(s["name"] for s in spec["schedules"])),
-            ("Training", f"{spec['train']['steps']} steps, success at test {entry.score_name} ≥ "
+            ("Training", f"{spec['train']['steps']} steps, success at {entry.success_text()} ≥ "
                          f"{task[entry.threshold_field] if entry.threshold_field else spec['train']['success_acc']}"),
             ("Flossing", f"k = {spec['floss']['k']} exponents, window {spec['floss']['seq_len']}"),
             ("Preset", spec["preset"]),
@@ -137,7 +140,8 @@ TABLE_COLUMNS = [  # (key, header) of the per-schedule table
     ("schedule", "Schedule"), ("successes", "Solved"), ("success_rate", "Success (95% CI)"),
     ("median_convergence", "Convergence step: median (IQR)"), ("final_acc", "Final accuracy"),
     ("lambda1", "λ₁ before → after"), ("log10_kappa", "log₁₀ κ₂ before → after"),
-    ("wall_seconds", "Wall s (all seeds)"), ("floss_share", "Flossing share"), ("diverged", "Diverged")]
+    ("compute_s_per_run", "Train + floss s / run"), ("floss_cost_vs_training", "Flossing vs training"),
+    ("diag_s_per_run", "Lab diagnostics s / run"), ("diverged", "Diverged")]
 
 
 def table_cells(r: dict) -> dict:
@@ -153,9 +157,16 @@ def table_cells(r: dict) -> dict:
         "final_acc": f(r["final_acc"]),
         "lambda1": f"{f(r['lambda1_before'], 4)} → {f(r['lambda1_after'], 4)}",
         "log10_kappa": f"{f(r['log10_kappa_before'], 2)} → {f(r['log10_kappa_after'], 2)}",
-        "wall_seconds": f(r["wall_seconds"], 1),
-        "floss_share": "–" if math.isnan(r["floss_share"]) else percent(r["floss_share"]),
+        "compute_s_per_run": _recorded(r.get("compute_s_per_run"), "{:.2f}"),
+        "floss_cost_vs_training": _recorded(r.get("floss_cost_vs_training"), "+{:.0f} % ({:.1f}×)",
+                                            lambda x: (100 * x, 1 + x)),
+        "diag_s_per_run": _recorded(r.get("diag_s_per_run"), "{:.2f}"),
         "diverged": str(r["diverged"])}
+
+
+def _recorded(x, template: str, args=lambda x: (x,)) -> str:
+    """A cost cell: ``template`` filled from ``args(x)``; 'not recorded' where the runs did not time it."""
+    return "not recorded" if is_missing(x) else template.format(*args(x))
 
 
 def _tables(summary: list[dict]) -> str:
@@ -173,8 +184,36 @@ def _tables(summary: list[dict]) -> str:
     out.append("<p class='note'>Convergence: the first evaluation step at which test accuracy reached the "
                "threshold, over solved seeds only. λ₁ (largest Lyapunov exponent, per step) and κ₂ (condition "
                "number of the long-term Jacobian over the diagnostic window): mean over seeds, at initialisation "
-               "and after training. Wall time: the ensemble's, shared equally by its seeds.</p>")
+               "and after training. Cost: a run's task training + flossing seconds (its share of its ensemble's); "
+               "flossing vs training: its flossing seconds against its task-training seconds (+110 % (2.1×): "
+               "flossing more than doubles the training compute). The lab's diagnostics (spectra, κ₂, "
+               "gradient-vs-horizon snapshots, the λ monitor) are measurement overhead, not a cost of the "
+               "schedule; evaluation is not counted either. Not recorded: runs stored before these were "
+               "timed apart.</p>")
     return "".join(out)
+
+
+SURVIVAL_KEYS = ("delay", "schedule", "km_solved", "km_median", "logrank_p", "paired_first", "paired_p")  # data-col
+
+
+def _survival(summary: list[dict]) -> str:
+    """The time-to-solution table (``views.survival_display`` of the summary's survival keys), one row per
+    (delay, schedule), and what its columns mean."""
+    import pandas as pd
+
+    from .. import views
+
+    shown = views.survival_display(pd.DataFrame(summary))
+    keys = dict(zip(shown.columns, SURVIVAL_KEYS))
+    head = "".join(f"<th>{_html.escape(c)}</th>" for c in shown.columns)
+    rows = "".join(f"<tr data-delay='{r['delay']}' data-schedule='{_html.escape(r['schedule'])}'>" + "".join(
+        f"<td data-col='{keys[c]}'>{_html.escape(str(r[c]))}</td>" for c in shown.columns) + "</tr>"
+        for r in shown.to_dict("records"))
+    return (f"<table class='survival'><tr>{head}</tr>{rows}</table>"
+            "<p class='note'>Kaplan–Meier over every seed: one that never reached the threshold is censored at its "
+            "last training step (or where it diverged), not left out; 'not reached': fewer than half solved. "
+            "Log-rank and sign test (the same seeds, paired: who solved first) vs no flossing, two-sided, "
+            "not corrected for the number of comparisons.</p>")
 
 
 def _json(spec: dict) -> str:
@@ -207,3 +246,28 @@ def _reproduce(data: ReportData) -> str:
             out.append("<p class='note'>Checked: this command parses back to exactly the configuration below.</p>")
         out.append(f"<h3>Full configuration</h3><pre class='config'>{e(_json(spec))}</pre>")
     return "".join(out)
+
+
+def _baselines(data: ReportData) -> str:
+    """csv experiments: the networks' final test MSE, R² and skill beside the naive baselines' on the same
+    test windows (``views.frames.baselines_table``), per delay, and the success rule; '' for the bit tasks."""
+    from ..views import frames
+
+    table = frames.baselines_table(data.finished)
+    if not len(table):
+        return ""
+    shown = frames.baselines_display(table)
+    keys = dict(zip(shown.columns, ("delay", "forecaster", "mse", "r2", "skill", "solved")))   # data-col
+    head = "".join(f"<th>{_html.escape(c)}</th>" for c in shown.columns)
+    rows = "".join(f"<tr data-kind='{k}'>" + "".join(f"<td data-col='{keys[c]}'>{_html.escape(str(r[c]))}</td>"
+                                                     for c in shown.columns) + "</tr>"
+                   for k, r in zip(table["kind"], shown.to_dict("records")))
+    margin = data.specs[0]["task"].get("skill_margin")
+    return ("<section class='baselines'><h2>Against naive forecasts</h2>"
+            f"<table class='baselines'><tr>{head}</tr>{rows}</table>"
+            "<p class='note'>Networks and baselines are scored on the same test windows (MSE in z-scored units, "
+            "mean over seeds). Persistence forecasts the value d steps before the target; seasonal persistence "
+            "the value one period P before it (P·⌈d/P⌉ steps when P &lt; d). Skill = 1 − MSE / MSE of the "
+            "better baseline (0: no better than it). A run succeeds when its skill at the final evaluation is "
+            f"at least {_html.escape(f'{margin:g}')}.</p></section>")
+

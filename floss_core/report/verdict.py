@@ -3,7 +3,8 @@
 Success counts are compared with Fisher's exact test (two-sided); anything short of p < ALPHA is
 reported as "no evidence of a difference", with the 95% Wilson intervals and, where the seeds are too
 few for any split to reach p < ALPHA, a sentence saying so. Convergence steps and compute are
-reported as numbers, never as "faster" or "better".
+reported as numbers, never as "faster" or "better". Compute is flossing's cost against task training
+(never against evaluation or the lab's diagnostics, which are reported apart as measurement overhead).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import math
 
 from ..schedules import LABELS
 from ..stats import ALPHA, fisher_exact, min_attainable_p, seeds_needed
+from ..views.frames import cost_sentence, floss_cost_text
 
 
 def _label(name: str) -> str:
@@ -48,9 +50,9 @@ def verdict(summary: list[dict], *, alpha: float = ALPHA) -> list[str]:
             conv = _conv_phrase(r, base)
             if conv:
                 parts.append(conv)
-            ratio = _compute_ratio(r, base)
-            if ratio:
-                parts.append(ratio)
+            cost = _floss_cost(r)
+            if cost:
+                parts.append(cost)
             sentence = ", ".join(parts)
             if p < alpha:
                 more = "more" if x / n1 > y / n2 else "fewer"
@@ -78,6 +80,9 @@ def verdict(summary: list[dict], *, alpha: float = ALPHA) -> list[str]:
                      "schedule are needed before even an all-vs-none split counts as evidence.")
     if n_tests > 1:
         head += f" ({n_tests} comparisons; p-values are not corrected for multiple testing.)"
+    cost = _cost_headline(summary)
+    if cost:
+        head += " " + cost
     return [head] + details
 
 
@@ -96,10 +101,27 @@ def _conv_phrase(r: dict, base: dict) -> str:
     return ""
 
 
-def _compute_ratio(r: dict, base: dict) -> str:
-    a, b = r["wall_seconds"] / r["n"], base["wall_seconds"] / base["n"]
-    if not (a > 0 and b > 0):
+def _floss_cost(r: dict) -> str:
+    """'flossing +110 % training compute, i.e. 2.1×' (its flossing seconds against its own task-training
+    seconds); '' for a summary row without the cost split."""
+    if "floss_cost_vs_training" not in r:
         return ""
-    share = r["floss_share"]
-    extra = f", flossing {percent(share)} of it" if not math.isnan(share) else ""
-    return f"at {a / b:.2f}× the wall time per run{extra}"
+    ratio = r["floss_cost_vs_training"]
+    if ratio is None or math.isnan(ratio):
+        return "its flossing's cost against task training not recorded"
+    return f"flossing {floss_cost_text(ratio)}"
+
+
+def _cost_headline(summary: list[dict]) -> str:
+    """The cost at the longest delay: each flossing schedule's flossing against task training, and the
+    lab's diagnostics apart (``views.frames.cost_sentence``); '' for rows without the cost split."""
+    delay = max(r["delay"] for r in summary)
+    at = [r for r in summary if r["delay"] == delay]
+    if not all("floss_cost_vs_training" in r and "diag_s_per_run" in r for r in at):
+        return ""
+    flossed = {r["schedule"]: r["floss_cost_vs_training"] for r in at if r["schedule"] != "none"}
+    n, wall = sum(r["n"] for r in at), sum(r["wall_seconds"] for r in at)
+    diag = sum(r["diag_s_per_run"] * r["n"] for r in at)           # NaN where a schedule did not record it
+    share = sum(r["diag_share"] * r["wall_seconds"] for r in at)
+    return cost_sentence(delay, flossed, diag / n if n else math.nan, share / wall if wall > 0 else math.nan,
+                         name=_label)

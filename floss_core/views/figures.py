@@ -156,29 +156,71 @@ def fig_singular_values(sv: pd.DataFrame, stage: str = "end of training") -> go.
                    "log10 σ_i", fig=fig, xaxis=dict(type="log", tickvals=ticks))
 
 
+def _staircase(x, *ys) -> tuple[list, ...]:
+    """A right-continuous step function's points (x_i, y_i) as the corners of its staircase."""
+    x = list(x)
+    out = [[v for i in range(len(x)) for v in ((x[i], x[i]) if i else (x[i],))]]
+    for y in ys:
+        y = list(y)
+        out.append([v for i in range(len(y)) for v in ((y[i - 1], y[i]) if i else (y[i],))])
+    return tuple(out)
+
+
+def fig_survival(curves: pd.DataFrame, *, budget: float | None = None) -> go.Figure:
+    """Kaplan–Meier curves (one delay, from ``frames.survival_curves``): the fraction of seeds solved vs
+    training step per schedule as a staircase with its 95% band, a tick where a seed was censored (it
+    never solved: at its last step, or where it diverged), and a dotted line at one half (the median)."""
+    traces = []
+    for schedule, g in _each_schedule(curves):
+        x, y, lo, hi = _staircase(g["step"], g["solved"], g["lo"], g["hi"])
+        if budget is not None and x and x[-1] < budget:   # the curve holds until the end of training
+            x, y, lo, hi = x + [budget], y + [y[-1]], lo + [lo[-1]], hi + [hi[-1]]
+        traces += _band_traces(x, y, lo, hi, name=schedule, group=schedule, colour=color(schedule))
+        cut = g[g["censored"] > 0]
+        if len(cut):
+            traces.append(dict(type="scatter", x=list(cut["step"]), y=list(cut["solved"]), mode="markers",
+                               name=f"{schedule} censored", legendgroup=schedule, showlegend=False,
+                               marker=dict(symbol="line-ns-open", size=10, color=color(schedule), line=dict(width=2)),
+                               customdata=list(cut["censored"]), hovertemplate="%{customdata} censored at %{x}"))
+    half = dict(type="line", xref="paper", x0=0, x1=1, y0=0.5, y1=0.5, line=dict(color="#9ca3af", width=1, dash="dot"))
+    return _figure(traces, "Seeds solved vs training step (Kaplan–Meier, 95% band; ticks: censored)", "training step",
+                   "fraction of seeds solved", yaxis=dict(range=[-0.02, 1.02], tickformat=".0%"), shapes=[half],
+                   hovermode="closest")
+
+
 def fig_roi(roi: pd.DataFrame) -> go.Figure:
-    """Cost vs benefit: compute seconds per network (x) against success rate (y), per schedule and delay."""
-    traces = [dict(type="scatter", x=list(g["wall_s_per_run"]), y=list(g["success_rate"]), mode="markers+text",
+    """Cost vs benefit: training + flossing seconds per network (x; evaluation and the lab's diagnostics
+    are not a schedule's cost) against success rate (y), per schedule and delay."""
+    def pct(x):
+        return "not recorded" if x != x else f"+{x:.0%}"
+
+    traces = [dict(type="scatter", x=list(g["compute_s_per_run"]), y=list(g["success_rate"]), mode="markers+text",
                    name=schedule, text=[f"d={d}" for d in g["delay"]],
                    textposition="middle left" if i % 2 else "middle right",
                    marker=dict(color=color(schedule), size=12),
                    error_y=dict(type="data", symmetric=False, array=list(g["success_hi"] - g["success_rate"]),
                                 arrayminus=list(g["success_rate"] - g["success_lo"])),
-                   customdata=[["-" if c != c else f"{c:.0f}", "-" if f != f else f"{f:.0%}"]
-                               for c, f in zip(g["median_convergence"], g["floss_share"])],
-                   hovertemplate="%{x:.2f} s per network, success %{y:.0%}<br>median convergence step "
-                                 "%{customdata[0]}, flossing share %{customdata[1]}")
+                   customdata=[["-" if c != c else f"{c:.0f}", pct(f)]
+                               for c, f in zip(g["median_convergence"], g["floss_cost_vs_training"])],
+                   hovertemplate="%{x:.2f} s of training + flossing per network, success %{y:.0%}<br>median "
+                                 "convergence step %{customdata[0]}, flossing %{customdata[1]} of training compute")
               for i, (schedule, g) in enumerate(_each_schedule(roi))]
-    return _figure(traces, "Cost vs success (95% Wilson interval)", "compute seconds per network", "success rate",
-                   yaxis=dict(range=[-0.05, 1.1], tickformat=".0%"), hovermode="closest")
+    return _figure(traces, "Cost vs success (95% Wilson interval)", "training + flossing seconds per network",
+                   "success rate", yaxis=dict(range=[-0.05, 1.1], tickformat=".0%"), hovermode="closest")
 
 
 def fig_cost_breakdown(roi: pd.DataFrame) -> go.Figure:
-    """Seconds per network split into flossing, training and the rest (evaluation, diagnostics)."""
+    """Seconds per network in its four parts: training and flossing (the schedule's cost), evaluation and
+    the lab's diagnostics (measurement overhead); where a run did not record the last two apart (a store
+    from before they were kept), the rest of its wall time as one bar."""
     x = [f"{r.schedule} d={r.delay}" for r in roi.itertuples()]
-    other = (roi["wall_s_per_run"] - roi["train_s_per_run"] - roi["floss_s_per_run"]).clip(lower=0)
-    traces = [dict(type="bar", x=x, y=list(roi["train_s_per_run"]), name="training", marker=dict(color="#94a3b8")),
-              dict(type="bar", x=x, y=list(roi["floss_s_per_run"]), name="flossing", marker=dict(color="#2563eb")),
-              dict(type="bar", x=x, y=list(other), name="evaluation and diagnostics", marker=dict(color="#e5e7eb"))]
-    return _figure(traces, "Where the compute goes", "schedule and delay", "seconds per network", barmode="stack",
+    split = roi["eval_s_per_run"].notna() & roi["diag_s_per_run"].notna()
+    rest = (roi["wall_s_per_run"] - roi["train_s_per_run"] - roi["floss_s_per_run"]).clip(lower=0)
+    bars = [("training", roi["train_s_per_run"], "#94a3b8"), ("flossing", roi["floss_s_per_run"], "#2563eb"),
+            ("evaluation", roi["eval_s_per_run"].where(split), "#cbd5e1"),
+            ("diagnostics (the lab's measurement overhead)", roi["diag_s_per_run"].where(split), "#e5e7eb"),
+            ("evaluation and diagnostics (not recorded apart)", rest.where(~split), "#f3f4f6")]
+    traces = [dict(type="bar", x=x, y=list(y), name=name, marker=dict(color=colour))
+              for name, y, colour in bars if y.notna().any()]
+    return _figure(traces, "Where the seconds go", "schedule and delay", "seconds per network", barmode="stack",
                    legend=dict(title=dict(text="")))

@@ -2,7 +2,8 @@
 
 Inputs are the frames of ``floss_core.store.Store``: ``runs()``, ``metrics()``, ``spectra()``,
 ``jacobian()``. Outputs: bands of a quantity across seeds, success rates with 95% Wilson intervals,
-spectra per stage, Jacobian curves per horizon, the ROI table, the runs and experiments lists.
+time to solution (Kaplan–Meier curves, medians, log-rank and paired-seed tests), spectra per stage,
+Jacobian curves per horizon and the conditioning headline, the ROI table, the runs and experiments lists.
 
 A band is mean ± 1 sample standard deviation across seeds (0 for a single seed); non-finite values
 (NaN, ±inf) are left out of their group and ``n`` counts the seeds that remain. Success counts only
@@ -15,10 +16,12 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..fmt import duration
 from ..schedules import NAMES as SCHEDULES
-from ..stats import success_rate
-from ..tasks import SCORE_COLUMNS
+from ..stats import solve_groups, solved_curve, solved_first, success_rate, time_to_solution
+from ..tasks import SCORE_COLUMNS, seasonal_lag
 from ..store import SCORED_RUN_STATUSES as SCORED  # a diverged run is a failure, a failed one no outcome
+from ..store import run_records
 
 STAGES = ("initial", "after flossing", "end of training")  # the spectrum / Jacobian snapshots shown
 
@@ -147,6 +150,100 @@ def convergence_steps(runs: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+# ------------------------------------------------------------------------------ time to solution
+# A run's time to solution is its convergence step; a run that never solved is censored at its last
+# training step, a diverged one at its divergence step (floss_core.stats: Kaplan–Meier, log-rank, sign test).
+def _solve_groups(runs: pd.DataFrame) -> dict:
+    """``stats.solve_groups`` of the scored runs: {(delay, schedule): {seed: (step, solved)}}."""
+    return solve_groups(run_records(runs[runs["status"].isin(SCORED)]))
+
+
+SURVIVAL_CURVE_COLUMNS = ["delay", "schedule", "n", "step", "solved", "lo", "hi", "at_risk", "events", "censored"]
+
+
+def survival_curves(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (delay, schedule) over the scored runs: the Kaplan–Meier curve of the fraction of seeds solved
+    vs training step, one row per step at which a seed solved or was censored (plus step 0, where none
+    had solved, unless one solved there): n, step, solved, lo, hi (95% band), at_risk, events, censored."""
+    rows = []
+    for (delay, schedule), by_seed in _solve_groups(runs).items():
+        c = solved_curve(list(by_seed.values()))
+        start = [] if c.step and c.step[0] == 0 else [(0.0, 0.0, 0.0, 0.0, c.n, 0, 0)]
+        rows += [(delay, schedule, c.n, *r) for r in start + list(zip(c.step, c.solved, c.lo, c.hi, c.at_risk,
+                                                                       c.events, c.censored))]
+    return _by_schedule(pd.DataFrame(rows, columns=SURVIVAL_CURVE_COLUMNS))
+
+
+def survival_table(runs: pd.DataFrame, baseline: str = "none") -> pd.DataFrame:
+    """Per (delay, schedule) over the scored runs: n, successes, the Kaplan–Meier median step to solution
+    and its 95% interval (median_solve_step, median_solve_lo, median_solve_hi; inf: not reached within
+    the budget), logrank_p vs ``baseline`` at the same delay, and the seeds paired with the baseline:
+    paired_seeds, solved_first, baseline_first, paired_p (two-sided sign test); the same figures as
+    ``experiment.summarize``'s (one function: ``stats.time_to_solution``)."""
+    groups = _solve_groups(runs)
+    rows = [{"delay": delay, "schedule": schedule, "successes": sum(s for _, s in groups[(delay, schedule)].values()),
+             **row} for (delay, schedule), row in time_to_solution(groups, baseline).items()]
+    cols = ["delay", "schedule", "n", "successes", "median_solve_step", "median_solve_lo", "median_solve_hi",
+            "logrank_p", "paired_seeds", "solved_first", "baseline_first", "paired_p"]
+    return _by_schedule(pd.DataFrame(rows, columns=cols))
+
+
+def paired_solves(runs: pd.DataFrame, baseline: str = "none") -> pd.DataFrame:
+    """Seed by seed, each schedule against ``baseline`` at the same delay (every schedule trains the same
+    seeds: the same initial weights and data): delay, schedule, seed, step, solved, baseline_step,
+    baseline_solved, first ('schedule', 'baseline' or 'tie': who solved first; a tie is the same step
+    or neither solved). ``step`` is the convergence step, or the step the run was censored at."""
+    groups = _solve_groups(runs)
+    order = schedule_order(s for _, s in groups)
+    rows = []
+    for delay, schedule in sorted(groups, key=lambda k: (k[0], order.index(k[1]))):
+        by_seed, base = groups[(delay, schedule)], groups.get((delay, baseline))
+        if schedule == baseline or base is None:
+            continue
+        for seed in sorted(set(by_seed) & set(base)):
+            first = {1: "schedule", -1: "baseline", 0: "tie"}[solved_first(by_seed[seed], base[seed])]
+            rows.append((delay, schedule, seed, *by_seed[seed], *base[seed], first))
+    cols = ["delay", "schedule", "seed", "step", "solved", "baseline_step", "baseline_solved", "first"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def training_budget(runs: pd.DataFrame) -> float | None:
+    """The last training step of the runs (``config["train"]["steps"] - 1``, the longest), None when unknown."""
+    steps = [c.get("train", {}).get("steps") for c in runs["config"]] if "config" in runs else []
+    steps = [x for x in steps if x is not None]
+    return float(max(steps)) - 1 if steps else None
+
+
+def _step_text(x: float) -> str:
+    return "not reached" if x == math.inf else "–" if x != x else f"{x:.0f}"
+
+
+def _median_text(median: float, lo: float, hi: float) -> str:
+    if median == math.inf:   # the interval's upper end is unbounded too; its lower end may still be known
+        return "not reached" + (f" (95% CI from {lo:.0f})" if math.isfinite(lo) else "")
+    return f"{_step_text(median)} ({_step_text(lo)}–{_step_text(hi)})"
+
+
+def _p_text(p: float) -> str:
+    return "–" if p != p else f"{p:.2g}" if p < 0.01 else f"{p:.2f}"
+
+
+def survival_display(table: pd.DataFrame, baseline: str = "none") -> pd.DataFrame:
+    """A ``survival_table`` as text, for a page or a report: delay, schedule, solved ('3/5'), median step
+    to solution with its 95% interval ('250 (120–not reached)'), the log-rank p vs ``baseline``, the paired
+    seeds ('2 / 0 / 1': this schedule first / the baseline first / ties) and the sign test's p."""
+    rows = [{"delay": r.delay, "schedule": r.schedule, "solved": f"{r.successes}/{r.n}",
+             "median step to solution (95% CI)": _median_text(r.median_solve_step, r.median_solve_lo,
+                                                              r.median_solve_hi),
+             f"log-rank p vs {baseline}": _p_text(r.logrank_p),
+             f"solved first: this / {baseline} / tie": "–" if r.schedule == baseline or not r.paired_seeds else
+             f"{r.solved_first} / {r.baseline_first} / {r.paired_seeds - r.solved_first - r.baseline_first}",
+             "sign test p": _p_text(r.paired_p)} for r in table.itertuples()]
+    return pd.DataFrame(rows, columns=["delay", "schedule", "solved", "median step to solution (95% CI)",
+                                       f"log-rank p vs {baseline}", f"solved first: this / {baseline} / tie",
+                                       "sign test p"])
+
+
 # ------------------------------------------------------------------------------ spectra
 def spectrum_stages(spectra: pd.DataFrame) -> pd.DataFrame:
     """Spectra (or Jacobian rows) tagged with a ``stage``: 'initial' (phase init), 'after flossing' (the first flossing
@@ -208,32 +305,89 @@ def singular_values(jac: pd.DataFrame, runs: pd.DataFrame, *, top: int = 5) -> p
     return _band(df, ["delay", "schedule", "stage", "horizon", "index"], "log10_sv")
 
 
+CONDITIONING = ("log10_kappa_k", "log10_grad_norm", "log10_kappa")  # what flossing controls first, then full κ₂
+
+
+def conditioning_headline(jac: pd.DataFrame, runs: pd.DataFrame, stage: str = "end of training") -> pd.DataFrame:
+    """Per (delay, schedule) at the longest horizon stored at ``stage``: the mean across seeds of
+    log10 κ₂ of the top-k subspace (σ_1/σ_k, k the flossed exponents: what flossing controls), of log10 of
+    the gradient norm that many steps back, and of log10 κ₂ of the full long-term Jacobian (set by the
+    unflossed bottom exponents); columns delay, schedule, horizon, then those three (``CONDITIONING``)."""
+    cols = ["delay", "schedule", "horizon", *CONDITIONING]
+    bands = [b[b["stage"] == stage] for b in (jacobian_band(jac, runs, v) for v in CONDITIONING)]
+    if bands[0].empty:
+        return pd.DataFrame(columns=cols)
+    longest = bands[0].groupby("delay")["horizon"].transform("max")
+    out = bands[0][bands[0]["horizon"] == longest][["delay", "schedule", "horizon"]]
+    for value, band in zip(CONDITIONING, bands):
+        out = out.merge(band[["delay", "schedule", "horizon", "mean"]].rename(columns={"mean": value}),
+                        on=["delay", "schedule", "horizon"], how="left")
+    return _by_schedule(out[cols])
+
+
+def flossed_k(runs: pd.DataFrame) -> int | None:
+    """The number k of exponents the runs' flossing acts on (``config["floss"]["k"]``), None when unknown."""
+    ks = {c.get("floss", {}).get("k") for c in runs["config"]} if "config" in runs else set()
+    ks.discard(None)
+    return int(ks.pop()) if len(ks) == 1 else None
+
+
 # ------------------------------------------------------------------------------ return on investment
+def _seconds(g: pd.DataFrame, part: str) -> pd.Series:
+    """The runs' ``<part>_seconds`` as floats (NaN where not recorded, or where the frame has no such column)."""
+    column = f"{part}_seconds"
+    return g[column].astype(float) if column in g else pd.Series(math.nan, index=g.index)
+
+
+def _per_run(x: pd.Series) -> float:
+    """Mean over the runs that recorded it; NaN where none did."""
+    return float(x.mean()) if x.notna().any() else math.nan
+
+
 def roi_table(runs: pd.DataFrame, baseline: str = "none") -> pd.DataFrame:
     """Per (delay, schedule) over finished runs: what each schedule costs and what it buys.
 
+    A schedule's cost is its task training plus its flossing (``compute_s_per_run``); evaluation and the
+    lab's diagnostics are shown apart and never counted as its cost.
+
     Columns: delay, schedule, n, successes, success_rate, success_lo, success_hi,
-    wall_s_per_run (mean compute seconds per network: its share of its ensemble's wall time),
-    train_s_per_run, floss_s_per_run, floss_share (flossing seconds / wall seconds),
-    median_convergence (step, successful runs), time_to_solution_s (compute seconds per solved network:
-    all wall seconds / successes; inf with no success), extra_s_per_success (vs ``baseline`` at the same
-    delay: extra seconds per run / extra success rate; NaN where there is no baseline or no gain).
+    wall_s_per_run (mean seconds per network: its share of its ensemble's wall time), train_s_per_run,
+    floss_s_per_run, eval_s_per_run, diag_s_per_run (the four parts of it; NaN: not recorded, a run from
+    before they were kept apart), compute_s_per_run (training + flossing), floss_cost_vs_training
+    (flossing / task-training seconds: 1.1 is "+110 % training compute, i.e. 2.1×"), floss_share
+    (flossing / wall seconds), diag_share (diagnostics / wall seconds: the lab's measurement overhead),
+    median_convergence (step, successful runs), time_to_solution_s (training + flossing seconds per solved
+    network: all of them / successes; inf with no success), extra_s_per_success (vs ``baseline`` at the
+    same delay: extra training + flossing seconds per run / extra success rate; NaN where there is no
+    baseline or no gain).
     """
     cols = ["delay", "schedule", "n", "successes", "success_rate", "success_lo", "success_hi",
-            "wall_s_per_run", "train_s_per_run", "floss_s_per_run", "floss_share", "median_convergence",
+            "wall_s_per_run", "train_s_per_run", "floss_s_per_run", "eval_s_per_run", "diag_s_per_run",
+            "compute_s_per_run", "floss_cost_vs_training", "floss_share", "diag_share", "median_convergence",
             "time_to_solution_s", "extra_s_per_success"]
     rows = []
     # success_counts has one row per scored group, in the groups' order: row c counts the runs g
     for c, (_, g) in zip(success_counts(runs).itertuples(), _scored_groups(runs)):
         n, wins = c.n, c.successes
-        wall, floss = g["wall_seconds"].sum(), g["floss_seconds"].sum()
+        wall, train, floss = _seconds(g, "wall"), _seconds(g, "train"), _seconds(g, "floss")
+        diag = _seconds(g, "diag")
+        both = train.notna() & floss.notna()          # the runs whose cost is known
+        compute = (train + floss)[both]
+        known = diag.notna() & wall.notna()
         conv = g.loc[_succeeded(g), "convergence_step"].dropna().astype(float)
         rows.append({"delay": c.delay, "schedule": c.schedule, "n": n, "successes": wins, "success_rate": c.rate,
-                     "success_lo": c.lo, "success_hi": c.hi, "wall_s_per_run": wall / n,
-                     "train_s_per_run": g["train_seconds"].sum() / n, "floss_s_per_run": floss / n,
-                     "floss_share": floss / wall if wall > 0 else math.nan,
+                     "success_lo": c.lo, "success_hi": c.hi, "wall_s_per_run": wall.sum() / n,
+                     "train_s_per_run": _per_run(train), "floss_s_per_run": _per_run(floss),
+                     "eval_s_per_run": _per_run(_seconds(g, "eval")), "diag_s_per_run": _per_run(diag),
+                     "compute_s_per_run": _per_run(compute),
+                     "floss_cost_vs_training": floss[both].sum() / train[both].sum() if train[both].sum() > 0
+                     else math.nan,
+                     "floss_share": floss.sum() / wall.sum() if wall.sum() > 0 else math.nan,
+                     "diag_share": diag[known].sum() / wall[known].sum() if wall[known].sum() > 0 else math.nan,
                      "median_convergence": conv.median() if len(conv) else math.nan,
-                     "time_to_solution_s": wall / wins if wins else math.inf})
+                     # every network's training + flossing, per network solved (n × the mean: a run that
+                     # did not record its cost counts at the mean of those that did)
+                     "time_to_solution_s": (n * _per_run(compute) / wins) if wins else math.inf})
     out = pd.DataFrame(rows, columns=cols[:-1])
     extra = []
     for r in out.itertuples():
@@ -242,24 +396,114 @@ def roi_table(runs: pd.DataFrame, baseline: str = "none") -> pd.DataFrame:
             extra.append(math.nan)
             continue
         gain = r.success_rate - base["success_rate"].iloc[0]
-        extra.append((r.wall_s_per_run - base["wall_s_per_run"].iloc[0]) / gain if gain > 0 else math.nan)
+        extra.append((r.compute_s_per_run - base["compute_s_per_run"].iloc[0]) / gain if gain > 0 else math.nan)
     out["extra_s_per_success"] = extra
     return _by_schedule(out)
 
 
 def roi_headline(roi: pd.DataFrame, baseline: str = "none") -> dict:
     """The answers at the longest (hardest) delay of a ``roi_table``: ``delay``; ``best``, the schedule with
-    the least compute per solved network, and its ``time_to_solution_s`` (None / NaN when nothing was
-    solved); ``gain``, the schedule whose additional successes over ``baseline`` come cheapest, and its
-    ``extra_s_per_success`` (None / NaN when no schedule beat the baseline); ``floss_share``, the mean
-    flossing share of the other schedules."""
+    the least training + flossing per solved network, and its ``time_to_solution_s`` (None / NaN when
+    nothing was solved); ``gain``, the schedule whose additional successes over ``baseline`` come cheapest,
+    and its ``extra_s_per_success`` (None / NaN when no schedule beat the baseline); ``floss_cost``,
+    {schedule: flossing / task-training seconds} of the other schedules (NaN: not recorded);
+    ``floss_share``, their mean flossing share of the wall time; ``diag_s_per_run`` and ``diag_share``, the
+    lab's diagnostics per network and as a share of the wall time, over every schedule (NaN: not
+    recorded)."""
     at = roi[roi["delay"] == roi["delay"].max()]
-    solved = at[at["successes"] > 0].sort_values(["time_to_solution_s", "wall_s_per_run"])
+    solved = at[at["successes"] > 0].sort_values(["time_to_solution_s", "compute_s_per_run"])
     gains = at[at["extra_s_per_success"].notna()].sort_values("extra_s_per_success")
-    flossed = at[at["schedule"] != baseline]["floss_share"]
+    others = at[at["schedule"] != baseline]
+    networks = at["n"].sum()
+    diag = (at["diag_s_per_run"] * at["n"]).sum() if at["diag_s_per_run"].notna().all() else math.nan
+    wall = (at["wall_s_per_run"] * at["n"]).sum()
     return {"delay": int(roi["delay"].max()),
             "best": solved["schedule"].iloc[0] if len(solved) else None,
             "time_to_solution_s": float(solved["time_to_solution_s"].iloc[0]) if len(solved) else math.nan,
             "gain": gains["schedule"].iloc[0] if len(gains) else None,
             "extra_s_per_success": float(gains["extra_s_per_success"].iloc[0]) if len(gains) else math.nan,
-            "floss_share": float(flossed.mean()) if len(flossed) else math.nan}
+            "floss_cost": dict(zip(others["schedule"], others["floss_cost_vs_training"].astype(float))),
+            "floss_share": float(others["floss_share"].mean()) if len(others) else math.nan,
+            "diag_s_per_run": float(diag / networks) if networks else math.nan,
+            "diag_share": float(diag / wall) if wall > 0 else math.nan}
+
+
+def floss_cost_text(ratio) -> str:
+    """Flossing seconds / task-training seconds as a meeting reads it: 1.1 -> '+110 % training compute,
+    i.e. 2.1×'; 'not recorded' where it is missing."""
+    if pd.isna(ratio):
+        return "not recorded"
+    return f"+{100 * ratio:.0f} % training compute, i.e. {1 + ratio:.1f}×"
+
+
+def diagnostics_text(diag_s_per_run, diag_share) -> str:
+    """The lab's diagnostics as a clause: 'the lab's diagnostics took 0.9 s per network (45 % of the wall
+    time), measurement overhead, not a cost of the schedule'; 'not recorded' where they were not timed."""
+    if pd.isna(diag_s_per_run) or pd.isna(diag_share):
+        return ("the lab's diagnostics were not recorded apart for these runs (stored before they were timed "
+                "separately)")
+    return (f"the lab's diagnostics took {duration(diag_s_per_run)} per network ({100 * diag_share:.0f} % of the "
+            "wall time), measurement overhead, not a cost of the schedule")
+
+
+def cost_sentence(delay, floss_cost: dict, diag_s_per_run, diag_share, *, name=str) -> str:
+    """The cost headline: 'At delay 20, flossing cost (against task training) pre +110 % training compute,
+    i.e. 2.1×; the lab's diagnostics took ...' from ``roi_headline``'s numbers; ``name`` labels a schedule."""
+    if floss_cost:
+        head = f"At delay {delay}, flossing cost (against task training) " + "; ".join(
+            f"{name(s)} {floss_cost_text(r)}" for s, r in floss_cost.items())
+    else:
+        head = f"At delay {delay}, no schedule flossed"
+    return f"{head}; {diagnostics_text(diag_s_per_run, diag_share)}."
+
+# ------------------------------------------------------------------------------ forecasts against baselines
+BASELINE_COLUMNS = ["delay", "forecaster", "kind", "n", "mse", "r2", "skill", "successes", "success_rate"]
+
+
+def baselines_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """For forecasting runs judged against naive baselines (csv): per delay, one row per schedule (kind
+    'network': n scored runs, the mean over seeds of the final test MSE, R² and skill, successes and success
+    rate) and one per baseline on the same test windows (kind 'baseline': its MSE and R², and its skill
+    against the better baseline: 0 for that one, below 0 for the other). The forecaster names say what each
+    baseline is ('persistence (10 steps back)', 'seasonal persistence (period 52: 52 steps back)').
+    Empty for runs without a skill (bit tasks, runs stored before issue 15)."""
+    if "test_skill" not in runs or not runs["test_skill"].notna().any():
+        return pd.DataFrame(columns=BASELINE_COLUMNS)
+    scored = runs[runs["status"].isin(SCORED) & runs["test_skill"].notna()]
+    mse = "test_mse" if "test_mse" in scored else "test_loss"
+    rows = []
+    for delay, g in scored.groupby("delay", sort=True):
+        for schedule in schedule_order(g["schedule"]):
+            s = g[g["schedule"] == schedule]
+            wins = int(_succeeded(s).sum())
+            rows.append((delay, schedule, "network", len(s), s[mse].mean(), s["test_r2"].mean(),
+                         s["test_skill"].mean(), wins, wins / len(s)))
+        period = g["config"].iloc[0]["task"].get("period")
+        names = {"persistence": f"persistence ({_steps(delay)} back)"}
+        if period:
+            names["seasonal"] = (f"seasonal persistence (period {period}: "
+                                 f"{_steps(seasonal_lag(int(period), int(delay)))} back)")
+        for name, label in names.items():
+            if f"{name}_mse" in g and g[f"{name}_mse"].notna().any():
+                m = g[f"{name}_mse"].mean()
+                rows.append((delay, label, "baseline", math.nan, m, g[f"{name}_r2"].mean(),
+                             1 - m / g["baseline_mse"].mean(), math.nan, math.nan))
+    return pd.DataFrame(rows, columns=BASELINE_COLUMNS)
+
+def _steps(n) -> str:
+    return f"{int(n)} step" + ("s" if int(n) != 1 else "")
+
+
+def baselines_display(table: pd.DataFrame) -> pd.DataFrame:
+    """A ``baselines_table`` as the Outcomes page and the report show it: Delay, Forecaster, MSE (z-scored
+    units, mean over seeds), R², Skill (vs the better baseline) and Solved ('2 of 3' for a schedule, '–' for
+    a baseline), numbers as text."""
+    def num(x, digits=3):
+        return "–" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+    return pd.DataFrame({
+        "Delay": table["delay"].astype(int).astype(str), "Forecaster": table["forecaster"],
+        "MSE": [num(x, 4) for x in table["mse"]], "R²": [num(x) for x in table["r2"]],
+        "Skill": [num(x) for x in table["skill"]],
+        "Solved": [f"{int(w)} of {int(n)}" if k == "network" else "–"
+                   for k, w, n in zip(table["kind"], table["successes"], table["n"])]})
