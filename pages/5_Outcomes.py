@@ -1,4 +1,5 @@
-"""Outcomes: test accuracy over training, success rate vs delay, and when the runs converged."""
+"""Outcomes: test accuracy over training, success rate vs delay, when the runs converged, and the time to
+solution with the unsolved seeds censored (Kaplan–Meier, log-rank, paired seeds)."""
 import streamlit as st
 
 import dashboard as ui
@@ -33,3 +34,38 @@ if conv.empty:
     st.info("No run reached the success threshold, so there are no convergence steps to compare.")
 else:
     st.plotly_chart(views.fig_convergence(conv), key="convergence")
+
+st.subheader("Time to solution, counting the seeds that never solved")
+st.markdown(
+    "The median above sees only the solved seeds, and the success rate ignores when. The Kaplan–Meier curve "
+    "counts every seed: the fraction solved by each training step, where a seed that never solved is "
+    "*censored* at its budget (its last training step) or at the step it diverged. Its median is the step by "
+    "which half the seeds solved; the log-rank test asks whether a schedule's curve differs from no "
+    "flossing's. Every schedule trains the same seeds (the same initial weights and data), so the seeds also "
+    "pair up: who solved first, seed by seed, with a sign test.")
+survival = views.survival_table(runs)
+at_delay = survival[survival["delay"] == delay]
+for col, r in zip(st.columns(max(len(at_delay), 1)), at_delay.itertuples()):
+    median = "not reached" if r.median_solve_step == float("inf") else f"step {r.median_solve_step:.0f}"
+    col.metric(f"Median time to solution, {r.schedule} at d={r.delay}", median,
+               help="Kaplan–Meier median over all seeds (unsolved ones censored); 95% interval in the table below")
+st.plotly_chart(views.fig_survival(views.survival_curves(delay_runs), budget=views.training_budget(delay_runs)),
+                key="survival")
+st.dataframe(views.survival_display(survival), hide_index=True)
+paired = views.paired_solves(runs)
+if len(paired):
+    with st.expander("Seed by seed against no flossing"):
+        st.dataframe(paired, hide_index=True)
+
+# forecasting a series (csv): the networks beside the naive forecasts they must beat, on the same test windows
+baselines = views.frames.baselines_table(runs)
+if len(baselines):
+    st.subheader("Against naive forecasts")
+    margin = runs["config"].iloc[0]["task"].get("skill_margin")
+    st.markdown(
+        "Every network and every baseline is scored on the same test windows. *Persistence* forecasts the "
+        "value d steps before the target, the last one the network has seen; *seasonal persistence* (given a "
+        "period P) the value P steps before it (P·⌈d/P⌉ when P < d). *Skill* = 1 − MSE / MSE of the better "
+        "baseline: 0 is no better than that baseline, 1 a perfect forecast; a baseline's own skill is against "
+        f"the better one. A run succeeds when its skill at the final evaluation is at least {margin:g}.")
+    st.dataframe(views.frames.baselines_display(baselines), hide_index=True)

@@ -8,14 +8,15 @@ import zipfile
 
 import pandas as pd
 
-from .. import __version__
+from .. import __version__, views
 from ..store import Store
 from .data import ReportData, load
 
 
 def data_zip(store: Store, experiment_ids) -> bytes:
     """The runs, per-step metrics, spectra and Jacobian diagnostics as CSV (and Parquet where pyarrow
-    is importable), the summary table, and each experiment's spec as JSON, in one zip (bytes)."""
+    is importable), the summary table, the Kaplan–Meier curves, and each experiment's spec as JSON, in
+    one zip (bytes)."""
     return zip_from_data(load(store, experiment_ids))
 
 
@@ -27,7 +28,7 @@ def tables_for_export(data: ReportData) -> dict[str, pd.DataFrame]:
     jac = data.jacobian.copy()
     jac["log_sv"] = jac["log_sv"].map(json.dumps)
     return {"runs": runs, "metrics": data.metrics, "spectra": data.spectra, "jacobian": jac,
-            "summary": pd.DataFrame(data.summary)}
+            "summary": pd.DataFrame(data.summary), "survival": views.survival_curves(data.finished)}
 
 
 def zip_from_data(data: ReportData) -> bytes:
@@ -58,7 +59,12 @@ metrics.csv            per-step curves, long form: run_id, step, name, value
 spectra.csv            Lyapunov spectra, one row per exponent: run_id, step, phase, index, exponent
 jacobian.csv           long-term Jacobian per horizon: log_kappa (natural log of kappa_2), grad_norm,
                        log_sv (JSON list of log singular values)
-summary.csv            the report's table: one row per (delay, schedule)
+summary.csv            the report's table: one row per (delay, schedule); median_solve_step / _lo / _hi
+                       (Kaplan-Meier median step to solution, 95% CI; inf: not reached), logrank_p,
+                       paired_seeds, solved_first, baseline_first, paired_p (vs 'none', same delay)
+survival.csv           the Kaplan-Meier curves: per (delay, schedule) and step, the fraction of seeds
+                       solved with its 95% band (lo, hi), at_risk, events (solved), censored (never
+                       solved: at the last training step, or where the run diverged)
 spec-<id>.json         the full comparison spec; floss_core.experiment.spec_from_dict reruns it
 Empty cells are NaN. Tables join on run_id.
 """

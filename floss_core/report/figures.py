@@ -32,6 +32,19 @@ def _dodge(fig, delays: list):
     return fig
 
 
+def _with_initial(fig, band: pd.DataFrame):
+    """A ``views.fig_horizon`` chart with every horizon labelled and the 'initial' curve dotted in grey (the
+    same seeds start every schedule: one curve)."""
+    horizons = sorted(band["horizon"].unique())
+    fig.update_xaxes(tickvals=horizons, ticktext=[str(h) for h in horizons])
+    init = band[band["stage"] == "initial"].groupby("horizon")["mean"].first()
+    if len(init):
+        import plotly.graph_objects as go
+        fig.add_trace(go.Scatter(x=init.index, y=init.values, mode="lines", name="initial",
+                                 line=dict(color="#9ca3af", dash="dot")))
+    return fig
+
+
 def fig_cost_vs_convergence(roi: pd.DataFrame, budget: int):
     """Cost vs convergence from ``views.roi_table``: wall time per run against the median convergence
     step of the solved seeds, one marker per (schedule, delay); a schedule that solved no seed sits on
@@ -61,7 +74,8 @@ def fig_cost_vs_convergence(roi: pd.DataFrame, budget: int):
 
 def figures(data: ReportData) -> list[tuple[str, object]]:
     """The key charts, as (caption, plotly figure); a chart with no data behind it is left out.
-    Curves, spectra and κ₂ are shown at the longest delay, where the schedules differ most."""
+    Curves, the seeds solved vs step, spectra and the conditioning (κ₂ of the flossed top-k subspace, the
+    gradient norm vs horizon, the full κ₂) are shown at the longest delay, where the schedules differ most."""
     if not data.summary:
         return []
     runs = data.finished
@@ -81,26 +95,36 @@ def figures(data: ReportData) -> list[tuple[str, object]]:
                     "and every seed (thin lines).",
                     views.fig_metric(band, seeds=views.metric_seeds(data.metrics, at, score), y=label,
                                      title=f"{label} during training, delay {delay}")))
+    curves = views.survival_curves(runs[runs["delay"] == delay])
+    if len(curves):
+        out.append((f"Fraction of seeds solved by each training step at delay {delay} (Kaplan–Meier, 95% band): a "
+                    "seed that never solved counts until it stops, censored (tick) at its last training step or "
+                    "where it diverged. The table 'Time to solution' gives each median and the log-rank test.",
+                    views.fig_survival(curves, budget=budget - 1)))
     spectra = views.spectrum_band(data.spectra, runs)
     spectra = spectra[spectra["delay"] == delay]
     if len(spectra):
         out.append((f"Lyapunov exponents at delay {delay}, mean ± 1 s.d. across seeds: at initialisation, right "
                     "after the first flossing phase, and at the end of training. Flossing aims to push the top "
                     "exponents toward 0.", views.fig_spectra(spectra)))
-    kappa = views.jacobian_band(data.jacobian, runs, "log10_kappa")
-    kappa = kappa[kappa["delay"] == delay]
-    if len(kappa):
-        fig = views.fig_horizon(kappa, title=f"Condition number κ₂ vs horizon, delay {delay}", y="log10 κ₂")
-        horizons = sorted(kappa["horizon"].unique())
-        fig.update_xaxes(tickvals=horizons, ticktext=[str(h) for h in horizons])
-        init = kappa[kappa["stage"] == "initial"].groupby("horizon")["mean"].first()
-        if len(init):  # the same seeds start every schedule: one 'initial' curve
-            import plotly.graph_objects as go
-            fig.add_trace(go.Scatter(x=init.index, y=init.values, mode="lines", name="initial",
-                                     line=dict(color="#9ca3af", dash="dot")))
-        out.append((f"Conditioning of the long-term Jacobian at delay {delay} (end of training; dotted: at "
-                    "initialisation). A large κ₂ means gradients over that horizon explode or vanish in some "
-                    "directions.", fig))
+    k = views.flossed_k(runs) or "k"
+    for value, title, y, x, caption in (
+            ("log10_kappa_k", f"κ₂ of the top-{k} subspace vs horizon, delay {delay}", f"log10 σ₁/σ_{k}",
+             "horizon (steps)", f"Conditioning of what was flossed at delay {delay} (end of training; dotted: at "
+             f"initialisation): κ₂ of the top {k} singular values of the long-term Jacobian. Flossing pushes the "
+             f"top {k} Lyapunov exponents toward 0, so it controls this κ₂ and the gradient's reach (next chart), "
+             "while the full κ₂ (the chart after) is set by the unflossed bottom exponents and can stay the same."),
+            ("log10_grad_norm", f"Gradient norm vs steps back, delay {delay}", "log10 ‖∂y_T / ∂h_(T-h)‖",
+             "steps back h", f"How far back the gradient reaches at delay {delay} (end of training; dotted: at "
+             "initialisation): the norm of the output's gradient with respect to the state h steps back."),
+            ("log10_kappa", f"Condition number κ₂ vs horizon, delay {delay}", "log10 κ₂", "horizon (steps)",
+             f"Conditioning of the full long-term Jacobian at delay {delay} (end of training; dotted: at "
+             "initialisation), all singular values included. A large κ₂ means gradients over that horizon "
+             "explode or vanish in some directions.")):
+        band = views.jacobian_band(data.jacobian, runs, value)
+        band = band[band["delay"] == delay]
+        if len(band):
+            out.append((caption, _with_initial(views.fig_horizon(band, title=title, y=y, x=x), band)))
     out.append(("What each schedule cost (compute seconds per network, flossing included) against the median "
                 "step at which its solved seeds converged; a hollow marker on the budget line: no seed solved.",
                 fig_cost_vs_convergence(views.roi_table(runs), budget)))

@@ -3,6 +3,9 @@ DataFrames into what is shown (pandas), ``figures`` draws them (plotly). The nam
 the dashboard, its pages, the report and the tests use; the rest live in their modules."""
 from .figures import (color, fig_convergence, fig_cost_breakdown, fig_horizon, fig_metric, fig_roi,
                       fig_singular_values, fig_spectra, fig_success_vs_delay, fig_topk)
+from .figures import fig_survival
+from .frames import (conditioning_headline, flossed_k, paired_solves, survival_curves, survival_display,
+                     survival_table, training_budget)
 from .frames import (SCORED, STAGES, convergence_steps, experiment_label, experiments_table, filter_runs,
                      jacobian_band, lambda1_by_stage, metric_band, metric_seeds, roi_headline, roi_table,
                      runs_table, schedule_order, score_column, singular_values, spectrum_band, success_vs_delay,
@@ -13,3 +16,5 @@ __all__ = ["SCORED", "STAGES", "color", "convergence_steps", "experiment_label",
            "fig_spectra", "fig_success_vs_delay", "fig_topk", "filter_runs", "jacobian_band", "lambda1_by_stage",
            "metric_band", "metric_seeds", "roi_headline", "roi_table", "runs_table", "schedule_order",
            "score_column", "singular_values", "spectrum_band", "success_vs_delay", "topk_over_training"]
+__all__ += ["conditioning_headline", "fig_survival", "flossed_k", "paired_solves", "survival_curves",
+            "survival_display", "survival_table", "training_budget"]
