@@ -188,13 +188,25 @@ def safe_filename(name: str) -> str:
 
 
 def save_upload(upload) -> str:
-    """Save an uploaded CSV under the store's folder (uploads/<safe name>) and check that it parses."""
+    """Save an uploaded CSV under the store's folder (uploads/<safe name>) and check that it reads as a table
+    with a header (ValueError, one line, otherwise); its columns and gaps are checked with the spec, once the
+    user has chosen the columns and what a gap does. An unchanged file is not rewritten (its parse stays cached)."""
     folder = store().path.parent / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / safe_filename(upload.name)
-    path.write_bytes(upload.getvalue())
-    tasks.load_series(str(path))  # ValueError with the row and column at fault
+    data = upload.getvalue()
+    if not path.is_file() or path.read_bytes() != data:
+        path.write_bytes(data)
+    series_info(str(path))
     return str(path)
+
+
+def series_info(path: str):
+    """What an uploaded CSV offers (``floss_core.series.describe``): its index column, the numeric columns the
+    Launch page lists, the other columns with the line that refuses them, the gaps per column."""
+    from floss_core import series
+
+    return series.describe(path)
 
 
 duration = fmt.duration   # 0.53 s, 42 s, 3.5 min, 2.1 h (the CLI's status shows the same)

@@ -3,8 +3,10 @@
 Nothing here trains or keeps state; the training loop calls these and records what they return:
 
 * ``task_forward``: one batch's loss per member and its scored outputs (the training step uses it too);
-* ``evaluate``: test loss and test score (accuracy, or R² for csv tasks) per member, ``score_metric``
-  its record name and success bar;
+* ``evaluate``: test loss and test score (accuracy, or R² for csv tasks) per member; ``judge`` what an
+  evaluation logs and who passes (csv: the skill over the better naive baseline, ``baseline_scores``,
+  on the same test windows), ``score_metric`` the success metric and its bar, ``convergence_step`` the
+  rule (first or final evaluation), ``run_facts`` what a run records besides (baselines, rule, gaps);
 * ``top_exponents``: the first k exponents on a given window, no gradient (the cheap λ_1 monitor at each
   evaluation, and the flossing stopping rule's check);
 * ``snapshot``: the full spectrum, the long-term Jacobian's singular values / κ₂ per horizon and the
@@ -39,10 +41,90 @@ def task_forward(model: M.ModelConfig, params: dict, batch: T.Batch, kind: str):
 
 
 def score_metric(task: T.TaskConfig, success_acc: float) -> tuple[str, float]:
-    """The test score's record name and its success bar, as the task's entry says: ('test_acc',
-    success_acc) for the bit tasks, ('test_r2', task.r2_threshold) for csv forecasting."""
+    """The evaluated metric a run's success is judged on and its bar, as the task's entry says:
+    ('test_acc', success_acc) for the bit tasks, ('test_skill', task.skill_margin) for csv forecasting."""
     entry = T.task_entry(task.name)
-    return entry.score_column, entry.threshold(task, success_acc)
+    return entry.metric, entry.threshold(task, success_acc)
+
+
+# ---------------------------------------------------------------- success: the score, the baselines, the rule
+
+def skill(mse, baseline_mse):
+    """Skill score 1 - MSE / MSE_baseline: 1 a perfect forecast, 0 as good as the baseline, below 0 worse."""
+    return 1 - mse / baseline_mse
+
+
+def baseline_scores(task: T.TaskConfig, n: int) -> dict:
+    """The task's baselines scored like the network on the same test windows (``Task.test_draw`` with at
+    most ``n`` windows, the scored steps t >= d): '<name>_mse' (the mean squared error over scored steps,
+    windows and channels, i.e. the network's test_loss) and '<name>_r2' (``tasks.r2_score``) for each
+    baseline, and 'baseline_mse' / 'baseline_r2' / 'baseline' of the better (lower-MSE) one. Floats, and
+    the better one's name; {} for a task without baselines."""
+    entry = T.task_entry(task.name)
+    if entry.baselines is None:
+        return {}
+    batch = T.make_test_batch(task, [None], n)                          # (T, 1, N, C): one "member"
+    out, best = {}, None
+    for name, forecast in entry.baselines(task, n).items():
+        pred = forecast[:, None]
+        out[f"{name}_mse"] = float(T.task_loss(pred, batch.targets, batch.mask, "mse")[0])
+        out[f"{name}_r2"] = float(T.r2_score(pred, batch.targets, batch.mask)[0])
+        if best is None or out[f"{name}_mse"] < out[f"{best}_mse"]:
+            best = name
+    out.update(baseline=best, baseline_mse=out[f"{best}_mse"], baseline_r2=out[f"{best}_r2"])
+    return out
+
+
+def success_rule(task: T.TaskConfig, success_acc: float, n: int) -> str:
+    """The success rule of a run in words, with its numbers (recorded in a csv run's final)."""
+    entry = T.task_entry(task.name)
+    metric, bar = score_metric(task, success_acc)
+    if entry.baselines is None:
+        return f"success at the first evaluation with {metric} >= {bar:g}"
+    n_windows = entry.test_draw(task, n).shape[1]
+    persistence = f"persistence (the value {task.delay} step{'s' if task.delay != 1 else ''} before the target)"
+    baseline = (f"the baseline, {persistence}" if task.period is None else
+                f"the better baseline of {persistence} and seasonal persistence (the value "
+                f"{T.seasonal_lag(task.period, task.delay)} steps before it, period {task.period})")
+    return (f"success when the final evaluation's test_skill >= {bar:g}; test_skill = 1 - MSE / MSE of "
+            f"{baseline}, on the same {n_windows} test windows; convergence_step: the first evaluation "
+            f"from which every evaluation reached {bar:g}")
+
+
+def judge(task: T.TaskConfig, loss: torch.Tensor, score: torch.Tensor, success_acc: float, n: int):
+    """One evaluation's verdict per member, from its test loss and score (E,) on ``tasks.make_test_batch``
+    with ``n`` windows: (logged, recorded, passed). ``logged``: {metric: (E,)} for the training curves and
+    the final record (the score, and for csv 'test_skill' against ``baseline_scores``); ``recorded``:
+    {name: (E,)} for the final record only (csv: 'test_mse'); ``passed``: (E,) bool, the success metric
+    at or above its bar (``score_metric``)."""
+    entry = T.task_entry(task.name)
+    logged, recorded = {entry.score_column: score}, {}
+    if entry.baselines is not None:
+        logged["test_skill"] = skill(loss, baseline_scores(task, n)["baseline_mse"])
+        recorded["test_mse"] = loss
+    metric, bar = score_metric(task, success_acc)
+    return logged, recorded, logged[metric] >= bar
+
+
+def run_facts(task: T.TaskConfig, success_acc: float, n: int) -> dict:
+    """What every run of ``task`` records in its final besides its own numbers: for csv the baselines'
+    scores (``baseline_scores``), the success rule in words, and the gaps handled (values filled, rows
+    dropped); {} for the bit tasks."""
+    entry = T.task_entry(task.name)
+    facts = dict(entry.facts(task)) if entry.facts is not None else {}
+    if entry.baselines is not None:
+        facts.update(baseline_scores(task, n), success_rule=success_rule(task, success_acc, n))
+    return facts
+
+
+def convergence_step(task: T.TaskConfig, previous: int | None, passed: bool, step: int) -> int | None:
+    """A run's convergence step after an evaluation at ``step`` that ``passed`` (or not). Judged 'first'
+    (bit tasks): the first evaluation that passed, kept. Judged 'final' (csv): the first evaluation from
+    which every evaluation passed, None after one that failed; the final evaluation comes last, so such a
+    run succeeds exactly when its final evaluation passes."""
+    if passed:
+        return step if previous is None else previous
+    return None if T.task_entry(task.name).judged == "final" else previous
 
 
 def evaluate(model: M.ModelConfig, task: T.TaskConfig, params: dict, batch: T.Batch) -> tuple:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .schedules import NAMES as SCHEDULES   # the registries that load no torch are read directly
+from .tasks import MISSING_MODES
 from .tasks import NAMES as TASKS
 
 # the names of registries that live beside torch code, spelled out (tests/test_options.py: equal)
@@ -43,7 +44,8 @@ class Option:
     help: str | None = None        # the command line's help
     choices: tuple | None = None
     label: str | None = None       # the Launch page's label
-    page: str | None = None        # the Launch page's section: task | network | flossing | details (None: not there)
+    page: str | None = None        # the Launch page's section: task | network | flossing | details | series
+    #                                (None: not there)
     key: str | None = None         # the Launch page's widget key after "<size>:" (default: name)
     low: float | None = None       # the Launch page's minimum
     page_help: str | None = None
@@ -61,9 +63,27 @@ _TABLE = (
     Option("order", "task.order", "int", "--order", "parity over 2**order bits", label="Parity order (2^order bits)",
            low=1, page="task"),
     Option("csv", "task.csv_path", "str", "--csv", "CSV file of the user's series (task csv)"),
+    Option("columns", "task.columns", "names", "--columns",
+           "csv: the columns to forecast, comma-separated (default: every column but a first date/time or "
+           "increasing-integer index column)", label="Columns to forecast", what="column"),
+    Option("missing", "task.missing", "str", "--missing",
+           "csv: what a gap (blank cell, blank line, NA) does: refuse the file (default), interpolate "
+           "(linear between its neighbours; gaps at either end dropped) or drop its rows", choices=MISSING_MODES,
+           label="Missing values (gaps)", page="series",
+           page_help="refuse: a file with gaps is refused, naming the rows; interpolate: filled linearly between "
+                     "neighbours (gaps at either end dropped); drop: their rows removed (the series closes up)"),
+    Option("period", "task.period", "int", "--period",
+           "csv: the season's length in rows (e.g. 52 for weekly data with a yearly cycle): adds the seasonal "
+           "persistence baseline", label="Season length P in rows (optional)", low=2, page="series",
+           page_help="adds the seasonal persistence baseline: the value P steps before the target "
+                     "(P·⌈d/P⌉ steps when P < d)"),
+    Option("skill_margin", "task.skill_margin", "float", "--skill-margin",
+           "csv: a run succeeds when its final test skill, 1 - MSE / MSE of the better baseline, reaches this",
+           label="Success: skill over the better baseline at least", key="margin", page="series",
+           page_help="skill = 1 − MSE / MSE of the better of persistence and seasonal persistence on the same "
+                     "test windows: 0 is as good as the baseline, 1 perfect; judged at the final evaluation"),
     Option("seq_len", "task.seq_len", "int", "--seq-len"),
     Option("batch", "task.batch", "int"),
-    Option("r2_threshold", "task.r2_threshold", "float"),
     # the network
     Option("arch", "model.arch", "str", "--arch", choices=ARCHS, label="Architecture", page="network"),
     Option("hidden", "model.hidden", "int", "--hidden", label="Hidden units", low=1, page="network"),
@@ -118,7 +138,7 @@ NAMES = tuple(OPTIONS)                                   # every make_spec keywo
 FIELDS = {o.name: tuple(o.field.split(".")) for o in _TABLE if o.field}   # keyword -> (section, field)
 CLI = tuple(o for o in _TABLE if o.flag)                 # the command line's comparison options
 PAGE = tuple(o for o in _TABLE if o.page)                # the Launch page's widgets, in table order
-PAGE_SECTIONS = ("task", "network", "flossing", "details")
+PAGE_SECTIONS = ("task", "network", "flossing", "details", "series")   # series: after a CSV upload (task csv)
 
 
 # ------------------------------------------------------------------------------------ checking values

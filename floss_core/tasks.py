@@ -15,8 +15,10 @@ s_t in {0, 1}; with delay d and h = order,
     parity:  y_t = XOR_{j=1..2^h} s_{t - j d / 2^h}        (h = 1 is xor)
 A step is scored only when t >= d, i.e. when every bit its target needs has been seen
 (the reference code scores one step too early; we do not).
-The CSV task forecasts a user's series d steps ahead; reading and checking the file, the
-train / test split and the z-scoring are in `floss_core.series` (`load_series` is re-exported here).
+The CSV task forecasts a user's series d steps ahead; reading and checking the file, its gaps and
+columns, the train / test split, the z-scoring, the scored test windows and the naive baselines are in
+`floss_core.series` (`load_series` is re-exported here). A csv run succeeds when its skill over the better
+baseline, 1 - MSE / MSE_baseline, reaches ``skill_margin`` at the final evaluation.
 
 Importing this module loads neither torch nor pandas (they load on the first batch, loss or
 CSV), so the CLI's parser, the dashboard's pages and the views can read `NAMES` and the entries.
@@ -40,7 +42,28 @@ class TaskConfig:
     batch: int = 16              # B, sequences per batch
     csv_path: str | None = None  # path of the user's CSV (task 'csv')
     test_fraction: float = 0.2   # csv: tail fraction of the series kept for testing
-    r2_threshold: float = 0.5    # csv: success when test R^2 >= this
+    r2_threshold: float = 0.5    # unused: csv success was test R² >= this before issue 15 (older specs hold it)
+    columns: tuple[str, ...] | None = None  # csv: the columns to forecast (None: every column but the index)
+    missing: str = "refuse"      # csv: gaps in the chosen columns: refuse | interpolate | drop (MISSING_MODES)
+    period: int | None = None    # csv: season length P in rows; adds the seasonal persistence baseline
+    skill_margin: float = 0.1    # csv: success when the final test skill 1 - MSE / MSE(better baseline) >= this
+
+    def __post_init__(self):
+        # columns as a tuple of names whatever way they were given ("a,b" from the command line, a list from
+        # JSON or the Launch page): the spec compares and stores the same either way
+        if isinstance(self.columns, str):
+            object.__setattr__(self, "columns", tuple(c.strip() for c in self.columns.split(",") if c.strip()))
+        elif isinstance(self.columns, list):
+            object.__setattr__(self, "columns", tuple(self.columns))
+
+
+MISSING_MODES = ("refuse", "interpolate", "drop")   # TaskConfig.missing: what a gap in a CSV series does
+
+
+def seasonal_lag(period: int, delay: int) -> int:
+    """How many steps before its target the seasonal persistence forecast looks (csv): the smallest multiple
+    of the period P that is at least the delay d, P * ceil(d / P) (P when P >= d)."""
+    return period * -(-delay // period)
 
 
 @dataclass(frozen=True)
@@ -189,7 +212,7 @@ def _series(name: str) -> Callable:
 
 def _csv_dims(cfg: TaskConfig) -> tuple[int, int]:
     from . import series
-    c = series.n_columns(cfg.csv_path)
+    c = series.channels(cfg)
     return c, c
 
 
@@ -215,13 +238,32 @@ class Task:
     threshold_field: str | None  # the TaskConfig field with the success threshold (None: TrainConfig.success_acc)
     bit_inputs: bool     # inputs are fresh random bits, so windows of any length can be drawn
     #                      (diagnostics, trainability forecasts); False: windows of one series
+    test_draw: Callable | None = None   # (cfg, n) -> the fixed source (T', N, C) every evaluation scores;
+    #                      None: a fresh random test batch per member and evaluation (``draw``)
+    baselines: Callable | None = None   # (cfg, n) -> {name: forecasts (T, N, C)} of test_draw's targets, the
+    #                      naive forecasts the score is judged against (None: no baselines)
+    facts: Callable | None = None       # cfg -> {name: value} for every run's final (csv: columns, gaps handled)
+    success_metric: str | None = None   # the evaluated metric the threshold applies to (None: score_column)
+    success_name: str | None = None     # what that metric is, for people (None: 'test ' + score_name)
+    judged: str = "first"  # 'first': a run succeeds at the first evaluation that reaches the threshold;
+    #                        'final': at the final evaluation (its convergence step: the first evaluation from
+    #                        which every later one reached it)
 
     def __call__(self, source: torch.Tensor, cfg: TaskConfig) -> torch.Tensor:
         return self.target(source, cfg)
 
     def threshold(self, cfg: TaskConfig, success_acc: float) -> float:
-        """The test score at or above which a run succeeds."""
+        """The value of ``success_metric`` at or above which a run succeeds."""
         return success_acc if self.threshold_field is None else getattr(cfg, self.threshold_field)
+
+    @property
+    def metric(self) -> str:
+        """The evaluated metric a run's success is judged on: 'test_acc' (bit tasks), 'test_skill' (csv)."""
+        return self.success_metric or self.score_column
+
+    def success_text(self) -> str:
+        """The success rule in words, without its threshold: 'test accuracy', 'final test skill over ...'."""
+        return self.success_name or f"test {self.score_name}"
 
 
 COMMON_FIELDS = ("delay", "seq_len", "batch")   # TaskConfig fields every task reads
@@ -234,9 +276,11 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("xor", target=xor_target, check=_check_xor, fields=("channels",), **_BITS),
     Task("parity", target=parity_target, check=_check_parity, fields=("channels", "order"), **_BITS),
     Task("csv", draw=_series("windows"), target=csv_target, dims=_csv_dims, check=_series("validate"),
-         fields=("csv_path", "test_fraction", "r2_threshold"), loss="mse",
-         score=r2_score, score_name="R²", score_column="test_r2", threshold_field="r2_threshold",
-         bit_inputs=False),
+         fields=("csv_path", "test_fraction", "columns", "missing", "period", "skill_margin"), loss="mse",
+         score=r2_score, score_name="R²", score_column="test_r2", threshold_field="skill_margin",
+         bit_inputs=False, test_draw=_series("test_windows"), baselines=_series("baseline_forecasts"),
+         facts=_series("facts"), success_metric="test_skill",
+         success_name="final test skill (1 − MSE / MSE of the better baseline)", judged="final"),
 )}
 NAMES = tuple(TASKS)                                            # the choices, in display order
 SCORE_COLUMNS = tuple(dict.fromkeys(t.score_column for t in TASKS.values()))   # 'test_acc', 'test_r2'
@@ -308,6 +352,18 @@ def make_ensemble_batch(cfg: TaskConfig, generators: list[torch.Generator], *,
     _check_split(split)
     draw, b = task_entry(cfg.name).draw, cfg.batch if batch is None else batch
     return _cut(cfg, torch.stack([draw(cfg, g, split, b) for g in generators], 1))
+
+
+def make_test_batch(cfg: TaskConfig, generators: list[torch.Generator], batch: int) -> Batch:
+    """What one evaluation scores, stacked per member like ``make_ensemble_batch``: the task's fixed test
+    windows (csv: ``series.test_windows``, at most ``batch``, the same for every member and evaluation, so
+    that its baselines are scored on the same targets) where it has them, else a fresh random test batch
+    per member drawn from ``generators``."""
+    entry = task_entry(cfg.name)
+    if entry.test_draw is None:
+        return make_ensemble_batch(cfg, generators, split="test", batch=batch)
+    source = entry.test_draw(cfg, batch)
+    return _cut(cfg, source[:, None].expand(-1, len(generators), -1, -1))
 
 
 def _check_split(split: str) -> None:

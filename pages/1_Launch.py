@@ -28,6 +28,29 @@ with left:
             v[o.name] = ui.option_input(o.name, d, key)
     series = tasks.uses(v["task"], "csv_path")  # the task reads a user's file
     upload = st.file_uploader("CSV series (header row, numeric columns)", type="csv") if series else None
+    csv = upload_error = None
+    if upload is not None:
+        try:
+            csv = ui.save_upload(upload)
+            info = ui.series_info(csv)
+        except ValueError as e:   # shown with the other refusals below; nothing is queued
+            upload_error = str(e)
+        else:
+            if info.index:
+                st.caption(f"Column '{info.index}' ({info.index_kind}) is the file's index: it orders the rows "
+                           "and is not forecast.")
+            for line in info.not_numeric.values():
+                st.warning(f"{line}: the column is not offered.")
+            # the file's numeric columns; the key follows them, so another file starts from all of its own
+            v["columns"] = st.multiselect(options.OPTIONS["columns"].label, list(info.columns),
+                                          default=list(info.columns), key=key + "columns:" + ",".join(info.columns))
+            gaps = sum(info.missing[c] for c in v["columns"])
+            if gaps:
+                st.caption(f"The chosen columns have {gaps} missing value{'s' if gaps != 1 else ''} (blank or NA); "
+                           "choose below what to do with them, or the file is refused.")
+    if series:   # the series options: gaps, the seasonal baseline, the success margin
+        for o in options.on_page("series"):
+            v[o.name] = ui.option_input(o.name, d, key)
 with mid:
     for o in options.on_page("network"):
         v[o.name] = ui.option_input(o.name, d, key)
@@ -43,11 +66,13 @@ spec = None
 try:
     if series and upload is None:
         raise ValueError(f"upload a CSV series for task {v['task']!r}")
+    if upload_error:
+        raise ValueError(upload_error)
     if not v["schedules"]:
         raise ValueError(f"pick at least one schedule to compare: {', '.join(options.SCHEDULES)}")
     v["delays"] = ui.ints(v["delays"], "delays", required=True)
     v["inter_at"] = ui.ints(v["inter_at"], "inter steps")
-    spec = demo.launch_spec(size, **v, csv=ui.save_upload(upload) if upload else None, name=name)
+    spec = demo.launch_spec(size, **v, csv=csv, name=name)
 except ValueError as e:
     st.error(str(e))
 

@@ -221,3 +221,68 @@ def test_the_cli_spells_the_design_and_state_gradient_registries_as_they_are():
     from floss_core.train import FLOSS_DESIGNS, STATE_GRADIENTS
     assert tuple(FLOSS_DESIGNS) == cli_module.DESIGN_CHOICES
     assert STATE_GRADIENTS == cli_module.STATE_GRAD_CHOICES
+
+
+# ------------------------------------------------------------------------------ a CSV series (issue 15)
+def _series_csv(tmp_path, gaps=()):
+    """A series with a date index, x a cycle of 12 rows on a slight trend, y a trend and a cycle of 6π rows;
+    blank cells of x at ``gaps``."""
+    import math
+
+    rows = [f"2000-{1 + i // 28:02d}-{1 + i % 28:02d},"
+            f"{'' if i in gaps else f'{math.sin(2 * math.pi * i / 12) + 0.001 * i:.5f}'},"
+            f"{0.01 * i + math.cos(i / 3):.5f}" for i in range(160)]
+    path = tmp_path / "series.csv"
+    path.write_text("date,x,y\n" + "\n".join(rows) + "\n")
+    return str(path)
+
+
+CSV_BAD = [  # (extra arguments, a word the one-line message must hold): exit 2, one line, nothing run
+    ((), "CSV column 'x' has 2 missing values (blank or NA) at data rows 11, 51; to use it, choose missing"),
+    (("--columns", "x,z"), "CSV has no column 'z'; its numeric columns: x, y"),
+    (("--columns", "date"), "CSV column 'date' holds dates/times: it is the file's index"),
+    (("--missing", "zero"), "invalid choice: 'zero'"),
+    (("--period", "1", "--missing", "drop"), "period must be a whole number of rows >= 2"),
+    (("--skill-margin", "1.5", "--missing", "drop"), "skill_margin must be a number below 1"),
+]
+
+
+@pytest.mark.parametrize("extra,needle", CSV_BAD)
+def test_csv_refusals_exit_2_with_one_line(capsys, tmp_path, extra, needle):
+    code, out, err = in_process(capsys, "compare", "--task", "csv", "--csv", _series_csv(tmp_path, gaps=(10, 50)),
+                                "--delay", "2", "--seq-len", "10", *extra)
+    assert code == 2, (code, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], err
+    assert out == ""
+
+
+def test_compare_json_has_the_skill_and_baselines_per_schedule_and_the_report_shows_them(capsys, tmp_path):
+    store = tmp_path / "floss.db"
+    code, out, err = in_process(
+        capsys, "compare", "--task", "csv", "--csv", _series_csv(tmp_path, gaps=(10,)), "--missing", "interpolate",
+        "--columns", "x", "--period", "12", "--skill-margin", "0.05", "--delay", "2", "--seq-len", "10",
+        "--seeds", "2", "--steps", "4", "--hidden", "6", "--k", "2", "--pre-steps", "2", "--schedules", "none,pre",
+        "--json", "--device", "cpu", "--store", str(store))
+    assert code == 0, err
+    rows, eid = json.loads(out)["schedules"], json.loads(out)["experiment_id"]
+    for row in rows.values():
+        for key in ("skill", "skill_margin", "test_mse", "test_r2", "persistence_mse", "persistence_r2",
+                    "seasonal_mse", "seasonal_r2", "baseline", "baseline_mse", "baseline_r2"):
+            assert key in row, key
+        assert row["skill_margin"] == 0.05
+        # a 12-row cycle: one period back is nearly exact, so seasonal persistence is the better baseline
+        assert row["baseline"] == "seasonal" and row["seasonal_mse"] < 1e-3 < row["persistence_mse"]
+        assert row["baseline_mse"] == row["seasonal_mse"]
+    assert rows["none"]["persistence_mse"] == rows["pre"]["persistence_mse"]       # the same test windows
+    from floss_core.store import Store
+
+    with Store(store) as s:
+        finals = s.runs(eid)
+    assert set(finals["missing_filled"]) == {1.0} and set(finals["forecast_columns"]) == {"x"}
+    code, out, err = in_process(capsys, "report", str(eid), "--store", str(store), "--out", str(tmp_path / "r.html"))
+    assert code == 0, err
+    html = (tmp_path / "r.html").read_text()
+    assert "Against naive forecasts" in html and "seasonal persistence (period 12: 12 steps back)" in html
+    assert html.count("data-kind='network'") == 2 and html.count("data-kind='baseline'") == 2
+    assert "success at final test skill" in html

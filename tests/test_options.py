@@ -83,3 +83,26 @@ def test_make_spec_refuses_a_choice_with_the_tables_message(options, message):
     with pytest.raises(ValueError) as e:
         make_spec("quick", **options)
     assert str(e.value) == message
+
+
+def test_the_csv_series_options_reach_the_spec_and_rebuild_it(tmp_path):
+    import math
+
+    csv = tmp_path / "s.csv"
+    csv.write_text("year,x,y\n" + "\n".join(f"{1800 + i},{math.sin(i / 3):.4f},{math.cos(i / 5) + i / 50:.4f}"
+                                             for i in range(200)) + "\n")
+    spec = spec_to_dict(make_spec("quick", task="csv", csv=str(csv), columns="y, x", missing="drop", period=12,
+                                  skill_margin=0.2, delays=[2], seq_len=10, seeds=2))
+    assert (spec["task"]["columns"], spec["task"]["missing"], spec["task"]["period"],
+            spec["task"]["skill_margin"]) == (("y", "x"), "drop", 12, 0.2)
+    assert O.read("columns", spec) == ["y", "x"]
+    args = O.command_args(spec)
+    for flag, value in (("--columns", "y,x"), ("--missing", "drop"), ("--period", "12"), ("--skill-margin", "0.2")):
+        assert args[args.index(flag) + 1] == value
+    assert spec_to_dict(O.parse_command(args)) == spec
+    assert spec_to_dict(make_spec("quick", task="csv", csv=str(csv), columns=["y", "x"], missing="drop", period=12,
+                                  skill_margin=0.2, delays=[2], seq_len=10, seeds=2)) == spec   # a list: the same
+    # the Launch page's series section (after the upload); the columns get their own widget there
+    assert [o.name for o in O.on_page("series")] == ["missing", "period", "skill_margin"]
+    assert O.OPTIONS["missing"].choices == ("refuse", "interpolate", "drop")
+    assert "r2_threshold" not in O.OPTIONS       # issue 15: success is judged by skill_margin, not R²

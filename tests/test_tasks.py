@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from floss_core.tasks import (TASKS, Batch, TaskConfig, loss_kind, make_batch, make_ensemble_batch,
-                              r2_score, task_accuracy, task_dims, task_loss, validate_task)
+                              make_test_batch, r2_score, task_accuracy, task_dims, task_loss, uses, validate_task)
 
 BITS = [1, 0, 1, 1, 0, 0, 1, 0, 1, 1, 1, 0]   # s_0 .. s_11
 
@@ -188,3 +188,23 @@ def test_batch_is_frozen():
     assert isinstance(b, Batch)
     with pytest.raises(dataclasses.FrozenInstanceError):
         b.mask = None
+
+
+def test_a_bit_tasks_test_batch_is_a_fresh_random_one_per_member():
+    cfg = TaskConfig(name="xor", delay=4, seq_len=12, batch=3)
+    a = make_test_batch(cfg, [torch.Generator().manual_seed(s) for s in (1, 2)], 5)
+    b = make_ensemble_batch(cfg, [torch.Generator().manual_seed(s) for s in (1, 2)], split="test", batch=5)
+    assert torch.equal(a.inputs, b.inputs) and torch.equal(a.targets, b.targets) and a.inputs.shape[2] == 5
+
+
+def test_the_entries_say_how_success_is_judged():
+    # bit tasks: accuracy at the first evaluation that reaches success_acc; csv: the final skill over the
+    # better naive baseline reaching skill_margin (issue 15)
+    for name in ("copy", "xor", "parity"):
+        e = TASKS[name]
+        assert (e.metric, e.judged, e.threshold(TaskConfig(), 0.9), e.baselines) == ("test_acc", "first", 0.9, None)
+    csv = TASKS["csv"]
+    assert (csv.metric, csv.judged, csv.threshold(TaskConfig(skill_margin=0.3), 0.9)) == ("test_skill", "final", 0.3)
+    assert csv.success_text().startswith("final test skill") and TASKS["xor"].success_text() == "test accuracy"
+    assert all(uses("csv", f) for f in ("columns", "missing", "period", "skill_margin"))
+    assert not uses("xor", "period") and not uses("csv", "r2_threshold")
