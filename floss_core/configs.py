@@ -84,7 +84,7 @@ class TrainConfig:
     clip: float = 0.03           # gradient norm clipped per parameter array (0 = off)
     eval_every: int = 100        # evaluate on a fresh test batch every M steps (and at the end)
     eval_batch: int = 64         # sequences per test batch
-    success_acc: float = 0.95    # success when test accuracy >= this (csv tasks: test R² >= r2_threshold)
+    success_acc: float = 0.95    # success when test accuracy >= this (csv tasks: final skill >= task.skill_margin)
     log_every: int = 10          # record training loss / gradient norm every M steps
     monitor_k: int = 8           # exponents measured cheaply at each evaluation (λ_1 over training)
     diag_len: int = 300          # window of the spectrum / long-term-Jacobian snapshots
