@@ -46,7 +46,8 @@ def _with_initial(fig, band: pd.DataFrame):
 
 
 def fig_cost_vs_convergence(roi: pd.DataFrame, budget: int):
-    """Cost vs convergence from ``views.roi_table``: wall time per run against the median convergence
+    """Cost vs convergence from ``views.roi_table``: training + flossing seconds per run (the lab's evaluation
+    and diagnostics left out: they are no cost of a schedule) against the median convergence
     step of the solved seeds, one marker per (schedule, delay); a schedule that solved no seed sits on
     the training budget, hollow."""
     import plotly.graph_objects as go
@@ -56,17 +57,17 @@ def fig_cost_vs_convergence(roi: pd.DataFrame, budget: int):
         g = roi[roi["schedule"] == s]
         solved = g["median_convergence"].notna()
         fig.add_trace(go.Scatter(
-            x=g["wall_s_per_run"], y=g["median_convergence"].where(solved, budget), mode="markers+text", name=s,
+            x=g["compute_s_per_run"], y=g["median_convergence"].where(solved, budget), mode="markers+text", name=s,
             text=[f"d={d}: {a}/{b}" for d, a, b in zip(g["delay"], g["successes"], g["n"])],
             textposition="top center",
             marker=dict(color=views.color(s), size=12, symbol=["circle" if v else "circle-open" for v in solved],
                         line=dict(width=2, color=views.color(s)))))
     fig.add_hline(y=budget, line=dict(color="#9ca3af", dash="dot"), annotation_text="training budget",
                   annotation_position="bottom right")
-    cost = roi["wall_s_per_run"]
+    cost = roi["compute_s_per_run"]
     span = float(cost.max() - cost.min()) or float(cost.max()) or 1.0
     fig.update_layout(title="Cost vs convergence (labels: delay, seeds solved)", template="plotly_white",
-                      xaxis_title="compute seconds per network", yaxis_title="median convergence step")
+                      xaxis_title="training + flossing seconds per network", yaxis_title="median convergence step")
     fig.update_yaxes(range=[0, budget * 1.18])
     fig.update_xaxes(range=[float(cost.min()) - 0.15 * span, float(cost.max()) + 0.15 * span])
     return fig
