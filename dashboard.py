@@ -225,28 +225,51 @@ def work_summary(spec) -> str:
             + (f"; flossing steps: {floss}" if floss else "") + ".")
 
 
-@st.cache_data(show_spinner="Timing a few real training and flossing steps...", max_entries=64)
-def _estimate(spec_json: str, workers: int) -> float:
-    from floss_core.experiment import estimate_seconds, spec_from_dict
+@st.cache_data(show_spinner=False, max_entries=64)
+def _estimate(spec_json: str, workers: int, device: str, measured: str):
+    """The estimate of a spec from the store's cost table of ``device`` (``measured``: the table's last
+    update, so a newer table is read anew)."""
+    from floss_core.experiment import spec_from_dict
+    from floss_core.plan import estimate as estimate_of
 
-    return estimate_seconds(spec_from_dict(json.loads(spec_json)), workers=workers)
+    return estimate_of(spec_from_dict(json.loads(spec_json)), store().cost_table(device), workers=workers)
 
 
-def estimate(spec, *, measure: bool) -> float | None:
-    """Measured time of ``spec`` once asked for (``measure``), then remembered for that spec."""
-    key = json.dumps(asdict(spec), sort_keys=True)   # experiment.spec_to_dict is asdict
-    asked = st.session_state.setdefault("estimated_specs", set())
-    if measure:
-        asked.add(key)
-    if key not in asked:
-        return None
+def estimate(spec, *, measure_here: bool = False) -> dict:
+    """The time ``spec`` will take here, at once, from this machine's cost table in the store, which the
+    background worker measures once while idle (started now if none runs; a few minutes for every
+    architecture, the default first). Returns {"estimate": a ``plan.Estimate`` or None while the table
+    lacks the spec's part, "workers": the worker processes assumed (FLOSS_WORKERS, else one per core),
+    "missing": the parts still to measure, "worker": whether a worker measures them}. With
+    ``FLOSS_NO_WORKER=1`` nobody does: ``measure_here`` measures the spec's architecture in this process
+    (the page shows a spinner; starting parallel processes is then left out of the estimate)."""
+    from floss_core import costs, settings
+    from floss_core.configs import resolve_device
+
     try:
         # the worker the dashboard starts shares the runs out among its processes (FLOSS_WORKERS, else one per core)
         workers = runner.configured_workers()
     except ValueError as e:  # a malformed FLOSS_WORKERS, which that worker would refuse too
         st.error(str(e))
         st.stop()
-    return _estimate(key, workers)
+    device = resolve_device(spec.device).type
+    table = store().cost_table(device)
+    if not costs.fresh(table, device):
+        table = None
+    worker = not settings.get("FLOSS_NO_WORKER")
+    lacking = costs.needed_parts(table, spec.model.arch)
+    if lacking and worker:
+        start_worker()
+    elif lacking and measure_here:
+        table = table or costs.new_table(device)
+        for part in lacking:      # the machine's part without parallel processes: only a worker measures those
+            costs.measure_part(table, part, device=device, workers=1)
+        store().save_cost_table(table, device)
+        lacking = []
+    out = {"estimate": None, "workers": workers, "missing": lacking, "worker": worker}
+    if not lacking:
+        out["estimate"] = _estimate(json.dumps(asdict(spec), sort_keys=True), workers, device, table["updated"])
+    return out
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -1,8 +1,10 @@
 """How a comparison is cut into work: jobs (one ensemble each), sharding for parallel processes, the
-work units that progress and ETAs count, and the time estimate measured from a few real steps."""
+work units that progress and ETAs count, and the time estimate: what each job runs (training steps,
+evaluations, flossing steps and checks per phase, diagnostics snapshots) times what each costs on this
+machine (``costs``: a table measured once, kept in the store), the jobs shared out among the worker
+processes as the runner does."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -83,51 +85,177 @@ def job_units(spec: ComparisonSpec, job: Job) -> int:
     return work_units([s for s in spec.schedules if s.name in job.schedules], spec.train.steps)
 
 
-def estimate_seconds(spec: ComparisonSpec, *, probe_steps: int = 2, workers: int = 1) -> float:
-    """Estimated wall time of the whole comparison, from timing a few real training and flossing
-    steps of this spec's ensemble on this machine (so it is measured, not guessed). ``workers``
-    processes share the runs of each delay (the cost per network barely depends on the ensemble size
-    between E = 9 and 18, bench/RESULTS.md), plus a few seconds to start them."""
-    from .configs import resolve_device
-    from .diagnostics import task_forward
-    from .phases import _bits, flossing_exponents, member_q0
-    import torch
+# ------------------------------------------------------------------------------------ the estimate
+PARTS = ("train", "floss", "eval", "diag")    # where an estimate's seconds go (as a run's: train.PARTS)
 
+
+@dataclass(frozen=True)
+class Estimate:
+    """The expected wall time of a comparison on this machine (``estimate``)."""
+    seconds: float                  # start to finish
+    workers: int                    # worker processes assumed (a worker's: FLOSS_WORKERS, else one per core)
+    processes: int                  # the processes that train: one per job at most, one without a pool
+    jobs: int                       # ensembles trained (``plan`` as the runner cuts it for those workers)
+    start_seconds: float            # starting the processes
+    parts: dict                     # seconds of work by part (PARTS), summed over jobs, one process alone
+    bound: bool                     # flossing counted at its budget where it can stop early (adaptive, stopping rule)
+
+
+def _phases(spec: "ComparisonSpec", members) -> list[tuple[int, int]]:
+    """(flossing steps, members flossing together) of every flossing phase of one ensemble, as the loop
+    runs them (``train._groups``: members asking for the same number of steps floss together); the
+    adaptive schedule's phases at their most (every measurement triggers one)."""
+    from .train import _groups
+
+    scheds = [s for s, _ in members]
+    steps, out = spec.train.steps, []
+    out += [(n, len(idx)) for n, idx in _groups([S.pre_steps(s) for s in scheds]).items()]
+    for t in sorted({t for s in scheds for t in s.inter_at if t < steps}):
+        out += [(n, len(idx)) for n, idx in _groups([S.inter_steps(s, t) for s in scheds]).items()]
+    for t in range(0, steps, spec.train.eval_every):
+        out += [(n, len(idx)) for n, idx in _groups([s.adaptive_steps if S.measures_at(s, t) else 0
+                                                      for s in scheds]).items()]
+    return out
+
+
+def _checks(floss, n: int) -> int:
+    """The stopping rule's long-window measurements in a phase of ``n`` flossing steps (``phases.floss_phase``:
+    every stop_every steps, also at step 0 where the design needs to know who is chaotic)."""
+    from .phases import state_gradient
+
+    regime = state_gradient(floss) == "auto" or (floss.clip_chaotic_only and floss.clip > 0)
+    if not (floss.stop_tol > 0 or regime):
+        return 0
+    return sum(1 for i in range(0, n, floss.stop_every) if regime or i > 0)
+
+
+def job_work(spec: "ComparisonSpec", job: Job) -> list[tuple[str, str, dict, int]]:
+    """What one job runs: (part, primitive, sizes, calls) for the cost model (``costs.CostModel``):
+    training steps, evaluations, flossing steps and the stopping rule's checks per phase, the joint
+    term, diagnostics snapshots (the whole ensemble, before and after every phase, at the start and the
+    end)."""
     from . import models as M
 
-    dev = resolve_device(spec.device)
-    task = replace(spec.task, delay=spec.delays[0])
-    n_in, n_out = T.task_dims(task)
-    params = {k: v.to(dev).requires_grad_(True) for k, v in
-              M.init_ensemble(replace(spec.model, relax_steps=0), n_in, n_out, spec.seeds, batch=task.batch).items()}
-    gens = [torch.Generator().manual_seed(s) for s in spec.seeds]
+    by_name = {s.name: s for s in spec.schedules}
+    members = [(by_name[n], seed) for n, seed in job.member_list(spec)]
+    e, n, d = len(members), spec.model.hidden, M.state_dim(spec.model)
+    task, tr, fl = replace(spec.task, delay=job.delay), spec.train, spec.floss
+    window = tr.diag_len if T.task_entry(task.name).bit_inputs else task.seq_len   # a csv diagnoses a test window
+    k = min(fl.k, d)
+    floss_sizes = dict(N=n, k=k, L=fl.seq_len, b=fl.batch)
+    evals = len(range(0, tr.steps, tr.eval_every)) + (1 if (tr.steps - 1) % tr.eval_every else 0)
+    work = [("train", "train", dict(E=e, N=n, B=task.batch, T=task.seq_len), tr.steps),
+            ("eval", "eval", dict(E=e, N=n, B=tr.eval_batch, T=task.seq_len, L=window, k=min(tr.monitor_k, d)), evals)]
+    phases = _phases(spec, members)
+    for steps, m in phases:
+        work.append(("floss", "floss", dict(floss_sizes, E=m), steps))
+        work.append(("floss", "exponents", dict(N=n, E=m, k=k, L=fl.stop_len), _checks(fl, steps)))
+    joint = [s for s, _ in members if s.name == "joint"]
+    if joint:
+        work.append(("floss", "floss", dict(floss_sizes, E=len(joint)), len(range(0, tr.steps, joint[0].every))))
+    if tr.diagnostics:
+        work.append(("diag", "snapshot", dict(E=e, N=n, k=max(1, min(fl.k, d)), L=window), 2 + 2 * len(phases)))
+    return [w for w in work if w[3] > 0]
 
-    def timed(fn) -> float:
-        fn()  # warm-up
-        t0 = time.perf_counter()
-        for _ in range(probe_steps):
-            fn()
-        return (time.perf_counter() - t0) / probe_steps
 
-    def train_step():
-        batch = T.make_ensemble_batch(task, gens)
-        loss, *_ = task_forward(spec.model, params, T.Batch(batch.inputs.to(dev), batch.targets.to(dev),
-                                                            batch.mask.to(dev)), T.loss_kind(task))
-        loss.sum().backward()
+def job_seconds(spec: "ComparisonSpec", job: Job, model) -> dict:
+    """Seconds of one job by part (``PARTS``), one process alone, from the cost model ``model``."""
+    from .costs import floss_variant
 
-    q0 = member_q0(spec.seeds, M.state_dim(spec.model), spec.floss.k, dev)
+    arch, out = spec.model.arch, dict.fromkeys(PARTS, 0.0)
+    variant = {"floss": floss_variant(arch, spec.floss), "snapshot": spec.train.diag_dtype}
+    for part, op, sizes, calls in job_work(spec, job):
+        seconds = model.seconds(arch, op, variant.get(op), **sizes)
+        if op == "eval":    # its λ monitor is the lab's diagnostics, as a run's records count it
+            monitor = min(seconds, model.seconds(arch, "exponents", N=sizes["N"], E=sizes["E"], k=sizes["k"],
+                                                 L=sizes["L"]))
+            out["diag"] += calls * monitor
+            seconds -= monitor
+        out[part] += calls * seconds
+    return out
 
-    def floss_step():
-        lam = flossing_exponents(spec.model, params, spec.floss, _bits(gens, spec.floss.seq_len, spec.floss.batch,
-                                                                        n_in, dev), q0)
-        (lam ** 2).sum().backward()
 
-    t_train, t_floss = timed(train_step), timed(floss_step)
-    total = 0.0
-    for s in spec.schedules:
-        total += spec.train.steps * t_train + S.planned_floss_steps(s, spec.train.steps) * t_floss
-    # evaluation and diagnostic snapshots come on top: +45 % at the paper preset (bench/RESULTS.md, engine
-    # with diagnostics on vs off, extrapolated to 3001 steps); with diagnostics off they are a few per cent
-    parallel = max(1, min(int(workers), len(spec.seeds) * len(spec.schedules)))
-    start = 5.0 if parallel > 1 else 0.0   # spawning the processes, each importing torch
-    return total * len(spec.delays) * (1.45 if spec.train.diagnostics else 1.05) / parallel + start
+def _makespan(seconds: list[float], processes: int, slowdown) -> float:
+    """Wall time of jobs taken in order by ``processes`` processes as each comes free, each process
+    running ``slowdown(n)`` times slower while n run side by side."""
+    queue, active, t = list(seconds), [], 0.0
+    while queue and len(active) < processes:
+        active.append(queue.pop(0))
+    while active:
+        f = slowdown(len(active))
+        step = min(active)
+        t += step * f
+        active = [a - step for a in active if a - step > 1e-12]
+        while queue and len(active) < processes:
+            active.append(queue.pop(0))
+    return t
+
+
+def processes_for(spec: "ComparisonSpec", workers: int) -> tuple[list[Job], int]:
+    """The jobs the runner trains with ``workers`` local worker processes (``runner.planned_jobs``) and
+    how many processes train them: a pool of one per job at most, or this process alone."""
+    from .runner.queue import planned_jobs
+
+    workers = max(1, int(workers))
+    batch, shards = planned_jobs(spec, "local", workers)
+    jobs = plan(spec, batch=batch, shards=shards)
+    return jobs, min(workers, len(jobs)) if workers > 1 and len(jobs) > 1 else 1
+
+
+def estimate(spec: "ComparisonSpec", table: dict, *, workers: int = 1) -> Estimate:
+    """The expected wall time of ``spec`` run by a local worker with ``workers`` processes, from this
+    machine's cost table (``costs``; KeyError when it lacks the spec's architecture): what every job runs
+    (``job_work``) times what each primitive costs here, the jobs shared out among the processes as the
+    runner does (``processes_for``), plus starting them, each one's warm-up and the experiment's own
+    overhead (queueing, saving; ``costs.CostModel``). Instant: nothing is trained."""
+    from .costs import CostModel
+
+    model = CostModel(table)
+    jobs, processes = processes_for(spec, workers)
+    per_job = [job_seconds(spec, job, model) for job in jobs]
+    parts = {p: sum(j[p] for j in per_job) for p in PARTS}
+    totals = [sum(j.values()) for j in per_job]
+    for i in range(processes):       # each process's first job pays its warm-up
+        totals[i] += model.warmup(spec.model.arch)
+    start = model.start_seconds(processes)
+    wall = model.overhead() + (_makespan(totals, processes, model.slowdown) + start if processes > 1 else sum(totals))
+    bound = (spec.floss.stop_tol > 0 and any(S.planned_floss_steps(s, spec.train.steps) for s in spec.schedules)) \
+        or any(s.name == "adaptive" for s in spec.schedules)
+    return Estimate(seconds=wall, workers=max(1, int(workers)), processes=processes, jobs=len(jobs),
+                    start_seconds=start if processes > 1 else 0.0, parts=parts, bound=bound)
+
+
+_measured: dict = {}   # tables measured on demand in this process, by what they cover
+
+
+def table_for(spec: "ComparisonSpec", workers: int = 1) -> dict:
+    """A cost table for ``spec`` measured here now (once per process for what it covers): its
+    architecture at the grid's sizes up to the first at or above the spec's hidden units and largest
+    ensemble, the machine's part for the processes the runner would use, and the architecture's warm-up
+    in a fresh process where the runner would start fresh processes (this one, measuring, is warm). The
+    dashboard reads the table the background worker keeps in the store instead."""
+    from . import costs
+    from .configs import resolve_device
+
+    jobs, processes = processes_for(spec, workers)
+    biggest = max(len(j.member_list(spec)) for j in jobs)
+    hidden = _up_to(costs.HIDDEN, spec.model.hidden)
+    ensemble = _up_to(costs.ENSEMBLE + (36,), biggest)
+    device = resolve_device(spec.device).type
+    key = (spec.model.arch, hidden, ensemble, processes, device)
+    if key not in _measured:
+        _measured[key] = costs.measure([spec.model.arch], device=device, workers=processes, hidden=hidden,
+                                       ensemble=ensemble, warmup=processes > 1)
+    return _measured[key]
+
+
+def _up_to(grid: tuple, value: int) -> tuple:
+    """The grid's values up to the first at or above ``value`` (all of them if none is)."""
+    above = [g for g in grid if g >= value]
+    return tuple(g for g in grid if g <= (above[0] if above else grid[-1]))
+
+
+def estimate_seconds(spec: "ComparisonSpec", *, workers: int = 1, table: dict | None = None) -> float:
+    """``estimate(spec, table, workers=workers).seconds``; without a table, one measured here first
+    (``table_for``: seconds to a minute, once per process)."""
+    return estimate(spec, table if table is not None else table_for(spec, workers), workers=workers).seconds

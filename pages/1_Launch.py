@@ -1,4 +1,6 @@
 """Launch: design a comparison, see what it costs, queue it for the background worker."""
+import contextlib
+
 import streamlit as st
 
 import dashboard as ui
@@ -76,14 +78,51 @@ try:
 except ValueError as e:
     st.error(str(e))
 
+
+def show_estimate(got: dict) -> None:
+    """The estimated time and what it assumes; while this machine is not measured yet, what is happening."""
+    e = got["estimate"]
+    if e is None and got["worker"]:
+        st.info(f"Measuring this machine... the background worker times the training loop's steps once, "
+                f"while it has no experiment to run ({len(got['missing'])} parts left for this architecture, "
+                "seconds each); the estimate appears here by itself.")
+    elif e is None:
+        st.info("No background worker runs here (FLOSS_NO_WORKER=1), so this machine has not been measured.")
+        st.button("Measure this machine now (once; under a minute for the default network)",
+                  on_click=st.session_state.update, kwargs={"measure_here": True})
+    else:
+        procs = f"{e.processes} worker process{'es' if e.processes != 1 else ''}"
+        st.metric("Estimated time", ui.duration(e.seconds),
+                  help="this machine's measured cost of each training, flossing, evaluation and diagnostics "
+                       "step, times how many of each the comparison runs")
+        st.caption(f"Assumes {got['workers']} worker process{'es' if got['workers'] != 1 else ''} "
+                   f"(FLOSS_WORKERS, else one per core): {e.jobs} ensemble{'s' if e.jobs != 1 else ''} on "
+                   f"{procs}" + (f", {ui.duration(e.start_seconds)} to start them" if e.start_seconds else "")
+                   + (". Flossing counted at its full budget: the stopping rule or an adaptive schedule may "
+                      "end it sooner." if e.bound else "."))
+
+
+@st.fragment(run_every=2)
+def poll_estimate(spec) -> None:
+    """Look again every 2 s while the worker measures; redraw the page once the estimate is there."""
+    got = ui.estimate(spec)
+    if got["estimate"] is not None:
+        st.rerun()
+    show_estimate(got)
+
+
 if spec is not None:
     st.write(ui.work_summary(spec))
     verdict = ui.forecast(spec)
     if verdict:
         st.info(f"Trainability forecast (untrained network): {verdict}")
-    seconds = ui.estimate(spec, measure=st.button("Estimate the time (times a few real steps here)"))
-    if seconds is not None:
-        st.metric("Estimated time", ui.duration(seconds), help="measured on this machine from a few real steps")
+    measure_here = st.session_state.pop("measure_here", False)
+    with st.spinner("Measuring this machine (once)...", show_time=True) if measure_here else contextlib.nullcontext():
+        got = ui.estimate(spec, measure_here=measure_here)
+    if got["estimate"] is None and got["worker"]:
+        poll_estimate(spec)
+    else:
+        show_estimate(got)
 
 if st.button("Launch", type="primary", disabled=spec is None):
     experiment_id = ui.launch(spec)

@@ -157,8 +157,16 @@ def test_launch_refuses_invalid_input_and_queues_valid_input_once(tmp_path, env)
     assert at.error[0].value == "adaptive_k must be in 1..16 (k), got 20"
     at.radio[0].set_value("tiny").run()  # a new size: every widget back to its defaults
     assert not at.error
-    next(b for b in at.button if b.label.startswith("Estimate")).click().run()
+    # the estimate comes at once from this machine's cost table; without one and without a worker to measure
+    # it (FLOSS_NO_WORKER=1) the page says so and offers to measure here
+    assert any("has not been measured" in i.value for i in at.info) and not at.metric
+    assert any(b.label.startswith("Measure this machine now") for b in at.button)
+    from test_costs import fresh_synthetic_table
+    with Store(path) as s:
+        s.save_cost_table(fresh_synthetic_table())
+    at.run()
     assert at.metric[0].label == "Estimated time" and at.metric[0].value.endswith("s")
+    assert any(c.value.startswith("Assumes 1 worker process (FLOSS_WORKERS") for c in at.caption)
     next(b for b in at.button if b.label == "Launch").click().run()
     assert not at.exception and at.success[0].value == "Queued experiment #1."
     with Store(path) as s:

@@ -103,6 +103,7 @@ def worker_loop(store_path=None, *, worker_id: str | None = None, exit_when_idle
     store = Store(store_path)
     worker_id = worker_id or new_worker_id()
     ran, last_requeue = 0, -math.inf
+    costs = _CostTable(store, max_workers) if executor == "local" and not exit_when_idle else None
     log.info("worker %s on %s (executor %s%s)", worker_id, store.path, executor,
              f" at {scheduler}" if scheduler else "")
     try:
@@ -117,6 +118,8 @@ def worker_loop(store_path=None, *, worker_id: str | None = None, exit_when_idle
                 if experiment_id is None:
                     if exit_when_idle:
                         return ran
+                    if costs is not None and costs.measure_next():   # idle: a part of this machine's cost table
+                        continue
                     time.sleep(poll_s)
                     continue
                 beat.status = "busy"
@@ -132,6 +135,46 @@ def worker_loop(store_path=None, *, worker_id: str | None = None, exit_when_idle
                 beat.status = "idle"
     finally:
         store.close()
+
+
+class _CostTable:
+    """This machine's cost table (``floss_core.costs``), measured by an idle worker one part at a time
+    (a few seconds each, so a queued experiment waits at most one part) and saved after each, until the
+    store holds all of it; a table of another machine (or floss_core, torch, ...) is measured anew."""
+
+    def __init__(self, store: Store, workers: int | None):
+        self.store, self.workers, self.done = store, workers, False
+
+    def measure_next(self) -> bool:
+        """Measure and save the next missing part; False when there is none (or measuring failed)."""
+        if self.done:
+            return False
+        try:
+            from .. import costs
+            from ..configs import resolve_device
+
+            device = resolve_device("auto").type
+            table = self.store.cost_table(device)
+            if not costs.fresh(table, device):
+                table = costs.new_table(device)
+            todo = costs.missing(table, costs.parts())
+            if not todo:
+                self.done = True
+                return False
+            t0 = time.perf_counter()
+            costs.measure_part(table, todo[0], device=device, workers=self.workers)
+            latest = self.store.cost_table(device)    # another worker may have saved parts meanwhile
+            if costs.fresh(latest, device):
+                latest["parts"].update(table["parts"])
+                table = latest
+            self.store.save_cost_table(table, device)
+            log.info("cost table: measured %s in %.1f s (%d parts left)", todo[0], time.perf_counter() - t0,
+                     len(todo) - 1)
+            return True
+        except Exception as e:  # noqa: BLE001 - the estimate waits; the worker keeps serving the queue
+            log.warning("cost table: measuring stopped: %s: %s", type(e).__name__, e)
+            self.done = True
+            return False
 
 
 def run_here(spec: ComparisonSpec, store, *, executor: str = "local", scheduler: str | None = None,

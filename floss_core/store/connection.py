@@ -24,9 +24,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Self
 
+from .codec import _dumps, _loads
 from .schema import APP, MIGRATIONS, SCHEMA_VERSION, StoreError, _statements, default_store_path
 
 BUSY_TIMEOUT_S = 30.0  # how long a connection waits for another process's write lock
+_COST_KEY = "cost_table:"  # meta key of a device's cost table (+ the device)
 
 
 class _Connection:
@@ -160,6 +162,22 @@ class _Connection:
         """SQLite's ``PRAGMA integrity_check``: 'ok' when the file is sound, else the problems found."""
         with self._read() as conn:
             return "\n".join(row[0] for row in conn.execute("PRAGMA integrity_check"))
+
+    # ------------------------------------------------------------------ this machine's cost table
+
+    def cost_table(self, device: str = "cpu") -> dict | None:
+        """The cost table of ``device`` on this store's machine (``floss_core.costs``), None until one is
+        saved. A JSON value in the meta table, so it needs no schema of its own."""
+        with self._read() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (_COST_KEY + device,)).fetchone()
+        return None if row is None else _loads(row[0])
+
+    def save_cost_table(self, table: dict, device: str = "cpu") -> None:
+        """Keep ``table`` as the cost table of ``device`` (replacing the one kept). It is no experiment
+        data: ``last_change`` does not change, so the pages' cached results stay valid."""
+        with self._write(count=False) as conn:
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = "
+                         "excluded.value", (_COST_KEY + device, _dumps(table)))
 
 
 _NOT_A_STORE = "{path} is not a Gradient Flossing Lab store ({why}); refusing to touch it"
