@@ -6,6 +6,7 @@ import shlex
 
 from ..experiment import spec_to_dict
 from ..options import command_args, parse_command
+from ..views.sets import flatten as _flatten
 
 
 def reproduce_command(spec: dict) -> tuple[str, list[str]]:
@@ -24,16 +25,3 @@ def _unreproduced(args: list[str], spec: dict) -> list[str]:
         return ["(the command does not parse)"]
     a, b = _flatten(spec), _flatten(got)
     return [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-
-
-def _flatten(d, prefix="") -> dict:
-    out = {}
-    if isinstance(d, dict):
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-    elif isinstance(d, list) and d and isinstance(d[0], dict):
-        for i, v in enumerate(d):
-            out.update(_flatten(v, f"{prefix}{i}."))
-    else:
-        out[prefix[:-1]] = d
-    return out
