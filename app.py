@@ -1,9 +1,23 @@
 """Gradient Flossing Lab: `streamlit run app.py`. This file is the home page and the navigation; every
-other view is one script in pages/."""
+other view is one script in pages/.
+
+Why the st.App below: a folder named pages/ beside the main script makes Streamlit's first script run of a
+fresh server use its old multipage mode (file-name addresses such as /Launch), before this file's
+st.navigation takes over; a deep link (/outcomes?experiment=1) as a fresh server's first request was then
+"Page not found". `streamlit run app.py` sees the `app = st.App(...)` assignment, imports this file once in
+the server (``__name__ == "app"``) and serves it as the script (``__name__ == "__main__"``); the import
+switches that mode off before any session, so every address works from the first request.
+"""
 import streamlit as st
 
-import dashboard as ui
-from floss_core import views
+if __name__ != "__main__":   # imported by `streamlit run app.py` to serve it, or by a test
+    from streamlit.runtime.pages_manager import PagesManager
+
+    PagesManager.uses_pages_directory = False   # pages/ holds st.navigation's scripts, not a v1 page folder
+    app = st.App(__file__)
+else:
+    import dashboard as ui
+    from floss_core import views
 
 
 def home():
@@ -42,7 +56,8 @@ def home():
         col.page_link(path, label=title, icon=ui.ICONS.get(title), query_params={"experiment": experiment_id})
 
 
-st.set_page_config(page_title="Gradient Flossing Lab", page_icon="🪥", layout="wide")
-st.navigation([st.Page(home, title="Home", icon=ui.ICONS["Home"], default=True)] +
-              [st.Page(path, title=title, icon=ui.ICONS.get(title), url_path=ui.url_path(path))
-               for title, path in ui.PAGES.items()]).run()
+if __name__ == "__main__":
+    st.set_page_config(page_title="Gradient Flossing Lab", page_icon="🪥", layout="wide")
+    st.navigation([st.Page(home, title="Home", icon=ui.ICONS["Home"], default=True)] +
+                  [st.Page(path, title=title, icon=ui.ICONS.get(title), url_path=ui.url_path(path))
+                   for title, path in ui.PAGES.items()]).run()
