@@ -18,6 +18,7 @@ if __name__ != "__main__":   # imported by `streamlit run app.py` to serve it, o
 else:
     import dashboard as ui
     from floss_core import views
+    from floss_core.views.conclusion import conclusion
 
 
 def home():
@@ -28,9 +29,10 @@ def home():
     experiment_id = ui.select_experiment()
     if experiment_id is None:
         st.subheader("Start here")
-        st.write("The store is empty. The quick demo trains 3 seeds of a 32-unit RNN on delayed XOR at delays 10 "
-                 "and 20, without flossing and with pre-flossing, in a background worker (about a minute).")
-        if st.button("Run the quick demo comparison", type="primary"):
+        st.write("The store is empty. The demo trains the paper's 80-unit RNN on delayed XOR at delay 20, 16 seeds "
+                 "without flossing and the same 16 with 50 steps of pre-flossing, 300 training steps each, in a "
+                 "background worker (about a minute on 2 cores), and says whether the difference is evidence.")
+        if st.button("Run the demo comparison", type="primary"):
             from floss_core.demo import quick_demo_spec   # the spec code (and torch) loads on the click
 
             new_id = ui.launch(quick_demo_spec())
@@ -47,8 +49,15 @@ def home():
     if success.empty:
         st.info("No finished runs yet: the Runs page shows the progress.")
     else:
+        sentence = conclusion(success)
+        if sentence and exp["status"] == "done":
+            st.success(f"**What it shows.** {sentence}")
+        elif sentence:
+            st.info(f"**So far** ({exp['n_finished']} of {exp['n_runs']} runs). {sentence}")
         for col, r in zip(st.columns(min(len(success), 6)) * 10, success.itertuples()):
-            col.metric(f"{r.schedule}, d={r.delay}", f"{r.rate:.0%}", help=f"{r.successes} of {r.n} seeds solved")
+            col.metric(f"{r.schedule}, d={r.delay}: success of {r.n} seeds", f"{r.rate:.0%}",
+                       help="95% Wilson interval: the range of success rates these seeds are consistent with")
+            col.caption(f"{r.successes} of {r.n} solved; 95% interval {r.lo:.0%}–{r.hi:.0%}")
         h = views.roi_headline(views.roi_table(runs))   # the cost: flossing against task training
         st.markdown(views.frames.cost_sentence(h["delay"], h["floss_cost"], h["diag_s_per_run"], h["diag_share"]))
         st.plotly_chart(views.fig_success_vs_delay(success))

@@ -122,7 +122,7 @@ def test_launch_watch_and_inspect_a_tiny_comparison(server):
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         try:
             page.goto(url)
-            settle(page, text="Run the quick demo comparison")
+            settle(page, text="Run the demo comparison")
             shot(page, "0_home_empty")
 
             page.goto(f"{url}/launch?size=tiny")
@@ -182,7 +182,7 @@ def test_your_model_upload_and_floss_in_the_background(server, tmp_path):
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         try:
             page.goto(url)   # the home page first: a deep link as a fresh server's first request is "not found"
-            settle(page, text="Run the quick demo comparison")
+            settle(page, text="Run the demo comparison")
             page.goto(f"{url}/{dashboard.url_path(dashboard.PAGES['Your model'])}")
             settle(page, text="Upload a checkpoint to begin. Any torch.nn.RNN, GRU, LSTM (any number of layers, "
                               "batch_first either way, bias on or off) or their Cell variants; not bidirectional, "

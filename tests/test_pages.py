@@ -1,6 +1,7 @@
 """The dashboard without a browser: app.py and every page under streamlit's AppTest, against a store
 holding a real tiny comparison. FLOSS_NO_WORKER=1 keeps the pages from starting worker processes."""
 import math
+import re
 import sqlite3
 import sys
 from pathlib import Path
@@ -77,8 +78,13 @@ def test_pages_show_the_fixture(fixture_store, env, name, charts):
     metrics = {m.label: m.value for m in at.metric}
     if name in (None, "5_Outcomes"):  # key numbers: the success rates of the store's runs
         for (d, schedule), rate in success_rates(fixture_store).items():
-            label = f"{schedule}, d={d}" if name is None else f"Success, {schedule} at d={d}"
+            label = f"{schedule}, d={d}: success of 2 seeds" if name is None else f"Success, {schedule} at d={d}"
             assert metrics[label] == f"{rate:.0%}"
+    if name is None:   # n and the interval beside every success figure, and the one-sentence answer
+        captions = [c.value for c in at.caption]
+        assert sum(bool(re.fullmatch(r"\d of 2 solved; 95% interval \d+%–\d+%", c)) for c in captions) == 4
+        answer = at.success[0].value
+        assert answer.startswith("**What it shows.** At delay 6, pre-flossing solved ") and "Fisher" in answer
     if name == "3_Lyapunov_spectra":
         assert {"λ_1 at the end of training, none", "λ_1 at the end of training, pre"} <= set(metrics)
         assert all(math.isfinite(float(v)) for v in metrics.values())
@@ -131,7 +137,7 @@ def test_empty_store_offers_the_quick_demo(tmp_path, env):
     at.button[0].click().run()
     with Store(path) as s:
         exps = s.experiments()
-    assert list(exps["name"]) == ["quick demo: none vs pre"] and list(exps["status"]) == ["queued"]
+    assert list(exps["name"]) == ["demo: none vs pre, xor d=20"] and list(exps["status"]) == ["queued"]
 
 
 def test_launch_refuses_invalid_input_and_queues_valid_input_once(tmp_path, env):

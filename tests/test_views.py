@@ -211,7 +211,9 @@ def test_demo_sizes_are_valid_specs():
     assert demo.launch_spec("tiny", hidden=12).model.hidden == 12
     assert demo.launch_defaults("paper")["k"] == 75
     spec = demo.quick_demo_spec()
-    assert [s.name for s in spec.schedules] == ["none", "pre"] and len(spec.seeds) == 3
+    assert [s.name for s in spec.schedules] == ["none", "pre"] and len(spec.seeds) == 16
+    assert spec.model.hidden == 80 and spec.delays == (20,) and spec.train.steps == 300
+    assert spec.schedules[1].pre_steps == 50
     with pytest.raises(ValueError, match="unknown size 'huge'; choose one of quick, paper, tiny"):
         demo.launch_spec("huge")
     with pytest.raises(ValueError, match="k must be in 1..8"):
@@ -297,3 +299,24 @@ def test_conditioning_headline_is_what_flossing_controls(store):
     assert head.loc["pre", ["log10_kappa_k", "log10_grad_norm", "log10_kappa"]].tolist() == pytest.approx([2.5, -1, 5])
     assert views.conditioning_headline(jac, runs, "initial").empty         # no such snapshot stored
     assert views.flossed_k(runs) == 2 and views.flossed_k(runs.drop(columns="config")) is None
+
+
+def test_conclusion_claims_a_difference_only_at_fisher_p_below_alpha():
+    from floss_core.views.conclusion import conclusion
+
+    def frame(pre, none, n):
+        rows = []
+        for name, wins in (("none", none), ("pre", pre)):
+            lo, hi = wilson_interval(wins, n)
+            rows.append(dict(delay=20, schedule=name, n=n, successes=wins, rate=wins / n, lo=lo, hi=hi))
+        return pd.DataFrame(rows)
+
+    # 7/9 vs 0/9: the one tail is C(9,7)·C(9,0)/C(18,7) = 36/31824, doubled by symmetry: p = 0.0023
+    text = conclusion(frame(7, 0, 9))
+    assert text.startswith("At delay 20, pre-flossing solved 7 of 9 seeds (78%, 95% interval 45%–94%), against "
+                           "0 of 9 seeds (0%, 95% interval 0%–30%) without flossing")
+    assert "unlikely to be chance" in text and "p = 0.0023" in text
+    text = conclusion(frame(3, 0, 3))      # the old 3-seed demo: no split of 3 vs 3 reaches p < 0.05
+    assert "no evidence" in text and "Too few seeds" in text and "p = 0.1" in text
+    assert conclusion(frame(3, 0, 3)[lambda f: f["schedule"] == "pre"]) is None   # no baseline, no claim
+    assert conclusion(frame(0, 0, 1).iloc[:0]) is None
