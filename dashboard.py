@@ -177,7 +177,77 @@ def option_input(name: str, defaults: dict, prefix: str):
         return st.selectbox(o.label, list(o.choices), index=list(o.choices).index(value), key=key, help=o.page_help)
     if o.kind == "ints":   # parsed with ints(), so a typo is an st.error, not a lost value
         return st.text_input(o.label, ", ".join(map(str, value)), key=key, help=o.page_help)
-    return st.number_input(o.label, o.low, value=value, key=key, help=o.page_help)
+    # no min_value: with one, Streamlit keeps the old value of a field typed below it, and the page would show
+    # and queue a value that is not in the field; out_of_range checks the typed value against the table's low
+    return st.number_input(o.label, value=value, step=1 if o.kind == "int" else None, key=key, help=o.page_help)
+
+
+def out_of_range(values: dict) -> list[str]:
+    """One line per Launch-page number below its option's minimum (``low`` in floss_core/options.py), naming the
+    field as the page labels it: "'Seeds (networks per schedule)' must be at least 1, got 0"."""
+    out = []
+    for name, value in values.items():
+        o = options.OPTIONS.get(name)
+        if (o is not None and o.page and o.low is not None and isinstance(value, (int, float))
+                and not isinstance(value, bool) and value < o.low):
+            out.append(f"'{o.label}' must be at least {o.low:g}, got {value:g}")
+    return out
+
+
+@st.cache_resource(show_spinner=False)
+def _sequence_lengths() -> dict:
+    from floss_core import demo   # builds specs: torch loads here, not with the page
+
+    return {size: demo.launch_spec(size).task.seq_len for size in demo.SIZES}
+
+
+def check_delays(size: str, delays: list[int]) -> None:
+    """ValueError in the Launch page's words for a delay below 1 or one that does not fit in the size's
+    sequences (the page has no sequence-length field): what the user can choose instead."""
+    label = options.OPTIONS["delays"].label
+    if min(delays, default=1) < 1:
+        raise ValueError(f"'{label}' must be at least 1, got {min(delays)}")
+    lengths = _sequence_lengths()
+    length, worst = lengths[size], max(delays, default=0)
+    if worst >= length:
+        longer = [f"{s} ({n} steps)" for s, n in lengths.items() if n > worst]
+        raise ValueError(f"delay {worst} does not fit: the {size} size's sequences are {length} steps long; choose "
+                         f"delays below {length}" + (f", or size {' or '.join(longer)}" if longer else ""))
+
+
+# the page options that name a comparison when they differ from the size's defaults, and their words
+_NAMING = {"arch": str, "hidden": "N = {}".format, "delays": lambda d: "d = " + ", ".join(map(str, d)),
+           "channels": "{} channels".format, "order": "order {}".format, "k": "k = {}".format,
+           "floss_design": "{} flossing".format}
+
+
+def comparison_name(size: str, values: dict, defaults: dict, csv: str | None = None) -> str:
+    """The Launch page's default name, following the form: task and size, the uploaded file, the naming
+    options that differ from the size's defaults, the schedules ("xor quick, gru, d = 10, 40: none vs pre vs
+    adaptive"). Delays may still be the field's text (left out while it does not parse)."""
+    parts = [f"{values['task']} {size}"] + ([PurePath(csv).name] if csv else [])
+    for name, words in _NAMING.items():
+        value = values.get(name)
+        if name == "delays" and isinstance(value, str):
+            try:
+                value = ints(value, name)
+            except ValueError:
+                continue
+        if name in values and value != defaults.get(name):
+            parts.append(words(value))
+    return ", ".join(parts) + ": " + " vs ".join(values.get("schedules") or [])
+
+
+def name_input(default: str) -> str:
+    """The Launch page's Name field: it follows ``default`` (the form) until the user types a name, which then
+    stays whatever else changes, the size included; an emptied field takes the default again."""
+    key, auto = "launch:name", "launch:name:default"
+    if st.session_state.get(key) in (None, "", st.session_state.get(auto)):
+        st.session_state[key] = default
+    st.session_state[auto] = default
+    text = st.text_input("Name", key=key, help="shown in the sidebar, on the Runs page and in the report (its title "
+                                               "and file names); it follows the form until you type one")
+    return text.strip() or default
 
 
 def safe_filename(name: str) -> str:
@@ -188,17 +258,46 @@ def safe_filename(name: str) -> str:
 
 
 def save_upload(upload) -> str:
-    """Save an uploaded CSV under the store's folder (uploads/<safe name>) and check that it reads as a table
-    with a header (ValueError, one line, otherwise); its columns and gaps are checked with the spec, once the
-    user has chosen the columns and what a gap does. An unchanged file is not rewritten (its parse stays cached)."""
+    """Keep an uploaded CSV under the store's folder (uploads/<safe name>) once it reads as a table with a header
+    and a column of numbers; otherwise ValueError (one line in the user's words, never the server's path) and
+    nothing of it is kept: it is written to a temporary file beside, checked, and only then renamed into place.
+    Its columns and gaps are checked with the spec, once the user has chosen the columns and what a gap does.
+    An unchanged file is not rewritten (its parse stays cached)."""
+    import os
+    import tempfile
+
     folder = store().path.parent / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / safe_filename(upload.name)
     data = upload.getvalue()
-    if not path.is_file() or path.read_bytes() != data:
-        path.write_bytes(data)
-    series_info(str(path))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if path.is_file() and path.read_bytes() == data:
+            try:
+                _check_upload(str(path))
+            except ValueError:
+                path.unlink(missing_ok=True)    # kept before refusals were checked first: keep nothing refused
+                raise
+            return str(path)
+        fd, tmp = tempfile.mkstemp(prefix=".upload-", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            _check_upload(tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError as e:
+        raise ValueError(f"the upload could not be saved on the server ({e.strerror or type(e).__name__})") from None
     return str(path)
+
+
+def _check_upload(path: str) -> None:
+    """ValueError unless the file reads as a table with a header and at least one column of numbers."""
+    info = series_info(path)
+    if not info.columns:
+        why = next(iter(info.not_numeric.values()), None)
+        raise ValueError("this file has no column of numbers to forecast" + (f": {why}" if why else ""))
 
 
 def series_info(path: str):

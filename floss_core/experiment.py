@@ -110,6 +110,12 @@ def validate_spec(spec: ComparisonSpec) -> None:
     validate_model(spec.model)
     validate_train(spec.train)
     validate_floss(spec.floss, state_dim(spec.model))
+    length = spec.task.seq_len
+    too_long = [d for d in spec.delays if isinstance(length, int) and length >= 1 and d >= length]
+    if too_long:   # in the command line's words: the sequence length is a flag the user may not know of
+        raise ValueError(f"delay {max(too_long)} does not fit in a sequence of {length} steps: choose delays below "
+                         f"{length} ({O.OPTIONS['delays'].flag}), or a longer sequence "
+                         f"({O.OPTIONS['seq_len'].flag} above {max(too_long)})")
     for d in spec.delays:
         T.validate_task(replace(spec.task, delay=d))
     for s in spec.schedules:

@@ -8,7 +8,9 @@ is never forecast (an integer index may still be named in ``columns``), and a da
 in time. The series are the columns the user chooses
 (``cfg.columns``; default every column but the index), each cell a finite float32. `load_series` reads
 them (cached per path, mtime, size and choice) or refuses the whole file with one line that names the
-column and data rows at fault (rows counted from 1 after the header, blank lines included).
+column and data rows at fault (rows counted from 1 after the header, blank lines included). A file that is not
+UTF-8 text (binary data such as an image or a workbook, UTF-16, another encoding) or not a comma-separated
+table is refused in a user's words, never with the path or a codec's or parser's own message.
 
 **Gaps** — blank cells, blank lines, NA tokens (``NA``, ``NaN``, ``null``, ...) in a chosen column — refuse
 the file, naming the rows, unless ``cfg.missing`` says what to do: ``interpolate`` fills each gap inside a
@@ -136,23 +138,30 @@ def _table(path, max_bytes=MAX_BYTES, max_rows=MAX_ROWS) -> _Table:
 
 @functools.lru_cache(maxsize=8)
 def _parse_csv(path, mtime_ns, size, max_bytes, max_rows) -> _Table:
-    """Cached on (path, mtime, size, limits); exceptions are not cached."""
+    """Cached on (path, mtime, size, limits); exceptions are not cached. The messages never name the path
+    (the dashboard's uploads live on the server) and never pass on a codec's or parser's own words."""
+    _check_text(path)
     try:  # header=None + str cells + blank lines kept: we check every cell ourselves and own the messages
         df = pd.read_csv(path, header=None, dtype=str, keep_default_na=False, skip_blank_lines=False,
-                         nrows=max_rows + 2)
+                         nrows=max_rows + 2, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
-        raise ValueError(f"CSV file is empty: {path}") from None
+        raise ValueError("CSV file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise ValueError(f"could not parse CSV {path}: {str(e).strip().splitlines()[0]}") from None
+        raise ValueError(_parser_words(e)) from None
     df = df.fillna("").apply(lambda col: col.str.strip())
     blank = (df == "").all(axis=1).to_numpy()
     filled = np.flatnonzero(~blank)
     if len(filled) == 0:
-        raise ValueError(f"CSV file is empty: {path}")
+        raise ValueError("CSV file is empty")
     df = df.iloc[filled[0]:filled[-1] + 1]   # blank lines before the header and after the last row: not data
     header, cells = list(df.iloc[0]), df.iloc[1:]
     if all(not math.isnan(v) for v in pd.to_numeric(pd.Series(header), errors="coerce")):
-        raise ValueError(f"CSV has no header row: the first line {','.join(header)} is numeric")
+        raise ValueError(f"CSV has no header row: the first line {','.join(header)[:60]!r} holds numbers, not "
+                         "column names; add a first line naming the columns (e.g. date,value)")
+    for sep, word in ((";", "semicolons"), ("\t", "tabs")):
+        if len(header) == 1 and sep in header[0] and len(cells) and sep in cells.iloc[0, 0]:
+            raise ValueError(f"CSV columns are separated by {word}, not commas; save the file as comma-separated "
+                             "CSV")
     for i, name in enumerate(header):
         if name == "" or re.fullmatch(r"Unnamed: \d+", name):
             raise ValueError(f"CSV column {i + 1} has no name in the header "
@@ -160,7 +169,7 @@ def _parse_csv(path, mtime_ns, size, max_bytes, max_rows) -> _Table:
         if name in header[:i]:
             raise ValueError(f"CSV column name {name!r} appears twice in the header; rename one")
     if len(cells) == 0:
-        raise ValueError(f"CSV has a header but no data rows: {path}")
+        raise ValueError("CSV has a header but no data rows")
     if len(cells) > max_rows:
         raise ValueError(f"CSV is huge: more than {max_rows:,} data rows")
     values, bad = {}, {}
@@ -182,6 +191,61 @@ def _parse_csv(path, mtime_ns, size, max_bytes, max_rows) -> _Table:
         if name in bad and _dates(cells[header.index(name)]) is not None:
             bad[name] += " (a date/time column is the index only when it comes first)"
     return _Table(tuple(header), index, kind, values, bad, len(cells))
+
+
+# what files renamed .csv by mistake begin with
+_SIGNATURES = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+               (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a ZIP archive, such as an Excel .xlsx workbook"),
+               (b"\xd0\xcf\x11\xe0", "an Office document, such as an Excel .xls workbook"),
+               (b"\x1f\x8b", "a gzip archive"), (b"SQLite format 3\x00", "an SQLite database"))
+_CONTROL = bytes(set(range(32)) - set(b"\t\n\r\f\v") | {127})   # bytes that text does not hold
+_SAVE_AS = "save it as UTF-8 CSV (in Excel: Save As, 'CSV UTF-8')"
+
+
+def _check_text(path) -> None:
+    """ValueError (in a user's words) unless the file is UTF-8 text (a UTF-8 byte-order mark allowed): binary
+    data (an image, a workbook, random bytes), UTF-16 text or another encoding is refused before pandas
+    reads it."""
+    with open(path, "rb") as f:
+        data = f.read()
+    for magic, what in _SIGNATURES:
+        if data.startswith(magic):
+            raise ValueError(f"this file is not a CSV table: it holds binary data ({what}), not text")
+    if _utf16(data[:4096]):
+        raise ValueError(f"this file is UTF-16 text, not UTF-8; {_SAVE_AS}")
+    if b"\x00" in data or len(data) - len(data.translate(None, _CONTROL)) > 0.005 * len(data):
+        raise ValueError("this file is not a CSV table: it holds binary data, not text")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ValueError(f"this file is not UTF-8 text (byte 0x{data[e.start]:02x} on line {line}: Latin-1 or "
+                         f"Windows-1252 text?); {_SAVE_AS}") from None
+
+
+def _utf16(head: bytes) -> bool:
+    """Whether the file's first bytes are UTF-16 text: a byte-order mark, or (mostly ASCII text without one) a
+    zero byte in every other place and hardly any in the others."""
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return True
+    zeros = sorted((head[0::2].count(0), head[1::2].count(0)))
+    half = len(head) // 2
+    return half >= 2 and zeros[1] > 0.4 * half and zeros[0] < 0.1 * half
+
+
+def _parser_words(e: Exception) -> str:
+    """pandas' complaint about a text file as a one-line refusal (without the file's path)."""
+    text = str(e)
+    m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text)
+    if m:
+        want, line, saw = m.groups()
+        return (f"could not parse the CSV file as a table: line {line} has {saw} cells where the first line has "
+                f"{want}; every line needs one cell per column")
+    m = re.search(r"EOF inside string starting at row (\d+)", text)
+    if m:
+        return (f"could not parse the CSV file as a table: a quote (\") opens a cell on line {int(m.group(1)) + 1} "
+                "and never closes")
+    return "could not parse the CSV file as a table of comma-separated values"
 
 
 def _dates(text: pd.Series):
@@ -366,9 +430,9 @@ def splits(cfg) -> tuple[torch.Tensor, torch.Tensor]:
         while min(_split_sizes(total, cfg.test_fraction)) < need:
             total += 1
         raise ValueError(
-            f"CSV has {raw.shape[0]} rows ({n_train} train, {n_test} test); each part needs "
-            f"seq_len + delay = {need} rows, i.e. at least {total} rows at test_fraction "
-            f"{cfg.test_fraction}")
+            f"CSV has {raw.shape[0]} rows ({n_train} train, {n_test} test); each part needs a sequence of "
+            f"{cfg.seq_len} steps plus the delay {cfg.delay} = {need} rows, i.e. at least {total} rows at "
+            f"test_fraction {cfg.test_fraction}: a longer series, or a shorter delay")
     return _zscored(names, raw, n_train)
 
 

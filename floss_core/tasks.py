@@ -315,7 +315,8 @@ def validate_task(cfg: TaskConfig) -> None:
     for field in COMMON_FIELDS:
         _check_int(cfg, field, 1)
     if cfg.seq_len <= cfg.delay:
-        raise ValueError(f"seq_len ({cfg.seq_len}) must be larger than delay ({cfg.delay})")
+        raise ValueError(f"delay {cfg.delay} does not fit in a sequence of {cfg.seq_len} steps (seq_len): choose a "
+                         f"delay below {cfg.seq_len}, or seq_len above {cfg.delay}")
     task.check(cfg)
 
 

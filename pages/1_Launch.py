@@ -62,8 +62,12 @@ with right:
     with st.expander("Schedule parameters"):
         for o in options.on_page("details"):
             v[o.name] = ui.option_input(o.name, d, key)
-name = st.text_input("Name", f"{v['task']} {size}: {' vs '.join(v['schedules'])}", key=key + "name")
+# the name follows the form (task, size, file, what differs from the size's defaults, schedules) until typed
+name = ui.name_input(ui.comparison_name(size, v, d, csv))
 
+# every refusal is shown and disables Launch: a number below its minimum (the field's own value, never an older
+# one: the widgets have no min_value), then the first problem of the rest; nothing is summarised or queued
+errors = ui.out_of_range(v)
 spec = None
 try:
     if series and upload is None:
@@ -74,9 +78,13 @@ try:
         raise ValueError(f"pick at least one schedule to compare: {', '.join(options.SCHEDULES)}")
     v["delays"] = ui.ints(v["delays"], "delays", required=True)
     v["inter_at"] = ui.ints(v["inter_at"], "inter steps")
-    spec = demo.launch_spec(size, **v, csv=csv, name=name)
+    ui.check_delays(size, v["delays"])     # in the page's words: the page has no sequence-length field
+    if not errors:
+        spec = demo.launch_spec(size, **v, csv=csv, name=name)
 except ValueError as e:
-    st.error(str(e))
+    errors.append(str(e))
+for line in errors:
+    st.error(line)
 
 
 def show_estimate(got: dict) -> None:

@@ -317,3 +317,47 @@ def test_a_baseline_that_is_exact_on_the_test_part_is_refused(tmp_path):
     flat = _write(tmp_path, "v\n" + "\n".join(str(i if i < 60 else 7) for i in range(80)) + "\n", "flat.csv")
     with pytest.raises(ValueError, match=r"persistence \(the value 1 step back\) forecasts every test target"):
         validate_task(TaskConfig(name="csv", csv_path=flat, seq_len=5, delay=1))
+
+
+# ------------------------------------------------------------ files that are not CSV tables (issue 16, item 4)
+NOT_A_TABLE = [  # (bytes, the one line that refuses them)
+    (bytes(range(256)) * 4, "this file is not a CSV table: it holds binary data, not text"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(64), "this file is not a CSV table: it holds binary data (a PNG image), not text"),
+    (b"%PDF-1.7\n" + bytes(64), "this file is not a CSV table: it holds binary data (a PDF document), not text"),
+    ("a,b\n1,2\n3,4\n".encode("utf-16"), "this file is UTF-16 text, not UTF-8; save it as UTF-8 CSV"),
+    ("a,b\n1,2\n3,4\n".encode("utf-16-be"), "this file is UTF-16 text, not UTF-8"),   # no byte-order mark
+    ("a,b\n1,2\n3,é\n".encode("latin-1"), "this file is not UTF-8 text (byte 0xe9 on line 3: Latin-1"),
+    (b"", "CSV file is empty"),
+    (b"1,2\n3,4\n", "CSV has no header row: the first line '1,2' holds numbers, not column names"),
+    (b"a;b\n1;2\n3;4\n", "CSV columns are separated by semicolons, not commas"),
+    (b"a\tb\n1\t2\n3\t4\n", "CSV columns are separated by tabs, not commas"),
+    (b'a,b\n1,2\n"3,4\n', 'could not parse the CSV file as a table: a quote (") opens a cell on line 3 and never'),
+]
+
+
+@pytest.mark.parametrize("data,message", NOT_A_TABLE)
+def test_a_file_that_is_not_a_table_is_refused_in_a_users_words(tmp_path, data, message):
+    path = tmp_path / "secret_server_folder" / "s.csv"
+    path.parent.mkdir()
+    path.write_bytes(data)
+    for read in (series.describe, load_series,
+                 lambda p: validate_task(TaskConfig(name="csv", csv_path=p, seq_len=2, delay=1))):
+        with pytest.raises(ValueError) as e:
+            read(str(path))
+        text = str(e.value)
+        assert text.startswith(message), text
+        assert "secret_server_folder" not in text and "codec" not in text and "C error" not in text
+        assert "\n" not in text
+
+
+def test_a_utf8_file_with_a_byte_order_mark_reads(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_bytes("\ufeffa,b\n1,2\n3,5\n4,3\n".encode())
+    assert series.describe(str(path)).columns == ("b",)        # 'a' (1, 3, 4) is the index, its name unmangled
+
+
+def test_too_few_rows_names_the_sequence_and_the_delay_not_a_field(tmp_path):
+    path, _ = _good_csv(tmp_path, n=60)
+    with pytest.raises(ValueError, match=r"each part needs a sequence of 40 steps plus the delay 5 = 45 rows.*a "
+                                         r"longer series, or a shorter delay"):
+        validate_task(TaskConfig(name="csv", csv_path=path, seq_len=40, delay=5))

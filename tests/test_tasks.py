@@ -123,7 +123,7 @@ def test_ensemble_batch_is_stacked_single_batches(name):
     (dict(name="xorr"), "unknown task 'xorr'; choose one of copy, xor, parity, csv"),
     (dict(delay=0), "delay must be >= 1, got 0"),
     (dict(delay=21), "delay must be even for xor, got 21"),
-    (dict(delay=400), r"seq_len \(300\) must be larger than delay \(400\)"),
+    (dict(delay=400), r"delay 400 does not fit in a sequence of 300 steps \(seq_len\): choose a delay below 300"),
     (dict(delay=2.5), "delay must be an integer"),
     (dict(batch=0), "batch must be >= 1, got 0"),
     (dict(channels=0), "channels must be >= 1, got 0"),
