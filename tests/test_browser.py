@@ -181,7 +181,7 @@ def test_your_model_upload_and_floss_in_the_background(server, tmp_path):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         try:
-            page.goto(url)   # the home page first: a deep link as a fresh server's first request is "not found"
+            page.goto(url)
             settle(page, text="Run the demo comparison")
             page.goto(f"{url}/{dashboard.url_path(dashboard.PAGES['Your model'])}")
             settle(page, text="Upload a checkpoint to begin. Any torch.nn.RNN, GRU, LSTM (any number of layers, "
@@ -206,5 +206,57 @@ def test_your_model_upload_and_floss_in_the_background(server, tmp_path):
             flossed = torch.load(download.value.path(), weights_only=True)
             assert set(flossed) == set(torch.nn.LSTM(1, 32).state_dict())
             assert not torch.equal(flossed["weight_hh_l0"], torch.load(ckpt, weights_only=True)["weight_hh_l0"])
+        finally:
+            browser.close()
+
+
+def test_fresh_server_answers_a_deep_link_then_the_demo_concludes(server):
+    """Items 1 and 3 of issue 16 as a new user meets them: a deep link as the fresh server's very first request,
+    the sidebar's addresses, then the one-click demo through the real worker to its one-sentence answer."""
+    url, store = server
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        try:
+            page.goto(f"{url}/outcomes?experiment=1")          # nothing has been requested from this server yet
+            settle(page, text="Outcomes")
+            body = page.locator("body").inner_text()
+            assert "Page not found" not in body and "No finished runs yet" in body, body[:500]
+            nav = page.eval_on_selector_all('[data-testid="stSidebarNav"] a', "els => els.map(e => e.href)")
+            assert sorted(h.removeprefix(url) for h in nav) == sorted(
+                ["/"] + [f"/{dashboard.url_path(path)}" for path in dashboard.PAGES.values()]), nav
+            for path in dashboard.PAGES.values():               # every address is its page, lowercase
+                page.goto(f"{url}/{dashboard.url_path(path)}")
+                settle(page)
+                assert "Page not found" not in page.locator("body").inner_text(), path
+
+            page.goto(url)
+            settle(page, text="Run the demo comparison")
+            started = time.monotonic()
+            page.get_by_role("button", name="Run the demo comparison").click()
+            page.wait_for_function("() => location.pathname === '/runs' && location.search.includes('experiment=1')",
+                                   timeout=60_000)     # st.switch_page: the Runs page of the new experiment
+            with Store(store) as s:
+                while s.experiment(1)["status"] not in ("done", "failed", "cancelled"):
+                    assert time.monotonic() - started < 400, "the demo did not finish"
+                    time.sleep(1)
+                assert s.experiment(1)["status"] == "done"
+            seconds = time.monotonic() - started
+            (ARTIFACTS / "demo_seconds.txt").write_text(f"{seconds:.1f}\n")  # measured, not asserted (bench/)
+
+            page.goto(f"{url}/?experiment=1")
+            settle(page, charts=1, text="Report")
+            answer = page.locator('[data-testid="stAlert"]', has_text="What it shows.").first.inner_text()
+            # 16 seeds each; pre-flossing solved 18 of 27 seeds here against 0 of 27 without: the sentence must
+            # call the difference evidence (Fisher p < 0.05), with n and the interval beside each rate
+            assert re.search(r"pre-flossing solved \d+ of 16 seeds \(\d+%, 95% interval \d+%–\d+%\), against \d+ "
+                             r"of 16 seeds", answer), answer
+            assert "unlikely to be chance" in answer, answer
+            assert page.get_by_text(re.compile(r"^\d+ of 16 solved; 95% interval \d+%–\d+%$")).count() == 2
+            shot(page, "demo_0_home")
+            for i, (title, path) in enumerate(dashboard.PAGES.items(), start=1):
+                page.goto(f"{url}/{dashboard.url_path(path)}?experiment=1")
+                settle(page, *WAIT.get(title, (0, None)))
+                shot(page, f"demo_{i}_{dashboard.url_path(path)}")
         finally:
             browser.close()
