@@ -137,13 +137,14 @@ def spec_from_dict(d: dict) -> ComparisonSpec:
     return spec
 
 
-def run_job(spec: ComparisonSpec, job: Job, *, on_progress=None, should_stop=None) -> list[dict]:
-    """Train one ensemble; records carry the delay and the comparison's name in their config."""
+def run_job(spec: ComparisonSpec, job: Job, *, on_progress=None, should_stop=None, on_state=None) -> list[dict]:
+    """Train one ensemble; records carry the delay and the comparison's name in their config.
+    ``on_state(states)``: what each member (``job.member_list``'s order) is doing now (``train.train``)."""
     by_name = {s.name: s for s in spec.schedules}
     members = job.member_list(spec)
     records = train(spec.model, replace(spec.task, delay=job.delay), spec.train, spec.floss,
                     [by_name[n] for n, _ in members], [seed for _, seed in members], members=True,
-                    device=spec.device, on_progress=on_progress, should_stop=should_stop)
+                    device=spec.device, on_progress=on_progress, should_stop=should_stop, on_state=on_state)
     for r in records:
         r["config"]["comparison"] = spec.name
         r["config"]["preset"] = spec.preset

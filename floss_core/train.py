@@ -70,7 +70,7 @@ def work_units(schedules, steps: int) -> int:
 
 def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, floss: FlossConfig,
           schedule, seeds, *, members: bool = False, device: str = "cpu", on_progress=None,
-          should_stop=None) -> list[dict]:
+          should_stop=None, on_state=None) -> list[dict]:
     """Train one ensemble: every seed under every schedule, E = len(schedules) × len(seeds) networks.
 
     ``schedule`` is one Schedule or a sequence of them. All schedules start from the same initial
@@ -83,6 +83,8 @@ def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, flos
         cut for parallel workers; a member's numbers do not depend on who else is in the ensemble).
       on_progress: ``(done, total, phase: str)`` called as work progresses (units: flossing + training steps).
       should_stop: ``() -> bool`` polled every step; True raises ``Cancelled``.
+      on_state: ``(states)`` called at most every ``STATE_EVERY_S`` as work progresses, and once at the
+        end: what each member is doing now, one ``(state, step, steps)`` per member (``_Run.states``).
     Returns:
       one run record (dict) per (schedule, seed), schedules outermost: status done/diverged, success,
       convergence_step, final metrics, metrics / spectra / jacobian rows, timings (``_Run.records``),
@@ -109,7 +111,8 @@ def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, flos
         member_schedules = [s for s in schedules for _ in seeds]
         distinct = schedules
     run = _Run(model, task, train_cfg, floss, member_schedules, member_seeds, dev,
-               total=work_units(distinct, train_cfg.steps), on_progress=on_progress, should_stop=should_stop)
+               total=work_units(distinct, train_cfg.steps), on_progress=on_progress, should_stop=should_stop,
+               on_state=on_state)
     everyone = torch.ones_like(run.active)
 
     run.snapshot(0, "init", everyone)
@@ -123,6 +126,7 @@ def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, flos
     if (train_cfg.steps - 1) % train_cfg.eval_every:
         run.evaluate(train_cfg.steps - 1)
     run.snapshot(train_cfg.steps, "final", everyone)
+    run.report_state(done=True)
     return run.records()
 
 
@@ -140,6 +144,12 @@ class _Member:
 
 
 PARTS = ("train", "floss", "eval", "diag")   # where a run's seconds go (``_Run.records``)
+# What a member is doing now (``_Run.states``; the store keeps it per running run): measured (a spectrum
+# snapshot), training, waiting while ensemble-mates floss or are measured, flossing in a phase, diverged
+# (frozen; its record comes with its ensemble's), done (its record is ready).
+STATES = ("diagnostics", "training", "waiting", "pre flossing", "inter flossing", "adaptive flossing",
+          "diverged", "done")
+STATE_EVERY_S = 0.25    # ``on_state`` at most this often
 
 
 class _Run:
@@ -153,7 +163,7 @@ class _Run:
     ensemble is charged to its members in equal shares, flossing only to the members that flossed."""
 
     def __init__(self, model, task, train_cfg: TrainConfig, floss: FlossConfig, schedules: list, seeds: list,
-                 dev, *, total: int, on_progress, should_stop):
+                 dev, *, total: int, on_progress, should_stop, on_state=None):
         self.t_wall, self.callback_seconds = time.perf_counter(), 0.0
         self.model, self.task, self.cfg, self.fl = model, task, train_cfg, floss
         self.schedules, self.dev = schedules, dev
@@ -179,6 +189,9 @@ class _Run:
         self.seconds = {part: [0.0] * e for part in PARTS}
         self.steps = {"train": torch.zeros(e, dtype=torch.long, device=dev), "floss": [0] * e}
         self.done, self.total, self.on_progress, self.should_stop = 0, total, on_progress, should_stop
+        # what each member is doing (STATES), the training steps done, the flossing phase's (step, steps)
+        self.state, self.trained, self.flossing_at = ["diagnostics"] * e, 0, (0, 0)
+        self.on_state, self.state_t = on_state, -math.inf
 
     # -- bookkeeping
     def _alive(self, who: torch.Tensor) -> list[int]:
@@ -191,10 +204,34 @@ class _Run:
         try:
             if self.on_progress:
                 self.on_progress(min(self.done, self.total), self.total, phase)
+            if self.on_state and t0 - self.state_t >= STATE_EVERY_S:
+                self.report_state()
             if self.should_stop and self.should_stop():
                 raise Cancelled()
         finally:                         # the callbacks' time is nobody's part (``_clock``)
             self.callback_seconds += time.perf_counter() - t0
+
+    def enter(self, state: str, who: torch.Tensor | None = None) -> None:
+        """The active members in ``who`` (default: all) now do ``state``; the other active ones wait."""
+        inside = set(self._alive(self.active if who is None else who))
+        for i in self._alive(self.active):
+            self.state[i] = state if i in inside else "waiting"
+
+    def states(self) -> list[tuple[str, int, int]]:
+        """(state, step, steps) per member: a flossing member, step of its phase's steps; a diverged one,
+        the training step it diverged at; the others, training steps done of the budget."""
+        steps = self.cfg.steps
+        return [(s, *self.flossing_at) if s.endswith("flossing") else
+                (s, self.members[i].diverged_step or 0, steps) if s == "diverged" else (s, self.trained, steps)
+                for i, s in enumerate(self.state)]
+
+    def report_state(self, *, done: bool = False) -> None:
+        """Tell ``on_state`` what each member is doing (``done``: the run is over, its records are next)."""
+        if done:
+            self.state = ["diverged" if m.diverged_step is not None else "done" for m in self.members]
+        if self.on_state:
+            self.state_t = time.perf_counter()
+            self.on_state(self.states())
 
     def _clock(self) -> float:
         """Seconds of work so far: the clock less the time spent in the progress callbacks, so that a
@@ -214,6 +251,7 @@ class _Run:
         if bool(bad.any()):
             for i in self._alive(bad):
                 self.members[i].diverged_step, self.members[i].reason = step, reason
+                self.state[i] = "diverged"
             self.active.mul_(~bad)
 
     def log(self, step: int, i: int, **values) -> None:
@@ -224,6 +262,7 @@ class _Run:
         """Spectrum, λ_1, κ₂, singular values and gradient-vs-horizon of the active members in ``who``."""
         if not self.cfg.diagnostics:
             return
+        self.enter("diagnostics", who)
         t0 = self._clock()
         snap = D.snapshot(self.model, self.params, self.diag_inputs, transient=self.diag_transient, k=self.fl.k,
                           dtype=DIAG_DTYPES[self.cfg.diag_dtype])
@@ -255,6 +294,8 @@ class _Run:
             if not bool(who.any()):
                 continue
             self.snapshot(step, phase + "_before", who)
+            self.enter(f"{phase} flossing", who)
+            self.flossing_at = (0, n)
             t0 = self._clock()
             ran = floss_phase(self.model, self.params, self.fl, n, opt=self.floss_opt, generators=self.g_floss,
                               Q0=self.Q0, channels=self.n_in, active=who, check_generators=self.g_check,
@@ -276,6 +317,7 @@ class _Run:
         if i % self.cfg.log_every == 0:
             for j in self._alive(who):
                 self.log(step, j, **{f"floss_loss_{phase}": loss[j]})
+        self.flossing_at = (i + 1, self.flossing_at[1])
         self.tick(1, f"{phase} flossing")
 
     def evaluate(self, step: int) -> torch.Tensor:
@@ -351,6 +393,9 @@ class _Run:
             loss = loss.detach()
             for i in self._alive(self.active):
                 self.log(step, i, train_loss=loss[i], grad_norm=gnorm[i])
+        self.trained = step + 1
+        if self.on_state and "training" not in self.state:
+            self.enter("training")
         self.tick(1, "training")
 
     # -- the records

@@ -1,4 +1,4 @@
-"""Runs: every experiment and run in the store, live progress, cancel, delete, re-run."""
+"""Runs: every experiment and run in the store, live progress (per run), cancel, delete, re-run."""
 import streamlit as st
 
 import dashboard as ui
@@ -8,28 +8,43 @@ st.title("Runs")
 st.write("Experiments run in a background worker; this page polls the store every two seconds. "
          "A re-run queues the same configuration again (same seeds, so the same numbers on the same machine).")
 selected = ui.select_experiment()
+if "runs_flash" in st.session_state:   # what the last button did, said after the rerun it caused
+    st.success(st.session_state.pop("runs_flash"))
+
+ACTIVE = ("queued", "running")
+
+
+def _now(runs) -> str:
+    """What a running experiment's unfinished runs are doing: ' · now 9 pre flossing, 9 waiting'."""
+    states = {k: n for k, n in views.run_states(runs).items() if k not in ("done", "diverged", "cancelled", "failed")}
+    return " · now " + ", ".join(f"{n} {k}" for k, n in states.items()) if states else ""
 
 
 @st.fragment(run_every=2)
 def live_progress():
-    """Progress bars of queued / running experiments; reloads the page when one of them finishes."""
-    s = ui.store()
-    exps = s.experiments()
-    active = exps[exps["status"].isin(["queued", "running"])]
-    for row in active.itertuples():
-        p = s.progress(row.id)
-        eta = f", about {ui.duration(p['eta_seconds'])} left" if p["eta_seconds"] == p["eta_seconds"] else ""
-        st.progress(p["fraction"] or 0.0, text=f"#{row.id} {row.name}: {row.status}, "
-                                                f"{row.n_finished} of {row.n_runs} runs finished{eta}")
-    if len(active) and not s.alive_workers():
+    """Progress bars of queued / running experiments and the experiments table (the same fraction and
+    ETA: the store's, ``views.progress_text``); reloads the page when an experiment's status changes."""
+    exps = ui.read("experiments")
+    active = exps[exps["status"].isin(ACTIVE)]
+    for row in active.to_dict("records"):
+        text = views.progress_text(row)
+        if row["status"] == "running":
+            text += _now(ui.read("runs", row["id"]))
+            if row["cancel_requested"]:
+                text += " · cancelling…"
+        fraction = row["fraction"]
+        st.progress(0.0 if fraction != fraction else float(fraction), text=text)
+    if len(active) and not ui.store().alive_workers():
         st.warning("No worker is alive: queued experiments wait until one starts.")
         if st.button("Start a worker"):
             ui.start_worker()
     if selected is not None and selected in set(exps["id"]) - set(active["id"]):  # finished: no bar above
         row = exps[exps["id"] == selected].iloc[0]
-        st.markdown(f"**Experiment #{selected} {row['name']}**: {row['status']}, "
-                    f"{row['n_finished']} of {row['n_runs']} runs finished" +
+        st.markdown(f"**Experiment #{selected} {row['name']}**: {views.runs_summary(row)}" +
                     (f". Error: {row['error']}" if row["error"] else ""))
+    st.subheader("Experiments")
+    st.dataframe(views.experiments_table(exps), hide_index=True, column_config={
+        "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)})
     state = tuple(zip(exps["id"], exps["status"]))
     if st.session_state.setdefault("runs_state", state) != state:
         st.session_state["runs_state"] = state
@@ -40,16 +55,18 @@ live_progress()
 if selected is None:
     ui.need_results(None)
 
-st.subheader("Experiments")
-st.dataframe(views.experiments_table(ui.read("experiments")), hide_index=True, column_config={
-    "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
-    "eta_s": st.column_config.NumberColumn("ETA (s)", format="%.0f")})
-
 status = ui.store().experiment(selected)["status"]
 rerun, cancel, delete = st.columns(3)
 if rerun.button(f"Re-run #{selected} with the same config"):
-    st.success(f"Queued experiment #{ui.rerun(selected)}.")
-if cancel.button(f"Cancel #{selected}", disabled=status not in ("queued", "running")):
+    new = ui.rerun(selected)
+    # the page shows the new experiment: the sidebar, the address and this session all select it
+    st.session_state["experiment"] = new
+    st.query_params["experiment"] = str(new)
+    st.session_state["runs_flash"] = f"Queued experiment #{new}."
+    exps = ui.read("experiments")     # already known: the progress above need not reload the page again
+    st.session_state["runs_state"] = tuple(zip(exps["id"], exps["status"]))
+    st.rerun()
+if cancel.button(f"Cancel #{selected}", disabled=status not in ACTIVE):
     ui.cancel(selected)
     st.rerun()
 if delete.button(f"Delete #{selected}..."):
@@ -67,13 +84,21 @@ if st.session_state.get("confirm_delete") == selected:
         st.session_state.pop("confirm_delete")
         st.rerun()
 
-st.subheader("Runs")
-runs = ui.read("runs")
-only = st.checkbox(f"Only experiment #{selected}", value=True)
-runs = runs[runs["experiment_id"] == selected] if only else runs
-f1, f2, f3, f4 = st.columns(4)
-chosen = dict(task=f1.multiselect("Task", sorted(runs["task"].dropna().unique())),
-              delay=f2.multiselect("Delay", sorted(runs["delay"].dropna().unique())),
-              schedule=f3.multiselect("Schedule", views.schedule_order(runs["schedule"])),
-              status=f4.multiselect("Status", sorted(runs["status"].unique())))
-st.dataframe(views.runs_table(views.filter_runs(runs, **chosen)), hide_index=True)
+
+@st.fragment(run_every=2)
+def runs_list():
+    """Every run with what it is doing now (queued, training step s of S, flossing, diagnostics, done,
+    diverged, cancelled), refreshed with the progress above."""
+    st.subheader("Runs")
+    runs = ui.read("runs")
+    only = st.checkbox(f"Only experiment #{selected}", value=True)
+    runs = runs[runs["experiment_id"] == selected] if only else runs
+    f1, f2, f3, f4 = st.columns(4)
+    chosen = dict(task=f1.multiselect("Task", sorted(runs["task"].dropna().unique())),
+                  delay=f2.multiselect("Delay", sorted(runs["delay"].dropna().unique())),
+                  schedule=f3.multiselect("Schedule", views.schedule_order(runs["schedule"])),
+                  status=f4.multiselect("Status", sorted(runs["status"].unique())))
+    st.dataframe(views.runs_table(views.filter_runs(runs, **chosen)), hide_index=True)
+
+
+runs_list()

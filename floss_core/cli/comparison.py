@@ -7,12 +7,10 @@ command needs them."""
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 
 from .. import options as O
-from ..fmt import duration
 from ..options import _finite_float, _int
 from ..stats import is_missing
 from .common import (_add_executor_args, _add_store_arg, _executor_options, _fail, _open_store, _print_json,
@@ -203,18 +201,21 @@ def _headlines(runs) -> dict:
 
 
 def _experiment_row(e: dict, headline: dict) -> dict:
-    total = e["progress_total"]
-    fraction = None if is_missing(total) or total == 0 else min(e["progress_step"] / total, 1.0)
-    if e["status"] == "done":
-        fraction = 1.0
-    eta = e["eta_seconds"]
-    return {"id": int(e["id"]), "name": e["name"], "status": e["status"], "progress": fraction,
-            "eta_seconds": eta if e["status"] == "running" and eta is not None and math.isfinite(eta) else None,
-            "runs": int(e["n_runs"]), "finished": int(e["n_finished"]), "error": e["error"],
+    """An experiment for ``status``: its progress and ETA are the store's (the dashboard shows the same);
+    finished counts the runs trained to the end (done or diverged), cancelled and failed the others."""
+    from ..views import runs_summary
+
+    return {"id": int(e["id"]), "name": e["name"], "status": e["status"],
+            "progress": None if is_missing(e["fraction"]) else float(e["fraction"]),
+            "eta_seconds": None if is_missing(e["eta_seconds"]) else float(e["eta_seconds"]),
+            "runs": int(e["n_runs"]), "finished": int(e["n_finished"]), "cancelled": int(e["n_cancelled"]),
+            "failed": int(e["n_failed"]), "summary": runs_summary(e), "error": e["error"],
             "created_at": e["created_at"].isoformat(), "headline": headline}
 
 
 def _cmd_status(a) -> None:
+    from ..views import eta_text, run_state_text
+
     store = _open_store("status", a.store, create=False)
     try:
         if a.experiment_id is None:
@@ -238,15 +239,16 @@ def _cmd_status(a) -> None:
             print("no experiments yet")
         for r in rows:
             r["progress_text"] = "-" if r["progress"] is None else f"{100 * r['progress']:.0f}%"
-            r["eta_text"] = duration(r["eta_seconds"])
+            r["eta_text"] = eta_text(r["status"], r["eta_seconds"])
             r["headline_text"] = "  ".join(f"{k} {v['successes']}/{v['finished']}" for k, v in r["headline"].items()
                                            if v["finished"]) or (r["error"] or "-")
         if rows:
             _print_table(rows, [("id", "id"), ("name", "name"), ("status", "status"), ("progress_text", "progress"),
-                                ("eta_text", "ETA"), ("headline_text", "solved / finished per schedule")])
+                                ("eta_text", "ETA"), ("summary", "runs"),
+                                ("headline_text", "solved / finished per schedule")])
         return
     run_rows = [{"run_id": int(r["run_id"]), "delay": int(r["delay"]), "schedule": r["schedule"],
-                 "seed": int(r["seed"]), "status": r["status"],
+                 "seed": int(r["seed"]), "status": r["status"], "state": run_state_text(r),
                  "success": None if is_missing(r["success"]) else bool(r["success"]),
                  "convergence_step": None if is_missing(r["convergence_step"]) else int(r["convergence_step"]),
                  "wall_seconds": None if is_missing(r["wall_seconds"]) else float(r["wall_seconds"]),
@@ -257,9 +259,9 @@ def _cmd_status(a) -> None:
         return
     e = rows[0]
     progress = "-" if e["progress"] is None else f"{100 * e['progress']:.0f}%"
-    print(f"experiment {e['id']} {e['name']!r}: {e['status']}, {progress}, ETA {duration(e['eta_seconds'])}"
+    print(f"experiment {e['id']} {e['name']!r}: {e['summary']}, {progress}, ETA {eta_text(e['status'], e['eta_seconds'])}"
           + (f", error: {e['error']}" if e["error"] else ""))
-    _print_table(run_rows, [("delay", "delay"), ("schedule", "schedule"), ("seed", "seed"), ("status", "status"),
+    _print_table(run_rows, [("delay", "delay"), ("schedule", "schedule"), ("seed", "seed"), ("state", "status"),
                             ("success", "solved"), ("convergence_step", "conv step"), ("wall_seconds", "wall s")])
 
 

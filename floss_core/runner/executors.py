@@ -12,6 +12,7 @@ only what was interrupted and never rewrites a finished run.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -21,6 +22,7 @@ from .. import native, settings
 from ..experiment import Job, job_units, plan, run_job, spec_from_dict, spec_to_dict
 from ..store import FINAL_RUN_STATUSES, Store
 from ..configs import Cancelled
+from ..train import STATES
 from .queue import _opened, _Progress, planned_jobs, total_units
 
 log = logging.getLogger("floss_core.runner")  # one logger for the whole runner (the worker's log names it)
@@ -75,8 +77,13 @@ def _run_experiment(store: Store, experiment_id, executor, scheduler, worker_id,
     skip = {(d, s.name): {seed for seed in spec.seeds if (d, s.name, seed) in final}
             for d in spec.delays for s in spec.schedules}
     total = total_units(spec, batch=batch, shards=shards)
-    progress = _Progress(store, experiment_id, total, total - sum(job_units(spec, j) for j in pending))
-    progress.update(progress.done, force=True)
+    pool = executor != "dask" and (max_workers or 1) > 1 and len(pending) > 1
+    processes = len(pending) if executor == "dask" else min(max_workers, len(pending)) if pool else 1
+    progress = _Progress(store, experiment_id,
+                         [(job_units(spec, j), spec.train.steps, [(j.delay, n, s) for n, s in j.member_list(spec)])
+                          for j in pending],
+                         processes=processes, done=total - sum(job_units(spec, j) for j in pending))
+    progress.write(force=True)
     log.info("experiment %s (%s): %d of %d jobs to run on %s%s", experiment_id, spec.name, len(pending),
              len(jobs), executor, f" by {worker_id}" if worker_id else "")
 
@@ -90,11 +97,11 @@ def _run_experiment(store: Store, experiment_id, executor, scheduler, worker_id,
     try:
         if executor == "dask":
             _run_dask(spec, pending, save, progress, scheduler)
-        elif (max_workers or 1) > 1 and len(pending) > 1:
+        elif pool:
             _run_pool(spec, pending, save, progress, max_workers)
         else:
             _run_jobs_in_process(spec, pending, save, progress)
-        progress.update(total, force=True)
+        progress.write(force=True)
     except Cancelled:
         return _finish(store, experiment_id, "cancelled", None)
     except KeyError:  # deleted while running: save_runs / set_progress found no experiment
@@ -151,40 +158,43 @@ def _run_jobs_in_process(spec, jobs, save, progress: _Progress) -> None:
         raise _JobFailed(str(e)) from None
     native.keep_freed_memory()
     try:
-        for job in jobs:
+        for slot, job in enumerate(jobs):
             if progress.should_stop():
                 raise Cancelled()
             _mark_running(progress.store, progress.experiment_id, spec, job)
-            offset = progress.done
+            progress.start(slot)
+            trained = [0]
 
-            def on_progress(done, _total, _phase, offset=offset):
-                progress.update(offset + done)
+            def on_progress(done, _total, phase, slot=slot, trained=trained):
+                trained[0] += phase == "training"
+                progress.observe(slot, done, trained[0])
+                progress.write()
 
             try:
-                records = run_job(spec, job, on_progress=on_progress, should_stop=progress.should_stop)
+                records = run_job(spec, job, on_progress=on_progress, should_stop=progress.should_stop,
+                                  on_state=functools.partial(progress.report_states, slot))
             except Cancelled:
                 raise
             except Exception as e:  # noqa: BLE001 - any error of a job fails the experiment, with its message
                 raise _failed(job, e) from e
             save(job, records)
-            progress.update(offset + job_units(spec, job), force=True)
+            progress.finish(slot)
+            progress.write(force=True)
     finally:
         torch.set_num_threads(threads)
 
 
-def _drain(spec, futures: dict, save, progress: _Progress, result, stop, in_flight=lambda slot: 0) -> None:
+def _drain(spec, futures: dict, save, progress: _Progress, result, stop, poll=lambda: None) -> None:
     """Wait on {future: (slot, job)}, saving each job as it completes.
 
     ``result(future)`` gives a job's records, ``stop(futures)`` stops those left (on cancel or error),
-    ``in_flight(slot)`` the units a running job reports so far (for progress between completions).
+    ``poll()`` passes what running jobs report so far to ``progress`` (between completions).
     """
     remaining = dict(futures)
-    base = progress.done
-    finished_units = 0
     try:
         while remaining:
             for future in [f for f in remaining if f.done()]:
-                _slot, job = remaining.pop(future)
+                slot, job = remaining.pop(future)
                 try:
                     records = result(future)
                 except Cancelled:
@@ -192,13 +202,14 @@ def _drain(spec, futures: dict, save, progress: _Progress, result, stop, in_flig
                 except Exception as e:  # noqa: BLE001
                     raise _failed(job, e) from e
                 save(job, records)
-                finished_units += job_units(spec, job)
-                progress.update(base + finished_units, force=True)
+                progress.finish(slot)
+                progress.write(force=True)
             if not remaining:
                 break
             if progress.should_stop():
                 raise Cancelled()
-            progress.update(base + finished_units + sum(in_flight(slot) for slot, _ in remaining.values()))
+            poll()
+            progress.write()
             time.sleep(0.1)
     finally:
         if remaining:
@@ -207,7 +218,7 @@ def _drain(spec, futures: dict, save, progress: _Progress, result, stop, in_flig
 
 # ---- local process pool
 _POOL_STOP = None      # in a pool process: a multiprocessing Event set by the parent to stop all jobs
-_POOL_PROGRESS = None  # in a pool process: shared array, units done per job slot
+_POOL_PROGRESS = None  # in a pool process: shared array, each job's progress from its offset (``_pool_job``)
 
 
 def _pool_init(stop_event, progress_array) -> None:
@@ -218,16 +229,45 @@ def _pool_init(stop_event, progress_array) -> None:
     _POOL_STOP, _POOL_PROGRESS = stop_event, progress_array
 
 
-def _pool_job(spec_dict: dict, delay: int, schedules: list, members: list, slot: int) -> list[dict]:
+_SLOT = 3   # a job's part of the shared array: started, units done, training steps done; then per member
+             # (state: 1 + its index in train.STATES, 0 before any; step; steps)
+
+
+def _pool_job(spec_dict: dict, delay: int, schedules: list, members: list, at: int) -> list[dict]:
+    """Train one job in a pool process, its progress written to the shared array from offset ``at``."""
     if _POOL_STOP.is_set():  # cancelled while this process was still starting
         raise Cancelled()
     spec = spec_from_dict(spec_dict)
+    shared = _POOL_PROGRESS
+    shared[at] = 1.0
 
-    def on_progress(done, _total, _phase):
-        _POOL_PROGRESS[slot] = done
+    def on_progress(done, _total, phase):
+        shared[at + 1] = done
+        if phase == "training":
+            shared[at + 2] += 1
+
+    def on_state(states):
+        for i, (state, step, steps) in enumerate(states):
+            j = at + _SLOT + 3 * i
+            shared[j], shared[j + 1], shared[j + 2] = STATES.index(state) + 1, step, steps
 
     return run_job(spec, Job(delay, tuple(schedules), tuple(map(tuple, members))), on_progress=on_progress,
-                   should_stop=_POOL_STOP.is_set)
+                   should_stop=_POOL_STOP.is_set, on_state=on_state)
+
+
+def _pool_poll(spec, jobs, offsets, shared, progress: _Progress) -> None:
+    """What the pool's jobs wrote to the shared array, passed to ``progress``; a job's runs are marked
+    running when a process starts it (until then they are queued, waiting for a free process)."""
+    for slot, (job, at) in enumerate(zip(jobs, offsets)):
+        if progress.jobs[slot].finished or not shared[at]:
+            continue
+        if not progress.jobs[slot].started:
+            _mark_running(progress.store, progress.experiment_id, spec, job)
+        progress.observe(slot, int(shared[at + 1]), int(shared[at + 2]))
+        codes = [int(shared[at + _SLOT + 3 * i]) for i in range(len(progress.jobs[slot].keys))]
+        if all(codes):
+            progress.report_states(slot, [(STATES[c - 1], int(shared[at + _SLOT + 3 * i + 1]),
+                                           int(shared[at + _SLOT + 3 * i + 2])) for i, c in enumerate(codes)])
 
 
 def _run_pool(spec, jobs, save, progress: _Progress, max_workers: int) -> None:
@@ -235,20 +275,20 @@ def _run_pool(spec, jobs, save, progress: _Progress, max_workers: int) -> None:
     from concurrent.futures import ProcessPoolExecutor
 
     ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads and SQLite
-    stop_event, shared = ctx.Event(), ctx.Array("d", len(jobs), lock=False)
+    sizes = [_SLOT + 3 * len(job.member_list(spec)) for job in jobs]
+    offsets = [sum(sizes[:i]) for i in range(len(jobs))]
+    stop_event, shared = ctx.Event(), ctx.Array("d", sum(sizes), lock=False)
     spec_dict = spec_to_dict(spec)
-    store, eid = progress.store, progress.experiment_id
     pool = ProcessPoolExecutor(max_workers=min(max_workers, len(jobs)), mp_context=ctx,
                                initializer=_pool_init, initargs=(stop_event, shared))
     try:
         futures = {}
         for slot, job in enumerate(jobs):
-            _mark_running(store, eid, spec, job)
             futures[pool.submit(_pool_job, spec_dict, job.delay, list(job.schedules), list(job.members),
-                                slot)] = (slot, job)
+                                offsets[slot])] = (slot, job)
         # stop: the jobs poll the event every step and raise Cancelled
         _drain(spec, futures, save, progress, lambda f: f.result(), lambda _left: stop_event.set(),
-               in_flight=lambda slot: int(shared[slot]))
+               poll=lambda: _pool_poll(spec, jobs, offsets, shared, progress))
     finally:
         # Not waiting: on a cancel the store is updated at once while the jobs notice the event and
         # end (within a step, or as soon as a process that was still importing torch starts).
@@ -295,11 +335,12 @@ def _run_dask(spec, jobs, save, progress: _Progress, scheduler: str) -> None:
     try:  # progress is coarse: a remote job reports only when it is done
         event = Event(stop_name, client=client)
         futures = {}
-        for job in jobs:
+        for slot, job in enumerate(jobs):
             _mark_running(store, eid, spec, job)
+            progress.start(slot)
             key = f"floss-{eid}-{job.delay}-{'-'.join(job.schedules)}-{uuid.uuid4().hex[:6]}"
             futures[client.submit(_dask_job, spec_dict, job.delay, list(job.schedules), stop_name,
-                                  list(job.members), key=key)] = (0, job)
+                                  list(job.members), key=key)] = (slot, job)
 
         def stop(left):
             event.set()

@@ -15,7 +15,7 @@ import pandas as pd
 
 from .codec import _loads
 from .connection import _Connection, _dicts
-from .schema import _FINAL_SQL
+from .schema import SCORED_RUN_STATUSES
 
 
 class _Queries(_Connection):
@@ -34,8 +34,10 @@ class _Queries(_Connection):
         """All experiments, oldest first, one row each.
 
         Columns: id, name, status, created_at, updated_at (UTC timestamps), progress_step,
-        progress_total, eta_seconds, cancel_requested (bool), error, worker_id, attempts,
-        n_runs, n_finished (runs in a final state), config (dict).
+        progress_total, eta_seconds (NaN unless running and estimated), fraction (``progress_fraction``:
+        the one progress figure every display shows), cancel_requested (bool), error, worker_id, attempts,
+        n_runs, n_finished (runs trained to the end: done or diverged, the ones with results),
+        n_cancelled, n_failed, n_running, n_queued, config (dict).
         """
         return self._experiment_frame("", ())
 
@@ -52,15 +54,20 @@ class _Queries(_Connection):
         df = self._frame(f"""
             SELECT e.id, e.name, e.status, e.created_at, e.updated_at, e.progress_step, e.progress_total,
                    e.eta_seconds, e.cancel_requested, e.error, e.worker_id, e.attempts,
+                   e.progress_fraction,
                    (SELECT COUNT(*) FROM runs r WHERE r.experiment_id = e.id) AS n_runs,
-                   (SELECT COUNT(*) FROM runs r WHERE r.experiment_id = e.id
-                                                  AND r.status IN {_FINAL_SQL}) AS n_finished,
+                   {_COUNTS}
                    e.config_json
             FROM experiments e {where}
             ORDER BY e.id""", params)
         df["cancel_requested"] = df["cancel_requested"].astype(bool)
         df["progress_total"] = df["progress_total"].astype("Int64")
+        df["eta_seconds"] = [eta_of(st, eta) for st, eta in zip(df["status"], df["eta_seconds"])]
         df["eta_seconds"] = df["eta_seconds"].astype(float)
+        df.insert(df.columns.get_loc("eta_seconds") + 1, "fraction",
+                  [fraction_of(*row) for row in zip(df["status"], df["progress_step"], df["progress_total"],
+                                                    df.pop("progress_fraction"))])
+        df["fraction"] = df["fraction"].astype(float)
         df["config"] = df.pop("config_json").map(_loads)
         return _timestamps(df, ["created_at", "updated_at"])
 
@@ -77,8 +84,10 @@ class _Queries(_Connection):
 
         Columns: run_id, experiment_id, experiment (name), schedule, seed, member, task, delay, status,
         success (nullable bool), convergence_step, diverged_step, reason, floss_seconds, train_seconds,
-        eval_seconds, diag_seconds, wall_seconds, device, started_at, finished_at, attempts, versions (dict), config (dict), then one
-        column per key of the run's ``final`` dict (test_acc, lambda1_before, ...; NaN where absent).
+        eval_seconds, diag_seconds, wall_seconds, device, started_at, finished_at, attempts, state,
+        state_step, state_steps (what a running run is doing now: ``set_progress``; left as last written
+        once it is no longer running), versions (dict), config (dict), then one column per key of the
+        run's ``final`` dict (test_acc, lambda1_before, ...; NaN where absent).
         """
         clauses, params = [], []
         if experiment_id is not None:
@@ -102,13 +111,13 @@ class _Queries(_Connection):
                    r.delay,
                    r.status, r.success, r.convergence_step, r.diverged_step, r.reason,
                    r.floss_seconds, r.train_seconds, r.eval_seconds, r.diag_seconds, r.wall_seconds, r.device,
-                   r.started_at, r.finished_at, r.attempts,
+                   r.started_at, r.finished_at, r.attempts, r.state, r.state_step, r.state_steps,
                    r.versions_json, r.config_json, r.final_json
             FROM runs r JOIN experiments e ON e.id = r.experiment_id
             {where}
             ORDER BY r.experiment_id, r.id""", params)
         df["success"] = df["success"].astype("boolean")
-        for column in ("convergence_step", "diverged_step"):
+        for column in ("convergence_step", "diverged_step", "state_step", "state_steps"):
             df[column] = df[column].astype("Int64")
         for column in ("floss_seconds", "train_seconds", "eval_seconds", "diag_seconds", "wall_seconds"):
             df[column] = df[column].astype(float)
@@ -191,30 +200,66 @@ class _Queries(_Connection):
     def progress(self, experiment_id: int) -> dict:
         """Where an experiment stands, for a progress bar.
 
-        Returns a dict: experiment_id, status, step, total, fraction (0..1, None if total unknown),
-        eta_seconds, cancel_requested, error, worker_id, updated_at (Unix s) and runs, a dict
-        {run status: count}. KeyError if absent.
+        Returns a dict: experiment_id, status, step, total (work units), fraction (``fraction_of``: 0..1,
+        None if unknown), eta_seconds (``eta_of``: NaN unless running and estimated), cancel_requested,
+        error, worker_id, updated_at (Unix s) and runs, a dict {run status: count}. KeyError if absent.
         """
         experiment_id = int(experiment_id)
         with self._read() as conn:
             row = conn.execute("SELECT status, progress_step, progress_total, eta_seconds, cancel_requested, "
-                               "error, worker_id, updated_at FROM experiments WHERE id = ?",
+                               "error, worker_id, updated_at, progress_fraction FROM experiments WHERE id = ?",
                                (experiment_id,)).fetchone()
             counts = dict(conn.execute("SELECT status, COUNT(*) FROM runs WHERE experiment_id = ? "
                                        "GROUP BY status", (experiment_id,)))
         if row is None:
             raise KeyError(f"no experiment {experiment_id} in {self.path}")
-        status, step, total, eta, cancel, error, worker_id, updated_at = row
+        status, step, total, eta, cancel, error, worker_id, updated_at, stored = row
+        fraction = fraction_of(status, step, total, stored)
         return {"experiment_id": experiment_id, "status": status, "step": step, "total": total,
-                "fraction": min(step / total, 1.0) if total else None,
-                "eta_seconds": math.nan if eta is None else eta, "cancel_requested": bool(cancel),
-                "error": error, "worker_id": worker_id, "updated_at": updated_at, "runs": counts}
+                "fraction": None if math.isnan(fraction) else fraction, "eta_seconds": eta_of(status, eta),
+                "cancel_requested": bool(cancel), "error": error, "worker_id": worker_id,
+                "updated_at": updated_at, "runs": counts}
 
     def _frame(self, sql: str, params: Iterable = ()) -> pd.DataFrame:
         with self._read() as conn:
             cur = conn.execute(sql, tuple(params))
             rows = cur.fetchall()
         return pd.DataFrame.from_records(rows, columns=[d[0] for d in cur.description])
+
+
+# The run counts of an experiment row: finished = trained to the end (done or diverged: the runs with
+# results), and the others by status, so that a cancelled experiment says how many finished and how many
+# were cancelled.
+_COUNTS = "".join(
+    f"(SELECT COUNT(*) FROM runs r WHERE r.experiment_id = e.id AND r.status IN ({statuses})) AS n_{name},\n"
+    for name, statuses in (("finished", ", ".join(f"'{s}'" for s in SCORED_RUN_STATUSES)),
+                           ("cancelled", "'cancelled'"), ("failed", "'failed'"), ("running", "'running'"),
+                           ("queued", "'queued'")))
+
+
+def fraction_of(status: str, step, total, stored=None) -> float:
+    """An experiment's progress, 0..1, the one figure every display shows: 1 when done; else the
+    fraction the runner stored (its work weighted by time, ``runner.queue._Progress``), else step / total
+    work units (a store from before schema v4); NaN when unknown."""
+    if status == "done":
+        return 1.0
+    if stored is not None and not _missing(stored):
+        return min(max(float(stored), 0.0), 1.0)
+    if _missing(total) or not total or _missing(step):
+        return math.nan
+    return min(max(float(step) / float(total), 0.0), 1.0)
+
+
+def eta_of(status: str, eta) -> float:
+    """Seconds left, as the runner estimated them: NaN unless the experiment is running and an estimate
+    exists (a queued, finished or cancelled experiment has no time left to show)."""
+    if status != "running" or _missing(eta) or not math.isfinite(float(eta)):
+        return math.nan
+    return max(float(eta), 0.0)
+
+
+def _missing(x) -> bool:
+    return x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x))
 
 
 def _placeholders(values: list) -> str:

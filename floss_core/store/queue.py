@@ -40,7 +40,8 @@ class _Queue(_Connection):
         """Set the status of the runs (experiment_id, schedule, seed in seeds; at ``delay`` if given, else
         at every delay); returns rows changed.
 
-        'running' stamps started_at; a final status stamps finished_at, any other clears it.
+        'running' stamps started_at and clears the runs' live state (``set_progress``) until the loop
+        reports; a final status stamps finished_at, any other clears it.
         """
         experiment_id = int(experiment_id)
         _check_choice(status, RUN_STATUSES, "run status")
@@ -49,23 +50,34 @@ class _Queue(_Connection):
         finished = now if status in FINAL_RUN_STATUSES else None
         with self._write() as conn:
             changed = conn.executemany(
-                "UPDATE runs SET status = ?, started_at = COALESCE(?, started_at), finished_at = ? "
+                "UPDATE runs SET status = ?, started_at = COALESCE(?, started_at), finished_at = ?, "
+                "state = CASE WHEN ? IS NULL THEN state END "
                 "WHERE experiment_id = ? AND schedule = ? AND seed = ? AND (? IS NULL OR delay = ?)",
-                [(status, started, finished, experiment_id, schedule, int(seed), delay, delay)
+                [(status, started, finished, started, experiment_id, schedule, int(seed), delay, delay)
                  for seed in seeds]).rowcount
             conn.execute("UPDATE experiments SET updated_at = ? WHERE id = ?", (now, experiment_id))
         return changed
 
-    def set_progress(self, experiment_id: int, step: int, total: int | None,
-                     eta_seconds: float | None) -> None:
-        """Record progress: ``step`` of ``total`` (any unit the runner likes) and the ETA in seconds."""
+    def set_progress(self, experiment_id: int, step: int, total: int | None, eta_seconds: float | None, *,
+                     fraction: float | None = None, runs: Iterable[tuple] = ()) -> None:
+        """Record progress in one transaction: ``step`` of ``total`` (any unit the runner likes), the ETA
+        in seconds (None: not known yet), the ``fraction`` of the work done that every display shows
+        (None: step / total), and what running runs are doing now: ``runs`` holds (delay, schedule,
+        seed, state, state_step, state_steps) tuples (``train.STATES``; e.g. 'training', 120, 300);
+        only runs still 'running' take them."""
         experiment_id = int(experiment_id)
         with self._write() as conn:
             cur = conn.execute("UPDATE experiments SET progress_step = ?, progress_total = ?, eta_seconds = ?, "
-                               "updated_at = ? WHERE id = ?",
-                               (int(step), _int_or_none(total), _real(eta_seconds), time.time(), experiment_id))
+                               "progress_fraction = ?, updated_at = ? WHERE id = ?",
+                               (int(step), _int_or_none(total), _real(eta_seconds), _real(fraction), time.time(),
+                                experiment_id))
             if cur.rowcount == 0:
                 raise KeyError(f"no experiment {experiment_id} in {self.path}")
+            conn.executemany(
+                "UPDATE runs SET state = ?, state_step = ?, state_steps = ? WHERE experiment_id = ? AND delay = ? "
+                "AND schedule = ? AND seed = ? AND status = 'running'",
+                [(str(state), _int_or_none(at), _int_or_none(of), experiment_id, int(delay), str(schedule), int(seed))
+                 for delay, schedule, seed, state, at, of in runs])
 
     def set_experiment_status(self, experiment_id: int, status: str, error: str | None = None) -> None:
         """Set an experiment's status (one of ``EXPERIMENT_STATUSES``) and error message (None clears it)."""

@@ -1,6 +1,6 @@
 """The store's schema: the statuses it knows, the SQL of every schema version, and its error type.
 
-Tables (schema version 2, see ``MIGRATIONS``): meta, experiments, runs (one per delay x schedule x seed),
+Tables (schema version 4, see ``MIGRATIONS``): meta, experiments, runs (one per delay x schedule x seed),
 metrics (long: one row per step x name), spectra (one Lyapunov spectrum per row), jacobian (one horizon
 per row), workers. Opening a file and running the migrations is ``connection``'s job.
 """
@@ -149,6 +149,17 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN eval_seconds REAL;
     ALTER TABLE runs ADD COLUMN diag_seconds REAL;
+    """,
+    # v4: progress that tells the truth (issue 16). While a run trains, what it is doing now (free text:
+    # ``train.STATES``, e.g. training, pre flossing, waiting, diagnostics, diverged) and where: step
+    # state_step of state_steps (training steps, or the flossing phase's); meaningful only while its status
+    # is 'running'. The experiment's progress as one fraction of its work (time-weighted by the runner; the
+    # bar, the table and the CLI all show this one number).
+    """
+    ALTER TABLE runs ADD COLUMN state TEXT;
+    ALTER TABLE runs ADD COLUMN state_step INTEGER;
+    ALTER TABLE runs ADD COLUMN state_steps INTEGER;
+    ALTER TABLE experiments ADD COLUMN progress_fraction REAL;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS) - 1

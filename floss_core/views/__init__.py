@@ -18,3 +18,5 @@ __all__ = ["SCORED", "STAGES", "color", "convergence_steps", "experiment_label",
            "score_column", "singular_values", "spectrum_band", "success_vs_delay", "topk_over_training"]
 __all__ += ["conditioning_headline", "fig_survival", "flossed_k", "paired_solves", "survival_curves",
             "survival_display", "survival_table", "training_budget"]
+from .frames import eta_text, progress_text, run_state_text, run_states, runs_summary
+__all__ += ["eta_text", "progress_text", "run_state_text", "run_states", "runs_summary"]

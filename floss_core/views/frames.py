@@ -81,17 +81,63 @@ def experiment_label(row) -> str:
     return f"#{row['id']} {row['name']} ({row['status']})"
 
 
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
+
+
+def runs_summary(e) -> str:
+    """How an experiment's runs stand, in words (the Runs page and the CLI's ``status``): 'done, 18 of 18
+    runs finished', 'running, 9 of 18 runs finished', 'cancelled: 5 runs finished, 7 cancelled'. A run is
+    finished when it trained to the end (done or diverged: it has results); ``e`` is a row of
+    ``Store.experiments()`` (or its dict)."""
+    status, n, done = e["status"], int(e["n_runs"]), int(e["n_finished"])
+    cancelled, failed = int(e.get("n_cancelled", 0) or 0), int(e.get("n_failed", 0) or 0)
+    if status in ("cancelled", "failed"):
+        parts = [_count(done, "run") + " finished"] + [f"{k} {what}" for k, what in
+                                                       ((cancelled, "cancelled"), (failed, "failed")) if k]
+        return f"{status}: " + ", ".join(parts)
+    return f"{status}, {done} of {_count(n, 'run')} finished"
+
+
+def eta_text(status: str, eta) -> str:
+    """The time left as every display shows it: '42 s' / '3.5 min' while running, 'estimating…' before
+    the runner has measured enough, 'finishing…' once only the last records are left, '—' otherwise
+    (queued, done, cancelled: no time left to show). ``eta``: ``Store.experiments()``'s eta_seconds."""
+    if status != "running":
+        return "—"
+    if eta is None or not isinstance(eta, (int, float)) or math.isnan(eta):
+        return "estimating…"
+    return "finishing…" if eta < 0.5 else duration(eta)
+
+
+def progress_text(e) -> str:
+    """One line for an experiment's progress bar: '#3 demo: running, 9 of 18 runs finished · 42 % ·
+    ETA 35 s' (the fraction and ETA of the store's experiments row: the table shows the same)."""
+    fraction = e["fraction"]
+    percent = "" if fraction is None or math.isnan(fraction) else f" · {100 * fraction:.0f} %"
+    eta = eta_text(e["status"], e["eta_seconds"])
+    return f"#{e['id']} {e['name']}: {runs_summary(e)}{percent}" + ("" if eta == "—" else f" · ETA {eta}")
+
+
 def experiments_table(experiments: pd.DataFrame) -> pd.DataFrame:
-    """The experiments list for display: id, name, status, progress (0..1), runs finished, created, ETA."""
+    """The experiments list for display: id, name, status, progress (0..1: the store's one fraction, as
+    the progress bars show it), runs ('finished / all', then cancelled or failed ones), created, ETA
+    (``eta_text``)."""
     if experiments.empty:
-        return pd.DataFrame(columns=["id", "name", "status", "progress", "runs", "created", "eta_s"])
+        return pd.DataFrame(columns=["id", "name", "status", "progress", "runs", "created", "ETA"])
     e = experiments
-    total = e["progress_total"].astype(float)
-    progress = np.where(e["status"] == "done", 1.0, (e["progress_step"] / total).fillna(0.0).clip(0, 1))
-    return pd.DataFrame({"id": e["id"], "name": e["name"], "status": e["status"], "progress": progress,
-                         "runs": e["n_finished"].astype(str) + " / " + e["n_runs"].astype(str),
+
+    def runs(row) -> str:
+        extra = [f"{int(row.get(c, 0) or 0)} {what}" for c, what in (("n_cancelled", "cancelled"), ("n_failed", "failed"))
+                 if int(row.get(c, 0) or 0)]
+        return f"{int(row['n_finished'])} / {int(row['n_runs'])}" + "".join(f" · {x}" for x in extra)
+
+    rows = e.to_dict("records")
+    return pd.DataFrame({"id": e["id"], "name": e["name"], "status": e["status"],
+                         "progress": e["fraction"].astype(float).fillna(0.0).to_numpy(),
+                         "runs": [runs(r) for r in rows],
                          "created": e["created_at"].dt.strftime("%Y-%m-%d %H:%M"),
-                         "eta_s": e["eta_seconds"].where(e["status"].isin(["queued", "running"]))})
+                         "ETA": [eta_text(r["status"], r["eta_seconds"]) for r in rows]})
 
 
 def filter_runs(runs: pd.DataFrame, *, task=(), delay=(), schedule=(), status=()) -> pd.DataFrame:
@@ -103,11 +149,47 @@ def filter_runs(runs: pd.DataFrame, *, task=(), delay=(), schedule=(), status=()
     return runs[keep]
 
 
+def run_state_text(run) -> str:
+    """What a run is doing, in words: its status once it is no longer running ('queued', 'done',
+    'diverged', 'cancelled', 'failed'); while it runs, its live state (``Store.runs``' state columns, as
+    the training loop reports it): 'training, step 120 of 300', 'pre flossing, step 40 of 100', 'waiting
+    for its ensemble-mates, step 0 of 300', 'diagnostics, step 300 of 300', 'diverged at step 57 (stored
+    when its ensemble ends)'."""
+    status, state = run["status"], run.get("state")
+    if status != "running":
+        return status
+    if not isinstance(state, str):
+        return "starting"
+    step, steps = run.get("state_step"), run.get("state_steps")
+    at = "" if pd.isna(step) or pd.isna(steps) else f", step {int(step)} of {int(steps)}"
+    if state == "diverged":
+        return f"diverged at step {int(step) if not pd.isna(step) else '?'} (stored when its ensemble ends)"
+    if state == "done":
+        return "finished (being stored)"
+    if state == "waiting":
+        return f"waiting for its ensemble-mates{at}"
+    return f"{state}{at}"
+
+
+def run_states(runs: pd.DataFrame) -> dict:
+    """{what: runs} over an experiment's runs, in words for a progress line: queued, each live state
+    (training, pre flossing, waiting, ...), and the final statuses; in that order."""
+    keys = [("queued" if r["status"] == "queued" else r["state"] if r["status"] == "running" and
+             isinstance(r.get("state"), str) else "starting" if r["status"] == "running" else r["status"])
+            for r in runs.to_dict("records")]
+    order = ["done", "diverged", "training", "pre flossing", "inter flossing", "adaptive flossing", "diagnostics",
+             "waiting", "starting", "queued", "cancelled", "failed"]
+    counts = {k: keys.count(k) for k in dict.fromkeys(keys)}
+    return dict(sorted(counts.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+
+
 def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs list for display: one row per run with its outcome, λ_1 / κ₂ before and after, timings."""
+    """The runs list for display: one row per run with its status, what it is doing now
+    (``run_state_text``), its outcome, λ_1 / κ₂ before and after, timings."""
     score = score_column(runs)
+    runs = runs.assign(_state=[run_state_text(r) for r in runs.to_dict("records")])
     columns = {"run_id": "run", "experiment_id": "experiment", "task": "task", "delay": "delay",
-               "schedule": "schedule", "seed": "seed", "status": "status", "success": "success",
+               "schedule": "schedule", "seed": "seed", "status": "status", "_state": "state", "success": "success",
                "convergence_step": "converged at", score: score.replace("_", " "),
                "lambda1_before": "λ1 before", "lambda1_after": "λ1 after",
                "log10_kappa_before": "log10 κ2 before", "log10_kappa_after": "log10 κ2 after",
