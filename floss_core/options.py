@@ -3,8 +3,10 @@ its help, its choices, its Launch-page widget — and from this one table, every
 
 * ``experiment.make_spec``'s flat keyword overrides (``FIELDS``, ``NAMES``),
 * the command line's comparison arguments (``add_arguments``, ``spec_from_args``; ``floss_core.cli`` and
-  the report's parse-back check use the same functions),
-* the report's reproduce command (``command_args``: the flags that rebuild a stored spec),
+  the report's parse-back check use the same functions): every option has a flag (a bool option a pair,
+  ``--bias`` / ``--no-bias``; ``--seeds`` a count or the seeds themselves),
+* the report's reproduce command (``command_options`` / ``command_args``: the flags that rebuild a stored
+  spec; every spec ``make_spec`` makes parses back to itself, tests/test_options.py enumerates them),
 * the Launch page's defaults, labels, choices and widget keys (``page_defaults``, ``OPTIONS[name]``).
 
 The defaults per preset are the preset's own configs (``experiment.PRESETS``), read through the same
@@ -50,6 +52,7 @@ class Option:
     low: float | None = None       # the Launch page's minimum
     page_help: str | None = None
     what: str | None = None        # the word for one value in messages ("unknown <what> 'x'"; default: name)
+    cli: str | None = None         # the command line's kind where it differs from ``kind`` (seeds: a count or a list)
 
 
 _TABLE = (
@@ -82,22 +85,36 @@ _TABLE = (
            label="Success: skill over the better baseline at least", key="margin", page="series",
            page_help="skill = 1 − MSE / MSE of the better of persistence and seasonal persistence on the same "
                      "test windows: 0 is as good as the baseline, 1 perfect; judged at the final evaluation"),
-    Option("seq_len", "task.seq_len", "int", "--seq-len"),
-    Option("batch", "task.batch", "int"),
+    Option("test_fraction", "task.test_fraction", "float", "--test-fraction",
+           "csv: the share of the series at its end kept for testing"),
+    Option("seq_len", "task.seq_len", "int", "--seq-len", "the task's sequence length"),
+    Option("batch", "task.batch", "int", "--batch", "task sequences per training step"),
     # the network
     Option("arch", "model.arch", "str", "--arch", choices=ARCHS, label="Architecture", page="network"),
     Option("hidden", "model.hidden", "int", "--hidden", label="Hidden units", low=1, page="network"),
     Option("gain", "model.gain", "float", "--gain"),
-    Option("orthogonal", "model.orthogonal", "bool"),
-    Option("bias", "model.bias", "bool"),
+    Option("orthogonal", "model.orthogonal", "bool", "--orthogonal",
+           "rnn: a random orthogonal recurrent matrix times the gain (--no-orthogonal: Gaussian)"),
+    Option("bias", "model.bias", "bool", "--bias", "recurrent biases (--no-bias: none)"),
+    Option("relax_steps", "model.relax_steps", "int", "--relax-steps",
+           "steps the autonomous network runs from noise to set its initial state"),
     # training
-    Option("seeds", None, "int", "--seeds", label="Seeds (networks per schedule)", low=1, page="network"),
+    Option("seeds", None, "int", "--seeds", "how many seeds (0..N-1), or the seeds themselves, comma-separated "
+           "(3,7; a single seed: 5,)", label="Seeds (networks per schedule)", low=1, page="network", cli="seeds"),
     Option("steps", "train.steps", "int", "--steps", label="Training steps", low=1, page="network"),
-    Option("lr", "train.lr", "float"),
-    Option("clip", "train.clip", "float"),
-    Option("eval_every", "train.eval_every", "int"),
+    Option("lr", "train.lr", "float", "--lr", "task training's learning rate (Adam)"),
+    Option("clip", "train.clip", "float", "--clip", "task training's gradient-norm clip per parameter array (0: off)"),
+    Option("eval_every", "train.eval_every", "int", "--eval-every",
+           "evaluate every M training steps (adaptive's --every is a multiple of it)"),
+    Option("eval_batch", "train.eval_batch", "int", "--eval-batch", "sequences per test batch"),
     Option("success_acc", "train.success_acc", "float", "--success-acc"),
-    Option("diagnostics", "train.diagnostics", "bool"),
+    Option("log_every", "train.log_every", "int", "--log-every", "record the training loss every M steps"),
+    Option("monitor_k", "train.monitor_k", "int", "--monitor-k", "exponents measured at each evaluation"),
+    Option("diag_len", "train.diag_len", "int", "--diag-len", "window of the spectrum and Jacobian snapshots"),
+    Option("diag_transient", "train.diag_transient", "int", "--diag-transient",
+           "transient discarded before the spectrum snapshots"),
+    Option("diagnostics", "train.diagnostics", "bool", "--diagnostics",
+           "full spectra, κ₂ and gradient-vs-horizon snapshots at phase boundaries (--no-diagnostics: none)"),
     Option("diag_dtype", "train.diag_dtype", "str", "--diag-dtype",
            "the stored spectra, κ₂ and gradient-vs-horizon snapshots: float64 (default, exact down to strongly "
            "negative exponents) or float32 (faster)", choices=DIAG_DTYPES),
@@ -112,8 +129,12 @@ _TABLE = (
            "window steps discarded before averaging"),
     Option("qr", "floss.qr", "str", "--qr",
            "flossing QR: auto (the rnn's window kernel), householder or cholesky (autograd)", choices=QR_CHOICES),
-    Option("floss_lr", "floss.lr", "float"),
-    Option("through_states", "floss.through_states", "bool"),
+    Option("floss_lr", "floss.lr", "float", "--floss-lr", "flossing's own learning rate (Adam)"),
+    Option("floss_batch", "floss.batch", "int", "--floss-batch", "flossing sequences per step"),
+    Option("floss_target", "floss.target", "float", "--floss-target", "the value the exponents are pushed to"),
+    Option("through_states", "floss.through_states", "bool", "--through-states",
+           "flossing differentiates through the state trajectory too (--no-through-states: only through "
+           "the one-step Jacobians)"),
     Option("pre_steps", "schedule.pre_steps", "int", "--pre-steps", label="pre: flossing steps before training",
            key="pre", low=0, page="details"),
     Option("inter_steps", "schedule.inter_steps", "int", "--inter-steps", label="inter: flossing steps per phase",
@@ -122,8 +143,10 @@ _TABLE = (
     Option("every", "schedule.every", "int", "--every", label="adaptive / joint: every M steps", low=1, page="details"),
     Option("threshold", "schedule.threshold", "float", "--threshold",
            label="adaptive: floss while max |λ| exceeds", key="thr", low=0.0, page="details"),
-    Option("adaptive_k", "schedule.adaptive_k", "int", label="adaptive: exponents measured", key="ak", low=1, page="details"),
-    Option("adaptive_steps", "schedule.adaptive_steps", "int"),
+    Option("adaptive_k", "schedule.adaptive_k", "int", "--adaptive-k", "adaptive: exponents measured",
+           label="adaptive: exponents measured", key="ak", low=1, page="details"),
+    Option("adaptive_steps", "schedule.adaptive_steps", "int", "--adaptive-steps",
+           "adaptive: flossing steps per triggered phase"),
     Option("weight", "schedule.weight", "float", "--weight", label="joint: weight of the flossing term", key="w",
            low=0.0, page="details"),
     Option("floss_design", None, "str", "--floss-design",
@@ -216,15 +239,24 @@ def _finite_float(text: str) -> float:
     return value
 
 
-PARSE = {"int": _int, "float": _finite_float, "ints": _int_list, "str": str, "names": str}
+def _seeds(text: str) -> int | list[int]:
+    """--seeds: '9' -> 9 (the seeds 0..8); '3,7' -> [3, 7], the seeds themselves; '5,' -> [5]."""
+    return _int_list(text) if "," in text else _int(text)
+
+
+PARSE = {"int": _int, "float": _finite_float, "ints": _int_list, "str": str, "names": str, "seeds": _seeds}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments of a comparison (compare and submit share them), one per CLI option of the table.
-    Every default is None: "not given", the preset's value."""
+    """The arguments of a comparison (compare and submit share them), one per CLI option of the table
+    (a bool option: ``--bias`` / ``--no-bias``). Every default is None: "not given", the preset's value."""
     parser.add_argument("--preset", choices=list(PRESETS), default="quick")
     for o in CLI:
-        kw: dict = {"dest": o.name, "default": None, "type": PARSE[o.kind]}
+        kw: dict = {"dest": o.name, "default": None}
+        if o.kind == "bool":
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kw["type"] = PARSE[o.cli or o.kind]
         if o.choices and o.kind != "names":
             kw["choices"] = list(o.choices)
         if o.help:
@@ -252,22 +284,74 @@ def parse_command(argv: list[str]):
 
 
 def _arg(value) -> str:
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return ",".join(map(str, value))
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def command_args(spec: dict) -> list[str]:
-    """The ``compare`` arguments that rebuild ``spec`` (a dict): preset, task, delays, seed count and
-    schedules always, then every CLI option whose value differs from the preset's default."""
+def _seed_arg(seeds) -> str:
+    """The --seeds value of a seed list: the count when they are 0..N-1, else the seeds ('5,' for one)."""
+    seeds = [int(x) for x in seeds]
+    if seeds == list(range(len(seeds))):
+        return str(len(seeds))
+    return ",".join(map(str, seeds)) + ("," if len(seeds) == 1 else "")
+
+
+def _option(o: Option, value) -> list[str]:
+    """One option on the command line: ``['--hidden', '8']``, ``['--no-bias']``."""
+    if o.kind == "bool":
+        return [o.flag if value else "--no-" + o.flag[2:]]
+    return [o.flag, _arg(value)]
+
+
+def _design_for(spec: dict) -> str | None:
+    """The named flossing design the command gives for ``spec``: its own, or for a 'custom' one (a design
+    with some of its fields set by single options, e.g. ``through_states``) the design that those options
+    turn into it, fewest changed first; None when no design and options make it."""
+    from .configs import DESIGN_FIELDS, FlossConfig, with_design
+
+    floss = FlossConfig(**spec["floss"])
+    settable = {f for section, f in FIELDS.values() if section == "floss"}
+    best = None
+    for name in DESIGNS:
+        changed = [f for f in DESIGN_FIELDS if getattr(with_design(floss, name), f) != getattr(floss, f)]
+        if set(changed) <= settable and (best is None or len(changed) < best[1]):
+            best = (name, len(changed))
+    return best[0] if best else None
+
+
+ALWAYS = ("task", "delays", "seeds", "schedules")   # on every command, whatever the preset's defaults
+
+
+def command_options(spec: dict) -> list[list[str]]:
+    """The ``compare`` options that rebuild ``spec`` (a dict), one list per option (``['--hidden', '8']``):
+    preset, task, delays, seeds and schedules always, then, in table order, every CLI option whose value
+    differs from what the preset (with the spec's flossing design) gives. A field no option sets is left
+    to the preset (the report's parse-back check names any that then differ)."""
     from .experiment import make_spec, spec_to_dict
 
-    default = spec_to_dict(make_spec(spec["preset"], schedules=read("schedules", spec)))
-    args = ["--preset", spec["preset"]]
+    preset = spec["preset"] if spec["preset"] in PRESETS else "quick"   # an unknown preset: the check names it
+    names = read("schedules", spec)
+    design = _design_for(spec)
+    plain = spec_to_dict(make_spec(preset, schedules=names))
+    default = spec_to_dict(make_spec(preset, schedules=names, floss_design=design)) if design else plain
+    out = [["--preset", preset]]
     for o in CLI:
+        if o.name == "seeds":
+            out.append([o.flag, _seed_arg(spec["seeds"])])
+            continue
+        if o.name == "floss_design":
+            if design and design != read(o.name, plain):
+                out.append([o.flag, design])
+            continue
         value = read(o.name, spec)
         if o.choices and o.kind != "names" and value not in o.choices:
-            continue   # e.g. a 'custom' flossing design: no flag sets it (the parse-back check names it)
-        if o.name in ("task", "delays", "seeds", "schedules") or (value is not None and value != read(o.name, default)):
-            args += [o.flag, _arg(value)]
-    return args
+            continue   # a value no flag sets (the parse-back check names it)
+        if o.name in ALWAYS or (value is not None and value != read(o.name, default)):
+            out.append(_option(o, value))
+    return out
+
+
+def command_args(spec: dict) -> list[str]:
+    """``command_options`` flattened: the ``compare`` arguments that rebuild ``spec``."""
+    return [a for option in command_options(spec) for a in option]

@@ -1,4 +1,6 @@
-"""Report: one experiment (or a set of compatible ones) as HTML, PDF and a zip of the data."""
+"""Report: one experiment (or a set of them) as HTML, PDF and a zip of the data. A set is pooled where the
+settings match (they differ at most in name, delays and seeds) and shown side by side, labelled by what
+differs, where they do not."""
 import streamlit as st
 
 import dashboard as ui
@@ -12,7 +14,8 @@ experiment_id = ui.results_page(
 ui.need_results(experiment_id)
 exps = ui.read("experiments")
 others = [int(i) for i in exps["id"] if int(i) != experiment_id and exps.set_index("id").loc[i, "n_finished"]]
-extra = st.multiselect("Pool with further experiments (same settings except name, delays and seeds)", others,
+extra = st.multiselect("Add further experiments (pooled where the settings match but for name, delays and seeds; "
+                       "side by side, labelled by what differs, where they do not)", others,
                        format_func=lambda i: f"#{i} {exps.set_index('id').loc[i, 'name']}")
 ids = [experiment_id, *extra]
 try:
@@ -21,13 +24,27 @@ except (ValueError, KeyError) as e:
     st.error(str(e))
     st.stop()
 
+if not data.pooled:
+    st.subheader("What differs")
+    st.caption(report.set_intro([(p.label, p.ids) for p in data.parts], data.differing))
+    st.dataframe(data.settings, hide_index=True)
+elif len(ids) > 1:
+    st.caption(f"Experiments {', '.join(f'#{i}' for i in ids)} pooled: their settings match but for name, delays "
+               "and seeds.")
+
 st.subheader("Verdict")
-for sentence in report.verdict(data.summary):
-    st.write(sentence)
-command, missing = report.reproduce_command(data.specs[0])
-st.code(command, language="bash")
-if missing:
-    st.caption("The command line cannot set: " + ", ".join(missing) + " (the report's configuration has them).")
+for part in data.parts:
+    if part.label:
+        st.markdown(f"**{part.label}**")
+    for sentence in report.verdict(part.summary):
+        st.write(sentence)
+for i, spec in zip(data.ids, data.specs):
+    r = report.reproduce(spec)
+    if len(data.ids) > 1:
+        st.markdown(f"**Reproduce experiment #{i}**")
+    st.code("\n".join(r.lines), language="bash")
+    if r.note:
+        st.caption(r.note + f" (the data zip holds it as spec-{i}.json).")
 
 name = "+".join(e["name"] for e in data.experiments)
 html, pdf, zipped = st.columns(3)

@@ -106,3 +106,100 @@ def test_the_csv_series_options_reach_the_spec_and_rebuild_it(tmp_path):
     assert [o.name for o in O.on_page("series")] == ["missing", "period", "skill_margin"]
     assert O.OPTIONS["missing"].choices == ("refuse", "interpolate", "drop")
     assert "r2_threshold" not in O.OPTIONS       # issue 15: success is judged by skill_margin, not R²
+
+
+# ------------------------------------------------------------------------------------ issue 16: every spec
+# A value off every preset's default for each option (a new option without one here fails the first test).
+OFF_DEFAULT = dict(
+    task="parity", delays=[6, 8], channels=2, order=2, seq_len=30, batch=8, arch="gru", hidden=12, gain=1.5,
+    orthogonal=True, bias=False, relax_steps=50, seeds=[3, 7], steps=40, lr=0.01, clip=0.0, eval_every=25,
+    eval_batch=32, success_acc=0.8, log_every=5, monitor_k=4, diag_len=80, diag_transient=10, diagnostics=False,
+    diag_dtype="float32", device="cpu", schedules=["none", "adaptive"], k=6, qr_every=2, floss_len=30,
+    floss_transient=5, qr="householder", floss_lr=0.01, floss_batch=2, floss_target=0.1, through_states=False,
+    pre_steps=20, inter_steps=10, inter_at=[], every=100, threshold=0.2, adaptive_k=3, adaptive_steps=10,
+    weight=0.5, floss_design="reference", name="it's \"quoted\"; rm -rf / $HOME")
+CSV_OPTIONS = ("csv", "columns", "missing", "period", "skill_margin", "test_fraction")   # with task csv
+
+
+def _csv(tmp_path):
+    import math
+
+    path = tmp_path / "s.csv"
+    path.write_text("year,x,y\n" + "\n".join(f"{1800 + i},{math.sin(i / 3):.4f},{math.cos(i / 5) + i / 50:.4f}"
+                                              for i in range(200)) + "\n")
+    return str(path)
+
+
+def _round_trip(spec):
+    """The reproduce command parses back (through the CLI's own parser) to exactly ``spec``."""
+    from floss_core.cli import COMMANDS, _Parser, spec_from_args
+
+    d = spec_to_dict(spec)
+    args = O.command_args(d)
+    parser = _Parser(prog="floss_core")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add, _ in COMMANDS.values():
+        add(sub)
+    assert spec_to_dict(spec_from_args(parser.parse_args(["compare", *args]))) == d, args
+    return args
+
+
+def test_every_option_has_a_flag_and_a_test_value():
+    # issue 16: the reproduce command left out the options without a flag (eval_every, lr, ...); now each has one
+    assert [o.name for o in O._TABLE if not o.flag] == []
+    assert set(OFF_DEFAULT) | set(CSV_OPTIONS) == set(O.NAMES)
+
+
+def test_every_single_option_off_its_default_reproduces(tmp_path):
+    from floss_core.demo import SIZES, launch_spec
+
+    made = set()
+    csv = dict(task="csv", csv=_csv(tmp_path), columns=["y", "x"], missing="drop", period=12, skill_margin=0.2,
+               test_fraction=0.3, delays=[2], seq_len=10)
+    for size in SIZES:
+        for name, value in [*OFF_DEFAULT.items(), *[(f"csv:{k}", v) for k, v in csv.items()]]:
+            options = {name: value} if not name.startswith("csv:") else \
+                {**csv, **({"seeds": 2} if size == "paper" else {})}
+            try:
+                spec = launch_spec(size, **options)
+            except ValueError:
+                continue   # not a spec this size makes with this value (e.g. hidden 12 below the paper's k 75)
+            _round_trip(spec)
+            made.add(name)
+    assert made >= set(OFF_DEFAULT) | {f"csv:{k}" for k in csv}, set(OFF_DEFAULT) - made
+
+
+def test_every_size_and_schedule_set_reproduces():
+    # the Launch page's sizes x every schedule alone, with the baseline, and all together; the one-click demo
+    from floss_core.demo import SIZES, launch_spec, quick_demo_spec
+
+    sets = [[s] for s in O.SCHEDULES] + [["none", s] for s in O.SCHEDULES if s != "none"] + [list(O.SCHEDULES)]
+    for size in SIZES:
+        for schedules in sets:
+            args = _round_trip(launch_spec(size, schedules=schedules))
+            assert args[args.index("--schedules") + 1] == ",".join(schedules)
+        for task in O.TASKS:
+            if task != "csv":
+                _round_trip(launch_spec(size, task=task))
+    args = _round_trip(launch_spec("tiny", schedules=["none", "pre", "adaptive"]))
+    assert args[args.index("--eval-every") + 1] == "10"     # the command that used to exit 2
+    _round_trip(quick_demo_spec())
+
+
+@pytest.mark.parametrize("preset", O.PRESETS)
+def test_custom_flossing_designs_and_seed_lists_reproduce(preset):
+    for design in O.DESIGNS:
+        for through in (True, False):
+            _round_trip(make_spec(preset, floss_design=design, through_states=through))
+    for seeds, shown in (([5], "5,"), ([3, 7], "3,7"), ([0, 1, 2], "3"), ([2, 1], "2,1"), (4, "4")):
+        args = _round_trip(make_spec(preset, seeds=seeds))
+        assert args[args.index("--seeds") + 1] == shown
+
+
+def test_bool_options_are_flag_pairs_and_seeds_take_a_list():
+    args = O.command_args(spec_to_dict(make_spec("quick", bias=False, diagnostics=False, orthogonal=True)))
+    assert "--no-bias" in args and "--no-diagnostics" in args and "--orthogonal" in args
+    assert spec_to_dict(O.parse_command(["--seeds", "3,7"]))["seeds"] == (3, 7)
+    assert spec_to_dict(O.parse_command(["--seeds", "3"]))["seeds"] == (0, 1, 2)
+    with pytest.raises(ValueError, match="expected comma-separated integers"):
+        O.parse_command(["--seeds", "3,x"])

@@ -75,8 +75,8 @@ class _Tags(html.parser.HTMLParser):
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         self.attrs.append((tag, a))
-        if tag == "tr" and "data-schedule" in a:
-            self._row = (int(a["data-delay"]), a["data-schedule"])
+        if tag == "tr" and "data-schedule" in a:   # a set side by side: its rows are keyed by their label too
+            self._row = ((a["data-set"],) if "data-set" in a else ()) + (int(a["data-delay"]), a["data-schedule"])
         if tag == "td" and self._row and "data-col" in a:
             self._col = a["data-col"]
 
@@ -231,17 +231,69 @@ def test_pdf_has_the_expected_pages_and_visible_charts(pdf_pages):
 
 @pytest.mark.slow
 def test_pdf_chart_regions_are_not_blank(pdf_pages):
-    # the chart pages, one block after the text, hold charts in their top and bottom halves (the last one at
-    # least on top); the text pages before and the reproduce page after hold none
+    # the chart pages, one block after the text, hold charts in their top and bottom halves (the first one at
+    # least at the bottom, the last one at least on top: issue 16, the charts and the reproduce section flow on
+    # from what comes before them instead of starting a page); the text pages before and after hold none
     halves = []
     for im in pdf_pages["images"]:
         w, h = im.size
         halves.append([_coloured_pixels(im.crop((0, 0, w, h // 2))), _coloured_pixels(im.crop((0, h // 2, w, h)))])
     has_chart = [[c > 50 for c in page] for page in halves]
     charts = [i for i, page in enumerate(has_chart) if any(page)]
-    assert charts == list(range(charts[0], charts[-1] + 1)) and charts[0] >= 1 and charts[-1] == len(has_chart) - 2
-    assert math.ceil(N_FIGURES / 3) <= len(charts) <= math.ceil(N_FIGURES / 2), halves
-    assert all(has_chart[i] == [True, True] for i in charts[:-1]) and has_chart[charts[-1]][0], halves
+    assert charts == list(range(charts[0], charts[-1] + 1)) and charts[-1] < len(has_chart) - 1
+    assert math.ceil(N_FIGURES / 3) <= len(charts) <= math.ceil(N_FIGURES / 2) + 1, halves
+    assert all(has_chart[i] == [True, True] for i in charts[1:-1]), halves
+    assert has_chart[charts[0]][1] and has_chart[charts[-1]][0], halves
+
+
+def _filled(pdf: Path) -> list[float]:
+    """Per page, how far down it is inked: the lowest row holding a dark pixel, as a fraction of the height."""
+    from PIL import Image
+
+    out = pdf.parent / f"{pdf.stem}-ink"
+    out.mkdir(exist_ok=True)
+    subprocess.run(["pdftoppm", "-png", "-r", "30", str(pdf), str(out / "p")], check=True)
+    filled = []
+    for path in sorted(out.glob("p-*.png")):
+        a = np.asarray(Image.open(path).convert("L"))
+        rows = np.nonzero((a < 200).any(axis=1))[0]
+        filled.append(float(rows.max() + 1) / a.shape[0] if len(rows) else 0.0)
+    return filled
+
+
+def assert_no_mostly_blank_page(pdf: Path):
+    """Issue 16: no page but the last is mostly blank. The rule: every page but the last is inked at least
+    down to the middle of the page. (A block that may not break, a chart with its caption, is under half a
+    page, so flowing content always fills a page past its middle; a forced page break did not.)"""
+    pages = int(re.search(r"^Pages:\s+(\d+)", subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True,
+                                                             check=True).stdout, re.M).group(1))
+    filled = _filled(pdf)
+    assert len(filled) == pages
+    assert all(f >= 0.5 for f in filled[:-1]), filled
+
+
+@pytest.mark.slow
+def test_no_pdf_page_but_the_last_is_mostly_blank(pdf_pages, tmp_path):
+    path = tmp_path / "r.pdf"
+    path.write_bytes(pdf_pages["bytes"])
+    assert_no_mostly_blank_page(path)
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_a_report_with_few_charts_has_no_mostly_blank_page(fx, tmp_path):
+    # without the lab's diagnostics there are four charts: the forced page breaks before the charts and before
+    # the reproduce section left a page holding a few lines of the survival note (7 % of it inked) and one
+    # holding a single chart
+    spec = make_spec("quick", hidden=8, steps=30, seeds=2, delays=[4, 6], schedules=["none", "pre"], k=4,
+                     pre_steps=5, success_acc=0.55, diagnostics=False, name="no diagnostics")
+    with Store(tmp_path / "nd.db") as store:
+        eid = store.add_experiment(spec_to_dict(spec), name=spec.name, status="done")
+        store.save_runs(eid, run_comparison(spec))
+        path = R.write_report(store, eid, "pdf", tmp_path / "nd.pdf")
+    text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    assert "Reproduce" in text and "Charts" in text
+    assert_no_mostly_blank_page(path)
 
 
 def test_pdf_without_chromium_says_how_to_get_it(fx, monkeypatch):
@@ -373,14 +425,84 @@ def test_reproduce_command_parses_back_to_the_stored_spec(preset, options):
         assert flag in cmd
 
 
-def test_reproduce_command_names_what_the_cli_cannot_set(fx):
-    spec = spec_to_dict(make_spec("quick", lr=0.01, seeds=[3, 7]))
-    cmd, missing = R.reproduce_command(spec)
-    assert "train.lr" in missing and any(m.startswith("seeds") for m in missing)
+def test_reproduce_says_in_one_sentence_what_the_cli_cannot_set(fx):
+    # issue 16: every option has a flag now (lr, a seed list: once unreproducible, now on the command); a field
+    # no option sets (a stored spec from a preset since changed, say) is named with both values, in one sentence
+    assert R.reproduce_command(spec_to_dict(make_spec("quick", lr=0.01, seeds=[3, 7])))[1] == []
+    spec = spec_to_dict(make_spec("quick"))
+    spec["floss"]["stop_len"] = 77
+    r = R.reproduce(spec)
+    assert r.missing == ["floss.stop_len"]
+    assert r.note == ("The command line cannot set floss.stop_len (77 here, 200 from the command), so this command "
+                      "reruns a close variant; to rerun the experiment exactly, queue its configuration below.")
+    assert "does not parse" not in r.note and "(the report" not in r.note
     h = fx["html"]
-    shown = re.search(r"<pre class='command'>(.*?)</pre>", h, re.S).group(1)
-    assert html.unescape(re.sub(r"</?span>", "", shown)) == R.reproduce_command(spec_to_dict(fx["spec"]))[0]
     assert "Checked: this command parses back to exactly the configuration below." in h
+    assert "the command does not parse" not in h
+
+
+def _html_command(h: str) -> str:
+    """The text of the page's first command block, as a browser's copy gives it."""
+    shown = re.search(r"<pre class='command[^']*' style='font-size: [0-9.]+px'>(.*?)</pre>", h, re.S).group(1)
+    return html.unescape(shown)
+
+
+def _run_in_bash(command: str) -> list[str]:
+    """The arguments bash passes to ``python`` when it runs ``command`` (python is a shell function here that
+    prints them, so nothing is trained)."""
+    out = subprocess.run(["bash", "-c", "python() { printf '%s\\0' \"$@\"; }\n" + command], capture_output=True,
+                         timeout=30, check=True).stdout.decode()
+    return out.split("\0")[:-1]
+
+
+NASTY = dict(hidden=8, steps=30, seeds=[3, 7], delays=[4, 6], schedules=["none", "pre", "adaptive"], k=4,
+             eval_every=10, every=10, adaptive_k=4, pre_steps=5, bias=False, lr=0.01, floss_design="reference",
+             through_states=False, name="it's \"quoted\"; rm -rf / $HOME `ls` \\ done")
+
+
+def test_the_command_copied_from_the_html_runs_and_parses_back(fx):
+    from floss_core.report.html import command_block
+
+    for spec in (spec_to_dict(fx["spec"]), spec_to_dict(make_spec("quick", **NASTY))):
+        r = R.reproduce(spec)
+        h = fx["html"] if spec == spec_to_dict(fx["spec"]) else command_block(r.lines)
+        copied = _html_command(h)
+        lines = copied.split("\n")
+        assert lines == r.lines and lines[0] == "python -m floss_core compare \\"
+        assert all(line.endswith(" \\") for line in lines[:-1]) and not lines[-1].endswith("\\")
+        assert all(line.startswith("  --") for line in lines[1:])             # one option per line
+        argv = _run_in_bash(copied)
+        assert argv[:3] == ["-m", "floss_core", "compare"]
+        assert _parse_back("python " + shlex.join(argv)) == spec
+        assert shlex.split(r.command)[4:] == argv[3:]                         # the one-line form: the same
+
+
+def test_the_command_font_fits_its_longest_line():
+    from floss_core.report.html import COMMAND_WIDTH_PX, MONO_ADVANCE, command_block, command_font_px
+
+    short = R.reproduce(spec_to_dict(make_spec("quick"))).lines
+    assert command_font_px(short) == 12
+    long = R.reproduce(spec_to_dict(make_spec("quick", name="a very long experiment name " * 4))).lines
+    px = command_font_px(long)
+    assert 5 <= px < 12 and px * MONO_ADVANCE * max(map(len, long)) <= COMMAND_WIDTH_PX
+    assert "white-space" not in command_block(long) and "class='command'" in command_block(long)
+    huge = R.reproduce(spec_to_dict(make_spec("quick", name="x" * 400))).lines
+    assert "class='command wrap'" in command_block(huge)     # only a line too long at 5 px wraps
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_pdf_prints_every_option_of_the_command_unbroken(tmp_path):
+    # issue 16: the PDF broke commands mid-word ("fro m"); each option is now a line of its own, never wrapped
+    from floss_core.report.html import _CSS, command_block
+
+    r = R.reproduce(spec_to_dict(make_spec("quick", **{**NASTY, "name": "a long name, " * 6})))
+    page = f"<html><head><style>{_CSS}</style></head><body><main>{command_block(r.lines)}</main></body></html>"
+    pdf = tmp_path / "c.pdf"
+    pdf.write_bytes(R.html_to_pdf(page))
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    printed = [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+    assert printed == [" ".join(line.split()) for line in r.lines], printed
 
 
 # ------------------------------------------------------------------------------------ verdict
@@ -483,8 +605,10 @@ def test_a_set_of_experiments_pools_like_one(fx):
         other = store.add_experiment(spec_to_dict(make_spec(
             "quick", hidden=12, steps=30, seeds=2, delays=[4], schedules=["none", "pre"], k=4, pre_steps=5,
             success_acc=0.55)), name="other")
-        with pytest.raises(ValueError, match="differ in model.hidden"):
-            R.load(store, [ids[0], other])
+        # issue 16: a set whose settings differ is no longer refused; it is shown side by side (test_sets_*)
+        apart = R.load(store, [ids[0], other])
+        assert not apart.pooled and [p.ids for p in apart.parts] == [[ids[0]], [other]]
+        assert R.load(store, ids).pooled and [p.ids for p in R.load(store, ids).parts] == [ids]
         store.delete_experiment(other)
     finally:
         for i in ids:
@@ -505,6 +629,126 @@ def test_bad_input_is_one_clear_error(fx):
     h = R.render_html(store, queued)  # nothing finished yet: still a valid page, no charts
     assert "No finished runs yet" in h and 'class="plotly-graph-div"' not in h
     store.delete_experiment(queued)
+
+
+# ------------------------------------------------------------------------------------ sets that differ (issue 16)
+@pytest.fixture(scope="module")
+def fx_set(fx, tmp_path_factory):
+    """A store holding the fixture's experiment (#1, 8 hidden units), a real one that differs from it in hidden
+    units (#2, 6 units), and #2's runs split by delay into two poolable experiments (#3 d=4, #4 d=6)."""
+    path = tmp_path_factory.mktemp("set") / "floss.db"
+    store = Store(path)
+    a = store.add_experiment(spec_to_dict(fx["spec"]), name=fx["spec"].name, status="done")
+    store.save_runs(a, fx["records"])
+    options = dict(hidden=6, steps=30, seeds=2, schedules=["none", "pre"], k=4, pre_steps=5, success_acc=0.55)
+    other = make_spec("quick", delays=[4, 6], name="six units", **options)
+    records = run_comparison(other)
+    b = store.add_experiment(spec_to_dict(other), name=other.name, status="done")
+    store.save_runs(b, records)
+    halves = []
+    for d in (4, 6):
+        half = make_spec("quick", delays=[d], name=f"six units d{d}", **options)
+        i = store.add_experiment(spec_to_dict(half), name=half.name, status="done")
+        store.save_runs(i, [r for r in records if r["config"]["task"]["delay"] == d])
+        halves.append(i)
+    yield {"store": store, "path": path, "a": a, "b": b, "halves": halves}
+    store.close()
+
+
+def test_a_set_that_differs_is_shown_side_by_side_labelled_by_what_differs(fx_set):
+    store, a, b = fx_set["store"], fx_set["a"], fx_set["b"]
+    data = R.load(store, [a, b])
+    assert not data.pooled and [p.ids for p in data.parts] == [[a], [b]]
+    labels = [p.label for p in data.parts]
+    assert labels == [f"#{a} hidden=8", f"#{b} hidden=6"] and data.differing == ["model.hidden"]
+    assert data.settings.to_dict("list") == {"setting": ["model.hidden"], f"#{a}": ["8"], f"#{b}": ["6"]}
+    # each part's statistics come from its own runs only: exactly the report of that experiment alone
+    for p, eid in zip(data.parts, (a, b)):
+        assert p.summary == R.load(store, eid).summary
+    assert [r["set"] for r in data.summary] == [labels[0]] * 4 + [labels[1]] * 4
+
+    h = R.render_html(store, [a, b])
+    assert "<h2>What differs</h2>" in h and "<td>model.hidden</td><td>8</td><td>6</td>" in h
+    intro = R.set_intro([(p.label, p.ids) for p in data.parts], data.differing)
+    assert intro.startswith("These 2 experiments differ in model.hidden, so their runs are not pooled")
+    assert html.escape(intro) in h
+    for p in data.parts:                      # a verdict per experiment, under its label
+        assert f"<h3>{html.escape(p.label)}</h3>" in h
+        for sentence in R.verdict(p.summary):
+            assert html.escape(sentence) in h
+    cells = parse(h).cells
+    for label, eid in zip(labels, (a, b)):   # the tables: both experiments' rows, labelled, their own numbers
+        for (d, sched), e in expected_rows(store, eid).items():
+            assert cells[(label, d, sched, "set")].startswith(label)       # shown in the row's first cell
+            assert cells[(label, d, sched, "successes")] == f"{e['successes']}/{e['n']}"
+            assert cells[(label, d, sched, "final_acc")] == f"{e['acc']:.3f}"
+            assert (label, d, sched, "km_median") in cells
+    # the charts: the same eight, every series named by its experiment's label
+    from floss_core.report.figures import figures
+    shown = figures(data)
+    assert len(shown) == N_FIGURES and h.count('class="plotly-graph-div"') == N_FIGURES
+    for _, fig in shown:
+        names = {t.name for t in fig.data if t.showlegend is not False}
+        assert all(n.startswith((labels[0] + " · ", labels[1] + " · ")) for n in names), names
+        assert {n.split(" · ")[0] for n in names} == set(labels), names
+    # the zip keeps them apart too
+    z = zipfile.ZipFile(io.BytesIO(R.data_zip(store, [a, b])))
+    assert set(pd.read_csv(z.open("summary.csv"))["set"]) == set(labels)
+    assert set(pd.read_csv(z.open("survival.csv"))["set"]) == set(labels)
+    assert {f"spec-{a}.json", f"spec-{b}.json"} <= set(z.namelist())
+
+
+def test_a_set_pools_only_the_experiments_whose_settings_match(fx_set):
+    store, a, b, halves = fx_set["store"], fx_set["a"], fx_set["b"], fx_set["halves"]
+    pair = R.load(store, halves)                       # poolable: as before issue 16, one statistic
+    assert pair.pooled and pair.summary == R.load(store, b).summary and pair.settings is None
+    assert "What differs" not in R.render_html(store, halves)
+    data = R.load(store, [a, *halves])                 # #1 apart; #3 and #4 pooled beside it
+    assert [p.ids for p in data.parts] == [[a], halves]
+    assert [p.label for p in data.parts] == [f"#{a} hidden=8", f"#{halves[0]}+#{halves[1]} hidden=6"]
+    assert data.parts[1].summary == R.load(store, b).summary
+    assert "pooled, their settings match" in R.set_intro([(p.label, p.ids) for p in data.parts], data.differing)
+    with pytest.raises(ValueError, match="appears in more than one"):   # pooling never counts a run twice
+        R.load(store, [b, halves[0]])
+
+
+def test_the_cli_reports_a_set_that_differs(fx_set, tmp_path, capsys):
+    a, b = fx_set["a"], fx_set["b"]
+    code, out, err = _main(capsys, str(a), str(b), "--store", str(fx_set["path"]), "--out", str(tmp_path))
+    assert code == 0, err
+    h = Path(out.strip()).read_text(encoding="utf-8")
+    assert f"#{a} hidden=8" in h and f"#{b} hidden=6" in h and "What differs" in h
+
+
+def test_the_report_page_lets_the_user_pick_a_set_that_differs(fx_set, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    sys.path.insert(0, str(ROOT))   # the pages import dashboard.py from the repository root
+    monkeypatch.setenv("FLOSS_STORE", str(fx_set["path"]))
+    monkeypatch.setenv("FLOSS_NO_WORKER", "1")
+    a, b = fx_set["a"], fx_set["b"]
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params["experiment"] = str(a)
+    at.run()
+    at.switch_page("pages/7_Report.py").run()
+    assert not at.exception and not at.error
+    at.multiselect[0].set_value([b]).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "What differs" in [h.value for h in at.subheader]
+    text = " ".join(m.value for m in at.markdown)
+    assert f"#{a} hidden=8" in text and f"#{b} hidden=6" in text
+    assert len(at.code) == 2 and all("python -m floss_core compare" in c.value for c in at.code)
+    assert at.get("download_button")
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_the_pdf_of_a_set_that_differs(fx_set, tmp_path):
+    a, b = fx_set["a"], fx_set["b"]
+    path = R.write_report(fx_set["store"], [a, b], "pdf", tmp_path / "set.pdf")
+    text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    assert "What differs" in text and f"#{a} hidden=8" in text and f"#{b} hidden=6" in text
+    assert_no_mostly_blank_page(path)
 
 
 # ------------------------------------------------------------------------------------ CLI

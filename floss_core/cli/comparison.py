@@ -216,7 +216,7 @@ def _experiment_row(e: dict, headline: dict) -> dict:
 def _cmd_status(a) -> None:
     from ..views import eta_text, run_state_text
 
-    store = _open_store("status", a.store, create=False)
+    store = _open_store("status", a.store, create=False, write=False)
     try:
         if a.experiment_id is None:
             experiments = store.experiments().to_dict("records")
@@ -292,8 +292,10 @@ def _cmd_cancel(a) -> None:
 
 
 def _add_report(sub) -> None:
-    p = sub.add_parser("report", help="export an experiment (or several, pooled) as HTML, PDF or a data zip")
-    p.add_argument("experiment_id", type=_int, nargs="+", help="one experiment id, or several to pool")
+    p = sub.add_parser("report", help="export an experiment (or several) as HTML, PDF or a data zip")
+    p.add_argument("experiment_id", type=_int, nargs="+",
+                   help="one experiment id, or several: pooled where their settings match but for name, delays "
+                        "and seeds, else side by side, labelled by the settings that differ")
     _add_store_arg(p)
     p.add_argument("--format", choices=list(O.REPORT_FORMATS), default="html")
     p.add_argument("--out", default=None, help="file or existing directory (default: a name derived from "
@@ -303,7 +305,7 @@ def _add_report(sub) -> None:
 def _cmd_report(a) -> None:
     from ..report import ChromiumMissing, write_report
 
-    store = _open_store("report", a.store, create=False)
+    store = _open_store("report", a.store, create=False, write=False)
     try:
         path = write_report(store, a.experiment_id, a.format, a.out)
     except (ValueError, ChromiumMissing) as e:

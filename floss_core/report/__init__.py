@@ -1,5 +1,6 @@
-"""Meeting reports: one experiment (or a chosen set) as a self-contained HTML page, a PDF printed
-from that page by headless Chromium, and a zip of the data.
+"""Meeting reports: one experiment (or a chosen set: pooled where the settings match, side by side and
+labelled by what differs where they do not) as a self-contained HTML page, a PDF printed from that page by
+headless Chromium, and a zip of the data.
 
     html = render_html(store, 3)                    # one file, plotly.js inside, no external requests
     pdf = html_to_pdf(html)                         # bytes; ChromiumMissing if no Chromium is installed
@@ -14,13 +15,14 @@ names, export, write).
 from .. import __version__
 from ..stats import fisher_exact, min_attainable_p, seeds_needed
 from .bundle import data_zip
-from .data import ReportData, load, records_from_runs
+from .data import Part, ReportData, load, records_from_runs
 from .formats import export, report_filename, safe_name, write_report
 from .html import render_html
 from .pdf import CHROMIUM_ARGS, ChromiumMissing, find_chromium, html_to_pdf, pdf_problem
-from .reproduce import reproduce_command
-from .verdict import verdict
+from .reproduce import Reproduction, reproduce, reproduce_command
+from .verdict import set_intro, verdict
 
-__all__ = ["CHROMIUM_ARGS", "ChromiumMissing", "ReportData", "data_zip", "export", "find_chromium", "fisher_exact",
-           "html_to_pdf", "load", "min_attainable_p", "pdf_problem", "records_from_runs", "render_html",
-           "report_filename", "reproduce_command", "safe_name", "seeds_needed", "verdict", "write_report"]
+__all__ = ["CHROMIUM_ARGS", "ChromiumMissing", "Part", "ReportData", "Reproduction", "data_zip", "export",
+           "find_chromium", "fisher_exact", "html_to_pdf", "load", "min_attainable_p", "pdf_problem",
+           "records_from_runs", "render_html", "report_filename", "reproduce", "reproduce_command", "safe_name",
+           "seeds_needed", "set_intro", "verdict", "write_report"]

@@ -27,8 +27,13 @@ def tables_for_export(data: ReportData) -> dict[str, pd.DataFrame]:
         runs[c] = runs[c].map(lambda v: json.dumps(v, sort_keys=True))
     jac = data.jacobian.copy()
     jac["log_sv"] = jac["log_sv"].map(json.dumps)
+    if data.pooled:
+        survival = views.survival_curves(data.finished)
+    else:   # a set whose settings differ: each part's curves from its own runs, under its label
+        survival = pd.concat([views.survival_curves(p.finished).assign(set=p.label) for p in data.parts],
+                             ignore_index=True)
     return {"runs": runs, "metrics": data.metrics, "spectra": data.spectra, "jacobian": jac,
-            "summary": pd.DataFrame(data.summary), "survival": views.survival_curves(data.finished)}
+            "summary": pd.DataFrame(data.summary), "survival": survival}
 
 
 def zip_from_data(data: ReportData) -> bytes:
@@ -66,5 +71,7 @@ survival.csv           the Kaplan-Meier curves: per (delay, schedule) and step, 
                        solved with its 95% band (lo, hi), at_risk, events (solved), censored (never
                        solved: at the last training step, or where the run diverged)
 spec-<id>.json         the full comparison spec; floss_core.experiment.spec_from_dict reruns it
-Empty cells are NaN. Tables join on run_id.
+Empty cells are NaN. Tables join on run_id. A report of experiments whose settings differ keeps them apart:
+summary.csv and survival.csv then have a 'set' column naming each experiment (or pooled group of
+experiments with matching settings) by the settings that differ; runs.csv has experiment_id.
 """

@@ -1,17 +1,31 @@
-"""What a report shows, read once from the store: an experiment's (or a pooled set's) runs, their
-per-step metrics, spectra and Jacobian diagnostics, and the per-schedule summary.
+"""What a report shows, read once from the store: an experiment's (or a set's) runs, their per-step
+metrics, spectra and Jacobian diagnostics, and the per-schedule summary.
 
-A set pools only experiments that differ in name, delays or seeds, and never repeats a run.
+A set may hold any experiments. Those whose settings match (they differ at most in name, delays and seeds)
+are pooled into one *part*, never repeating a run; experiments whose settings differ are separate parts,
+each summarised and judged on its own and labelled by what differs (``views.sets``): no statistic mixes them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from ..experiment import spec_from_dict, spec_to_dict, summarize
 from ..store import SCORED_RUN_STATUSES, Store, run_records
-from .reproduce import _flatten
+from ..views import sets as _sets
+
+
+@dataclass
+class Part:
+    """Experiments of a set whose settings match, pooled: one summary, one verdict."""
+    ids: list[int]               # experiment ids, in the order given
+    label: str                   # '' for a report of one part; else what differs, e.g. '#3 arch=gru'
+    specs: list[dict]
+    finished: pd.DataFrame       # their runs with status done / diverged
+    summary: list[dict]          # experiment.summarize over those runs
+
 
 @dataclass
 class ReportData:
@@ -24,16 +38,26 @@ class ReportData:
     metrics: pd.DataFrame        # store.metrics + experiment_id, delay
     spectra: pd.DataFrame        # store.spectra + experiment_id, delay
     jacobian: pd.DataFrame       # store.jacobian + experiment_id, delay
-    summary: list[dict]          # experiment.summarize over the finished runs
+    summary: list[dict]          # experiment.summarize over the finished runs (a set of several parts: each
+    #                              part's rows, in order, with its label under "set")
+    parts: list[Part] = field(default_factory=list)   # the pooled groups (one for an experiment or a poolable set)
+    settings: pd.DataFrame | None = None   # several parts: views.sets.settings_table, one row per differing setting
+    differing: list[str] = field(default_factory=list)   # several parts: the settings that separate them
+
+    @property
+    def pooled(self) -> bool:
+        """Whether the report is one pooled statistic (one experiment, or a set whose settings match)."""
+        return len(self.parts) <= 1
 
 
 def load(store: Store, experiment_ids) -> ReportData:
     """Read one experiment id (or a list: a chosen set) from the store.
 
-    A set must share every setting except name, delays and seeds, and may not repeat a
-    (delay, schedule, seed) run, so that pooling the runs compares like with like.
+    Experiments that share every setting except name, delays and seeds are pooled (and may not repeat a
+    (delay, schedule, seed) run, so that pooling compares like with like); experiments whose settings
+    differ are kept apart, one ``Part`` each, labelled by the settings that differ.
     Raises ValueError (one line) for an unknown id, a configuration that is not a comparison spec,
-    or a set that does not pool."""
+    or a pooled group that repeats a run."""
     ids = id_list(experiment_ids)
     experiments, specs = [], []
     for i in ids:
@@ -47,14 +71,24 @@ def load(store: Store, experiment_ids) -> ReportData:
             raise ValueError(f"experiment {i}'s configuration is not a comparison spec ({e})") from None
         experiments.append(exp)
         specs.append(spec)
-    _check_poolable(ids, specs)
     runs = pd.concat([store.runs(i) for i in ids], ignore_index=True)
     finished = runs[runs["status"].isin(SCORED_RUN_STATUSES)].reset_index(drop=True)
-    dup = finished.duplicated(["delay", "schedule", "seed"])
-    if dup.any():
-        r = finished[dup].iloc[0]
-        raise ValueError(f"run d={r['delay']} {r['schedule']} seed {r['seed']} appears in more than one of "
-                         f"experiments {', '.join(map(str, ids))}; choose experiments with distinct runs")
+    by_id = dict(zip(ids, specs))
+    parts = []
+    for group in groups(ids, specs):
+        done = finished[finished["experiment_id"].isin(group)].reset_index(drop=True)
+        dup = done.duplicated(["delay", "schedule", "seed"])
+        if dup.any():
+            r = done[dup].iloc[0]
+            raise ValueError(f"run d={r['delay']} {r['schedule']} seed {r['seed']} appears in more than one of "
+                             f"experiments {', '.join(map(str, group))}; choose experiments with distinct runs")
+        parts.append(Part(group, "", [by_id[i] for i in group], done, summarize(records_from_runs(done))))
+    settings, differing = None, []
+    if len(parts) > 1:
+        differing = _sets.differing_settings([_json_form(p.specs[0]) for p in parts], ignore=_sets.POOLABLE)
+        for p, label in zip(parts, part_labels(parts)):
+            p.label = label
+        settings = _sets.settings_table(ids, [_json_form(s) for s in specs])
     delay_of = runs.set_index("run_id")["delay"]
     exp_of = runs.set_index("run_id")["experiment_id"]
 
@@ -65,11 +99,40 @@ def load(store: Store, experiment_ids) -> ReportData:
                 df.insert(pos, column, df["run_id"].map(values))
         return df[df["run_id"].isin(finished["run_id"])].reset_index(drop=True)
 
+    summary = parts[0].summary if len(parts) == 1 else [{"set": p.label, **r} for p in parts for r in p.summary]
     return ReportData(ids=ids, experiments=experiments, specs=specs, runs=runs, finished=finished,
                       metrics=tagged([store.metrics(i) for i in ids]),
                       spectra=tagged([store.spectra(i) for i in ids]),
                       jacobian=tagged([store.jacobian(i) for i in ids]),
-                      summary=summarize(records_from_runs(finished)))
+                      summary=summary, parts=parts, settings=settings, differing=differing)
+
+
+def groups(ids: list[int], specs: list[dict]) -> list[list[int]]:
+    """The ids in poolable groups (``views.sets.poolable``: settings equal but for name, delays and seeds),
+    each group in the order given, the groups in the order of their first experiment."""
+    out: dict[str, list[int]] = {}
+    for i, spec in zip(ids, specs):
+        key = repr(sorted((k, repr(v)) for k, v in _sets.flatten(_json_form(spec)).items()
+                          if k.split(".")[0] not in _sets.POOLABLE))
+        out.setdefault(key, []).append(i)
+    return list(out.values())
+
+
+def part_labels(parts: list[Part]) -> list[str]:
+    """Each part named by its values of the settings that differ between the parts (``views.sets.set_labels``
+    of their first experiments), its ids joined: '#3 arch=gru', '#1+#2 hidden=8'."""
+    firsts = [p.ids[0] for p in parts]
+    labels = _sets.set_labels(firsts, [_json_form(p.specs[0]) for p in parts], ignore=_sets.POOLABLE)
+    out = []
+    for p in parts:
+        label = labels[p.ids[0]]
+        out.append("+".join(f"#{i}" for i in p.ids) + label[len(f"#{p.ids[0]}"):])
+    return out
+
+
+def _json_form(spec: dict) -> dict:
+    """A spec as stored (JSON: lists, not tuples), the form ``views.sets`` reads (it walks lists of schedules)."""
+    return json.loads(json.dumps(spec))
 
 
 def id_list(experiment_ids) -> list[int]:
@@ -87,18 +150,6 @@ def id_list(experiment_ids) -> list[int]:
     if len(set(ids)) != len(ids):
         raise ValueError(f"experiment ids must be distinct, got {', '.join(map(str, ids))}")
     return ids
-
-
-def _check_poolable(ids: list[int], specs: list[dict]) -> None:
-    def core(d):
-        return {k: v for k, v in d.items() if k not in ("name", "delays", "seeds")}
-
-    for i, spec in zip(ids[1:], specs[1:]):
-        a, b = _flatten(core(specs[0])), _flatten(core(spec))
-        diff = next((k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)), None)
-        if diff is not None:
-            raise ValueError(f"experiments {ids[0]} and {i} differ in {diff} ({a.get(diff)!r} vs {b.get(diff)!r}); "
-                             "a report pools only experiments that differ in name, delays or seeds")
 
 
 records_from_runs = run_records   # store.runs() rows -> run records (one function: floss_core.store)

@@ -86,6 +86,20 @@ def verdict(summary: list[dict], *, alpha: float = ALPHA) -> list[str]:
     return [head] + details
 
 
+def set_intro(parts: list[tuple[str, list[int]]], differing: list[str]) -> str:
+    """The verdict's first sentence for a set of experiments whose settings differ: ``parts`` are (label, ids)
+    of its pooled groups, ``differing`` the settings that separate them (``views.sets.differing_settings``)."""
+    n = sum(len(ids) for _, ids in parts)
+    what = ", ".join(differing[:-1]) + " and " + differing[-1] if len(differing) > 1 else differing[0]
+    text = (f"These {n} experiments differ in {what}, so their runs are not pooled: each "
+            f"{'experiment' if n == len(parts) else 'group of experiments with matching settings'} is judged on "
+            "its own below, with its own tests, and no statistic mixes them")
+    pooled = [label.split(" ")[0] for label, ids in parts if len(ids) > 1]
+    if pooled:
+        text += f" ({', '.join(pooled)}: pooled, their settings match but for name, delays or seeds)"
+    return text + "."
+
+
 def _p(p: float) -> str:
     return f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
 
