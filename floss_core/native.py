@@ -14,6 +14,7 @@ Where it cannot be built, a warning says why and the Python loop runs.
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from pathlib import Path
 
@@ -24,6 +25,22 @@ from . import settings
 SOURCE = Path(__file__).with_name("csrc") / "rnn_loop.cpp"
 _state: dict = {"loaded": None, "error": None}
 log = logging.getLogger(__name__)
+STALE_LOCK_S = 300   # a build takes ~20 s here; torch waits forever on the lock of a build that was killed
+
+
+def clear_stale_lock(build_dir: Path, max_age_s: float = STALE_LOCK_S) -> bool:
+    """Remove the build lock that a killed build left behind (older than ``max_age_s``): torch's
+    ``FileBaton`` would otherwise make every later process wait for it forever. True if one was removed."""
+    lock = Path(build_dir) / "lock"
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except OSError:
+        return False
+    if age <= max_age_s:
+        return False
+    log.warning("removing a stale build lock %s (%.0f s old: a build that was killed)", lock, age)
+    lock.unlink(missing_ok=True)
+    return True
 
 
 def enabled() -> bool:
@@ -35,7 +52,8 @@ def load() -> bool:
     """Build (once per machine) and load the compiled loop; False, with a warning, if it can't be."""
     if _state["loaded"] is None:
         try:
-            from torch.utils.cpp_extension import load as _build
+            from torch.utils.cpp_extension import _get_build_directory, load as _build
+            clear_stale_lock(Path(_get_build_directory("floss_native", verbose=False)))
             log.info("loading the compiled time loop (built once per machine, ~20 s)")
             _build("floss_native", [str(SOURCE)], extra_cflags=["-O2"], is_python_module=False,
                    verbose=False)

@@ -102,3 +102,17 @@ def test_keep_freed_memory_stops_page_faults_of_reallocated_blocks():
     # a fresh mapping each time faults all 3584 pages of each block (~14,000 here without this); a page
     # reclaimer (this VM runs DAMON) may take back an idle block once, so allow up to two blocks' worth
     assert faults <= 2 * 3584, faults
+
+
+def test_a_stale_build_lock_is_removed_and_a_fresh_one_kept(tmp_path):
+    # a build killed mid-way leaves <build dir>/lock, on which torch's FileBaton waits forever
+    import os
+    import time
+
+    lock = tmp_path / "lock"
+    lock.touch()
+    assert not native.clear_stale_lock(tmp_path) and lock.exists()       # a build that may be running now
+    old = time.time() - native.STALE_LOCK_S - 5
+    os.utime(lock, (old, old))
+    assert native.clear_stale_lock(tmp_path) and not lock.exists()
+    assert not native.clear_stale_lock(tmp_path)                          # nothing to remove
