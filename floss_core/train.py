@@ -83,8 +83,9 @@ def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, flos
         cut for parallel workers; a member's numbers do not depend on who else is in the ensemble).
       on_progress: ``(done, total, phase: str)`` called as work progresses (units: flossing + training steps).
       should_stop: ``() -> bool`` polled every step; True raises ``Cancelled``.
-      on_state: ``(states)`` called at most every ``STATE_EVERY_S`` as work progresses, and once at the
-        end: what each member is doing now, one ``(state, step, steps)`` per member (``_Run.states``).
+      on_state: ``(states)`` called as each phase begins, at most every ``STATE_EVERY_S`` as work
+        progresses, and once at the end: what each member is doing now, one ``(state, step, steps)`` per
+        member (``_Run.states``).
     Returns:
       one run record (dict) per (schedule, seed), schedules outermost: status done/diverged, success,
       convergence_step, final metrics, metrics / spectra / jacobian rows, timings (``_Run.records``),
@@ -212,10 +213,15 @@ class _Run:
             self.callback_seconds += time.perf_counter() - t0
 
     def enter(self, state: str, who: torch.Tensor | None = None) -> None:
-        """The active members in ``who`` (default: all) now do ``state``; the other active ones wait."""
+        """The active members in ``who`` (default: all) now do ``state``; the other active ones wait. Told
+        to ``on_state`` at once: a phase's start is when its time begins (the runner times snapshots so)."""
         inside = set(self._alive(self.active if who is None else who))
         for i in self._alive(self.active):
             self.state[i] = state if i in inside else "waiting"
+        if self.on_state:
+            t0 = time.perf_counter()
+            self.report_state()
+            self.callback_seconds += time.perf_counter() - t0   # nobody's part (``_clock``)
 
     def states(self) -> list[tuple[str, int, int]]:
         """(state, step, steps) per member: a flossing member, step of its phase's steps; a diverged one,
@@ -294,8 +300,8 @@ class _Run:
             if not bool(who.any()):
                 continue
             self.snapshot(step, phase + "_before", who)
-            self.enter(f"{phase} flossing", who)
             self.flossing_at = (0, n)
+            self.enter(f"{phase} flossing", who)
             t0 = self._clock()
             ran = floss_phase(self.model, self.params, self.fl, n, opt=self.floss_opt, generators=self.g_floss,
                               Q0=self.Q0, channels=self.n_in, active=who, check_generators=self.g_check,

@@ -98,7 +98,8 @@ def runs_list():
                   delay=f2.multiselect("Delay", sorted(runs["delay"].dropna().unique())),
                   schedule=f3.multiselect("Schedule", views.schedule_order(runs["schedule"])),
                   status=f4.multiselect("Status", sorted(runs["status"].unique())))
-    st.dataframe(views.runs_table(views.filter_runs(runs, **chosen)), hide_index=True)
+    st.dataframe(views.runs_table(views.filter_runs(runs, **chosen)), hide_index=True,
+                 column_config={"state": st.column_config.TextColumn("state", width="medium")})
 
 
 runs_list()

@@ -177,6 +177,55 @@ def test_eta_weighs_flossing_and_training_steps_by_what_each_costs(store):
     assert all(b[1] < a[1] and b[0] >= a[0] for a, b in zip(estimates, estimates[1:]))
 
 
+def test_with_the_cost_table_a_kind_not_timed_yet_is_predicted_at_the_speed_measured(store):
+    """The cost table predicts 0.01 s a training step, 0.05 s a flossing step, 1 s a snapshot; this
+    machine runs twice as slow now: during pre-flossing the ETA is already the true time left."""
+    eid = store.add_experiment({}, name="e", status="running")
+    clock = Clock()
+    prior = {"train": 0.01, "floss": 0.05, "diag": 1.0}
+    progress = _Progress(store, eid, [(250, 200, [(4, "pre", 0)], 2)], prior=prior, clock=clock)
+    progress.start(0)
+    assert progress.estimate()[1] == pytest.approx(200 * 0.01 + 50 * 0.05 + 2 * 1.0)   # nothing timed: as predicted
+    for i in range(1, 51):
+        clock.t = 0.1 * i
+        progress.observe(0, i, 0)
+        if i % 10 == 0:
+            assert progress.estimate()[1] == pytest.approx((50 - i) * 0.1 + 200 * 0.02 + 2 * 2.0)
+
+
+def test_snapshots_are_timed_apart_so_training_after_one_does_not_look_slow(store):
+    """A spectrum snapshot (1 s here) before flossing, after it and at the end: timed as snapshots, the
+    one after flossing does not make the first training steps look slow (the ETA would jump up), and
+    the last one is still counted when every step is done."""
+    eid = store.add_experiment({}, name="e", status="running")
+    clock = Clock()
+    progress = _Progress(store, eid, [(120, 100, [(4, "pre", 0)], 3)], clock=clock)
+    progress.start(0)
+    measuring, flossing, training = [("diagnostics", 0, 100)], [("pre flossing", 0, 20)], [("training", 0, 100)]
+    progress.report_states(0, measuring)              # t = 0..1: the first snapshot
+    clock.t = 1.0
+    progress.report_states(0, flossing)
+    for i in range(1, 21):                            # 20 flossing steps of 0.05 s
+        clock.t = 1.0 + 0.05 * i
+        progress.observe(0, i, 0)
+    progress.report_states(0, measuring)              # t = 2..3: the snapshot after flossing
+    clock.t = 3.0
+    progress.report_states(0, training)
+    true_end = 3.0 + 100 * 0.01 + 1.0                 # training, then the last snapshot
+    etas = []
+    for i in range(10, 101, 10):
+        clock.t = 3.0 + 0.01 * i
+        progress.observe(0, 20 + i, i)
+        fraction, eta = progress.estimate()
+        assert eta == pytest.approx(true_end - clock.t) and fraction == pytest.approx(clock.t / true_end)
+        etas.append(eta)
+    assert etas[-1] == pytest.approx(1.0)             # every step done, the last snapshot still to come
+    progress.report_states(0, [("diagnostics", 100, 100)])
+    clock.t = true_end
+    progress.finish(0)
+    assert progress.estimate() == (1.0, 0.0)
+
+
 def test_time_without_progress_goes_to_the_next_units_and_queued_jobs_wait_for_a_process(store):
     eid = store.add_experiment({}, name="e", status="running")
     clock = Clock()
@@ -218,13 +267,26 @@ def test_the_loop_reports_what_each_member_is_doing(monkeypatch):
     job = plan(spec)[0]
     seen = []
     records = run_job(spec, job, on_state=seen.append)
-    members = job.member_list(spec)                       # none 0, none 1, pre 0, pre 1, pre+inter 0, ...
+    members = job.member_list(spec)                       # none 0, none 1, pre 0, pre 1, pre+inter 0, 1
     assert all(len(states) == len(members) for states in seen)
-    first = seen[0]
-    assert [s for s, _, _ in first] == ["waiting"] * 2 + ["pre flossing"] * 4 and first[2][1:] == (1, 6)
-    assert ("training", 1, 30) in seen[len([s for s in seen if s[2][0] == "pre flossing"])]
-    inter = [s for s in seen if s[4][0] == "inter flossing"]
-    assert inter and [x[0] for x in inter[0][:4]] == ["waiting"] * 4 and inter[0][0][1:] == (10, 30)
+
+    def phases(i):    # the member's states in order, repeats dropped
+        out = []
+        for states in seen:
+            if not out or out[-1] != states[i][0]:
+                out.append(states[i][0])
+        return out
+
+    assert phases(0) == ["diagnostics", "waiting", "training", "waiting", "training", "diagnostics", "done"]
+    assert phases(2) == ["diagnostics", "pre flossing", "diagnostics", "training", "waiting", "training",
+                         "diagnostics", "done"]
+    assert phases(4) == ["diagnostics", "pre flossing", "diagnostics", "training", "diagnostics", "inter flossing",
+                         "diagnostics", "training", "diagnostics", "done"]
+    flossing = [states[2] for states in seen if states[2][0] == "pre flossing"]
+    assert flossing[0] == ("pre flossing", 0, 6) and flossing[-1] == ("pre flossing", 6, 6)
+    training = [states[0][1] for states in seen if states[0][0] == "training"]
+    assert training[0] == 1 and training[-1] == 30 and training == sorted(training)
+    assert ("waiting", 10, 30) in [states[0] for states in seen]      # while pre+inter flosses at step 10
     assert seen[-1] == [("done", 30, 30)] * len(members)
     assert [r["status"] for r in records] == ["done"] * len(members)
 

@@ -22,6 +22,7 @@ from .. import native, settings
 from ..experiment import Job, job_units, plan, run_job, spec_from_dict, spec_to_dict
 from ..store import FINAL_RUN_STATUSES, Store
 from ..configs import Cancelled
+from ..plan import job_work
 from ..train import STATES
 from .queue import _opened, _Progress, planned_jobs, total_units
 
@@ -80,9 +81,10 @@ def _run_experiment(store: Store, experiment_id, executor, scheduler, worker_id,
     pool = executor != "dask" and (max_workers or 1) > 1 and len(pending) > 1
     processes = len(pending) if executor == "dask" else min(max_workers, len(pending)) if pool else 1
     progress = _Progress(store, experiment_id,
-                         [(job_units(spec, j), spec.train.steps, [(j.delay, n, s) for n, s in j.member_list(spec)])
-                          for j in pending],
-                         processes=processes, done=total - sum(job_units(spec, j) for j in pending))
+                         [(job_units(spec, j), spec.train.steps, [(j.delay, n, s) for n, s in j.member_list(spec)],
+                           _snapshots(spec, j)) for j in pending],
+                         processes=processes, done=total - sum(job_units(spec, j) for j in pending),
+                         prior=_unit_costs(store, spec, pending))
     progress.write(force=True)
     log.info("experiment %s (%s): %d of %d jobs to run on %s%s", experiment_id, spec.name, len(pending),
              len(jobs), executor, f" by {worker_id}" if worker_id else "")
@@ -110,6 +112,39 @@ def _run_experiment(store: Store, experiment_id, executor, scheduler, worker_id,
         return _finish(store, experiment_id, "failed", str(e))
     # Every job finished (even if a cancel arrived after the last one): the results are complete.
     return _finish(store, experiment_id, "done", None)
+
+
+def _snapshots(spec, job: Job) -> int:
+    """The spectrum snapshots a job takes (``plan.job_work``: adaptive's phases at their most)."""
+    return sum(calls for _part, op, _sizes, calls in job_work(spec, job) if op == "snapshot")
+
+
+def _unit_costs(store: Store, spec, jobs: list) -> dict | None:
+    """Seconds per training step (evaluations included), flossing step and snapshot that this machine's
+    cost table (``costs``, kept in the store by the idle worker) predicts for ``jobs``, over all of them;
+    None without a fresh table for the spec's architecture (the ETA then waits for measurements)."""
+    from .. import costs
+    from ..configs import resolve_device
+    from ..plan import job_seconds
+
+    try:
+        device = resolve_device(spec.device).type
+        table = store.cost_table(device)
+        if not costs.fresh(table, device):
+            return None
+        model = costs.CostModel(table)
+        seconds, counts = dict.fromkeys(("train", "floss", "diag"), 0.0), dict.fromkeys(("train", "floss", "diag"), 0)
+        for job in jobs:
+            parts = job_seconds(spec, job, model)
+            for kind, s, n in (("train", parts["train"] + parts["eval"], spec.train.steps),
+                               ("floss", parts["floss"], job_units(spec, job) - spec.train.steps),
+                               ("diag", parts["diag"], _snapshots(spec, job))):
+                seconds[kind] += s
+                counts[kind] += n
+        return {k: seconds[k] / counts[k] for k in seconds if counts[k] and seconds[k] > 0}
+    except (KeyError, ValueError, TypeError, ArithmeticError) as e:   # a table without this architecture, ...
+        log.info("no time prior for the ETA: %s: %s", type(e).__name__, e)
+        return None
 
 
 class _JobFailed(Exception):

@@ -127,24 +127,29 @@ def cancel(store, experiment_id: int) -> str:
         return status
 
 
+KINDS = ("train", "floss", "diag")   # what a job's time goes to: training steps, flossing steps, snapshots
+
+
 class _Job:
-    """One job's progress as its experiment's ``_Progress`` sees it: units done of each kind, its runs'
-    keys and what they are doing now."""
+    """One job's progress as its experiment's ``_Progress`` sees it: how much of each kind of work it has
+    (``total``) and has done (``count``), its runs' keys and what they are doing now."""
 
-    def __init__(self, units: int, steps: int, keys: list[tuple]):
-        self.units, self.steps, self.keys = units, steps, keys
-        self.done = self.trained = 0                  # units done; of them, training steps
+    def __init__(self, units: int, steps: int, keys: list[tuple], snapshots: int = 0):
+        self.units, self.keys = units, keys
+        self.total = {"train": steps, "floss": units - steps, "diag": snapshots}
+        self.count = dict.fromkeys(KINDS, 0)
         self.started = self.finished = False
-        self.t_last, self.idle = None, 0.0            # the last report's time; seconds since, no units done
-        self.states: list[tuple] = []                 # (state, step, steps) per member, as last reported
+        self.t_last = None          # when its last units were done (or it started)
+        self.diag_since = None      # when the snapshot under way began (None: none is)
+        self.states: list[tuple] = []   # (state, step, steps) per member, as last reported
 
     @property
-    def flossed(self) -> int:
-        return self.done - self.trained
+    def done(self) -> int:
+        """Units done (training + flossing steps)."""
+        return self.count["train"] + self.count["floss"]
 
-    @property
-    def floss_units(self) -> int:
-        return self.units - self.steps
+    def left(self) -> dict:
+        return {k: 0 if self.finished else max(0, self.total[k] - self.count[k]) for k in KINDS}
 
 
 class _Progress:
@@ -152,36 +157,40 @@ class _Progress:
     its work and the ETA every display shows (the store keeps them: ``Store.set_progress``), what each run
     is doing now; throttled store writes and cancel polls.
 
-    The time model: a job's work is training steps and flossing steps (its units, ``plan.job_units``), and
-    a unit of each kind costs what units of that kind have cost so far: seconds of a job's own time per
-    unit, measured as the jobs report (the time between two reports goes to the units done in between, in
-    proportion to the kinds' costs; time in which none were done, e.g. a spectrum snapshot, to the next
-    ones; a job's time after its last unit to its training steps). A job's remaining seconds are its
-    remaining units times those costs; the ETA is the time ``processes`` processes need for them, the
-    running jobs first (``_makespan``); the fraction is the seconds done over done + remaining, never
-    moving back. While a kind with remaining units has not been measured yet (training, during
-    pre-flossing) the ETA is unknown (None) and the fraction counts units. For constant-rate work the ETA
-    is remaining units / rate. ``clock`` (monotonic seconds) is replaceable for tests.
+    The time model: a job's work is training steps, flossing steps (its units, ``plan.job_units``) and
+    spectrum snapshots (``plan.job_work``), and one of each kind costs what that kind has cost so far,
+    measured as the jobs report: a snapshot lasts while the same members are in 'diagnostics';
+    the other time between two reports goes to the units done in between (in proportion to their kinds'
+    costs), time in which none were done to the next ones. A job's remaining seconds are what it has left
+    of each kind times those costs; the ETA is the time ``processes`` processes need for them, the running
+    jobs first (``_makespan``); the fraction is the seconds done over done + remaining, never moving back.
+    A kind not timed yet (training, during pre-flossing) costs what ``prior`` (seconds per step / snapshot
+    this machine's cost table predicts, ``costs``) says, times how much slower or faster than predicted the
+    timed kinds ran; without a prior the ETA is unknown until then (None: 'estimating…') and the fraction
+    takes it at the others' cost. For constant-rate work the ETA is remaining units / rate. ``clock``
+    (monotonic seconds) is replaceable for tests.
     """
 
     def __init__(self, store: Store, experiment_id: int, jobs: list, *, processes: int = 1, done: int = 0,
-                 clock=time.monotonic):
+                 prior: dict | None = None, clock=time.monotonic):
         """``jobs``: the jobs to run, as (units, training steps, run keys (delay, schedule, seed) in member
-        order); ``done``: units of jobs finished before (an earlier attempt)."""
+        order[, snapshots]); ``done``: units of jobs finished before (an earlier attempt); ``prior``:
+        {kind: predicted seconds per step or snapshot} (``KINDS``), or None."""
         self.store, self.experiment_id = store, experiment_id
+        self.prior = {k: float(v) for k, v in (prior or {}).items() if k in KINDS and v and v > 0}
         self.jobs = [_Job(*j) for j in jobs]
         self.processes, self.clock = max(1, int(processes)), clock
         self.before = done
         self.total = done + sum(j.units for j in self.jobs)
-        self.seconds = {"train": 0.0, "floss": 0.0}   # measured seconds and units, per kind
-        self.counted = {"train": 0, "floss": 0}
-        self.fraction, self.eta = 0.0 if self.total else math.nan, None
-        self.last_write = -math.inf
+        self.seconds = dict.fromkeys(KINDS, 0.0)    # measured seconds and counts, per kind
+        self.counted = dict.fromkeys(KINDS, 0)
+        self.fraction, self.eta = 0.0, None
+        self.last_write, self.urgent = -math.inf, False
         self.last_poll, self.cancelled = -math.inf, False
 
     # -- what the executors report
     def start(self, slot: int) -> None:
-        """Job ``slot`` began (its first spectrum, before any unit, counts with its first units)."""
+        """Job ``slot`` began (what it does before its first report counts with what it reports first)."""
         job = self.jobs[slot]
         if not job.started:
             job.started, job.t_last = True, self.clock()
@@ -192,102 +201,118 @@ class _Progress:
         now = self.clock()
         if not job.started:     # first seen now (a pool process): its time so far is not known
             job.started, job.t_last = True, now
-        done, trained = min(done, job.units), min(trained, job.steps, done)
-        d_train, d_floss = trained - job.trained, (done - trained) - job.flossed
-        seconds = now - job.t_last + job.idle
+        trained = min(trained, job.total["train"], done)
+        flossed = min(done - trained, job.total["floss"])
+        delta = {"train": trained - job.count["train"], "floss": flossed - job.count["floss"]}
+        if delta["train"] <= 0 and delta["floss"] <= 0:
+            return              # the time goes on to the next units
+        if job.diag_since is None:   # (else a snapshot ended between two reports: its time is not theirs)
+            self._charge(now - job.t_last, delta)
         job.t_last = now
-        if d_train <= 0 and d_floss <= 0:
-            job.idle = seconds
-            return
-        job.idle = 0.0
-        self._charge(seconds, max(d_train, 0), max(d_floss, 0))
-        job.done, job.trained = done, trained
+        job.count["train"], job.count["floss"] = trained, flossed
 
     def report_states(self, slot: int, states: list[tuple]) -> None:
-        """What each member of job ``slot`` is doing now (``train.train``'s ``on_state``)."""
-        self.jobs[slot].states = list(states)
+        """What each member of job ``slot`` is doing now (``train.train``'s ``on_state``); a member in
+        'diagnostics' means a snapshot is under way."""
+        job = self.jobs[slot]
+        self.urgent |= not job.states     # a job's first report: its runs stop saying 'starting' at once
+        measured = [i for i, (state, _, _) in enumerate(states) if state == "diagnostics"]
+        was = [i for i, (state, _, _) in enumerate(job.states) if state == "diagnostics"]
+        job.states = list(states)
+        now = self.clock()
+        if job.diag_since is not None and measured != was:   # that snapshot is over (another may begin)
+            self._end_snapshot(job, now)
+        if measured and job.diag_since is None:
+            job.started = True
+            job.diag_since = now
+
+    def _end_snapshot(self, job: _Job, now: float) -> None:
+        self._charge(now - job.diag_since, {"diag": 1})
+        job.count["diag"] += 1
+        job.diag_since, job.t_last = None, now
 
     def finish(self, slot: int) -> None:
-        """Job ``slot``'s records are saved: its units not run (flossing that stopped early) never cost
-        anything; its time since its last unit (the last spectrum, the records) goes to its training."""
+        """Job ``slot``'s records are saved. What it did not run (flossing that stopped early, snapshots
+        of phases that did not happen) never cost anything; a job that reported nothing on the way (Dask)
+        gives its whole time to all its work."""
         job = self.jobs[slot]
         if job.finished:
             return
         now = self.clock()
-        if job.started:
-            seconds = now - job.t_last + job.idle
-            left_train, left_floss = job.steps - job.trained, job.floss_units - job.flossed
-            if job.done == 0:       # nothing reported on the way (Dask): all its time for all its units
-                self._charge(seconds, left_train, left_floss)
-            else:
-                self._charge(seconds, 0, 0, kind="train" if job.steps else "floss")
-        job.done, job.trained, job.finished, job.idle = job.units, job.steps, True, 0.0
+        if job.diag_since is not None:
+            self._end_snapshot(job, now)
+        if job.started and not any(job.count.values()):
+            self._charge(now - job.t_last, dict(job.total))
+            job.count = dict(job.total)
+        job.finished = True
 
-    def _charge(self, seconds: float, d_train: int, d_floss: int, kind: str | None = None) -> None:
-        """Add ``seconds`` for ``d_train`` training and ``d_floss`` flossing units, split between the kinds
-        in proportion to their costs so far (by units while one is unknown); ``kind`` takes it all."""
-        if kind is not None:
-            self.seconds[kind] += seconds
-            return
-        cost = self._costs()
-        w_train = d_train * (cost["train"] if cost["train"] is not None and cost["floss"] is not None else 1.0)
-        w_floss = d_floss * (cost["floss"] if cost["train"] is not None and cost["floss"] is not None else 1.0)
-        weight = w_train + w_floss
-        if weight <= 0:
-            return
-        self.seconds["train"] += seconds * w_train / weight
-        self.seconds["floss"] += seconds * w_floss / weight
-        self.counted["train"] += d_train
-        self.counted["floss"] += d_floss
+    def _charge(self, seconds: float, counts: dict) -> None:
+        """Add ``seconds`` for ``counts`` {kind: n}, split between the kinds in proportion to their costs so
+        far (by count while one of them has not been timed)."""
+        cost = self._model_costs()
+        counts = {k: n for k, n in counts.items() if n > 0}
+        timed = all(cost[k] for k in counts)
+        weights = {k: n * (cost[k] if timed else 1.0) for k, n in counts.items()}
+        total = sum(weights.values())
+        for k, n in counts.items():
+            self.seconds[k] += seconds * weights[k] / total if total > 0 else 0.0
+            self.counted[k] += n
 
     def _costs(self) -> dict:
-        """Seconds per unit of each kind so far (None: not measured yet)."""
-        return {k: self.seconds[k] / self.counted[k] if self.counted[k] else None for k in self.seconds}
+        """Seconds per step (per snapshot) of each kind so far; None: not timed yet."""
+        return {k: self.seconds[k] / self.counted[k] if self.counted[k] and self.seconds[k] > 0 else None
+                for k in KINDS}
+
+    def _model_costs(self) -> dict:
+        """The measured costs, a kind not timed yet filled in from ``prior`` scaled by how the timed kinds
+        compare with their predictions (1 while none is timed)."""
+        cost = self._costs()
+        if self.prior:
+            timed = [k for k in KINDS if cost[k] is not None and k in self.prior]
+            predicted = sum(self.counted[k] * self.prior[k] for k in timed)
+            speed = sum(self.seconds[k] for k in timed) / predicted if predicted > 0 else 1.0
+            cost = {k: speed * self.prior[k] if cost[k] is None and k in self.prior else cost[k] for k in KINDS}
+        return cost
 
     # -- the one fraction and ETA
     def estimate(self) -> tuple[float, float | None]:
         """(fraction of the work done, seconds left or None while unknown), as every display shows them."""
-        cost = self._costs()
-        left = [(j.steps - j.trained, j.floss_units - j.flossed) for j in self.jobs if not j.finished]
-        known = all(cost["train"] is not None or t == 0 for t, _ in left) and \
-            all(cost["floss"] is not None or f == 0 for _, f in left)
-        measured = [c for c in cost.values() if c is not None]
-        fill = measured[0] if measured else 1.0     # a kind not timed yet: as the other, for the fraction only
-        c_train = cost["train"] if cost["train"] is not None else fill
-        c_floss = cost["floss"] if cost["floss"] is not None else fill
-        if not measured:   # nothing timed yet: units
-            done = self.before + sum(j.done for j in self.jobs)
-            fraction = done / self.total if self.total else 1.0
+        cost = self._model_costs()
+        timed = [cost[k] for k in ("train", "floss") if cost[k] is not None]
+        fill = sum(timed) / len(timed) if timed else 1.0   # a kind not timed yet, for the fraction only
+        c = {k: fill if cost[k] is None else cost[k] for k in KINDS}
+        jobs = [j for j in self.jobs if not j.finished]
+        left = {k: sum(j.left()[k] for j in jobs) for k in KINDS}
+        if not any(v is not None for v in cost.values()):   # nothing timed yet: units
+            fraction = (self.before + sum(j.done for j in self.jobs)) / self.total if self.total else 1.0
         else:
-            per_unit = (c_train * sum(j.steps for j in self.jobs) + c_floss * sum(j.floss_units for j in self.jobs)) \
-                / max(1, sum(j.units for j in self.jobs))
-            done = per_unit * self.before + sum(c_train * j.trained + c_floss * j.flossed for j in self.jobs)
-            rest = sum(c_train * t + c_floss * f for t, f in left)
+            per_unit = (c["train"] * sum(j.total["train"] for j in self.jobs)
+                        + c["floss"] * sum(j.total["floss"] for j in self.jobs)) / max(1, sum(j.units for j in self.jobs))
+            done = per_unit * self.before + sum(c[k] * j.count[k] for j in self.jobs for k in KINDS)
+            rest = sum(c[k] * left[k] for k in KINDS)
             fraction = done / (done + rest) if done + rest > 0 else 1.0
-        self.fraction = max(self.fraction if not math.isnan(self.fraction) else 0.0, min(fraction, 1.0))
-        if not left:
+        self.fraction = max(self.fraction, min(fraction, 1.0))
+        if not jobs:
             self.eta = 0.0
-        elif not known:
+        elif any(left[k] > 0 and cost[k] is None for k in KINDS):
             self.eta = None
         else:
-            running = [j for j in self.jobs if j.started and not j.finished]
-            queued = [j for j in self.jobs if not j.started and not j.finished]
-            rest = [c_train * (j.steps - j.trained) + c_floss * (j.floss_units - j.flossed) for j in running + queued]
-            self.eta = _makespan(rest, self.processes)
+            order = [j for j in jobs if j.started] + [j for j in jobs if not j.started]
+            self.eta = _makespan([sum(c[k] * j.left()[k] for k in KINDS) for j in order], self.processes)
         return self.fraction, self.eta
 
     # -- the store
     def write(self, *, force: bool = False) -> None:
         """Write progress, the fraction, the ETA and the running runs' states (at most once per
-        ``PROGRESS_EVERY_S`` unless ``force``)."""
+        ``PROGRESS_EVERY_S`` unless ``force``, or a job has just said what its runs do)."""
         now = self.clock()
-        if not force and now - self.last_write < PROGRESS_EVERY_S:
+        if not force and not self.urgent and now - self.last_write < PROGRESS_EVERY_S:
             return
-        self.last_write = now
+        self.last_write, self.urgent = now, False
         fraction, eta = self.estimate()
         runs = [(*key, *state) for j in self.jobs if j.started and not j.finished
                 for key, state in zip(j.keys, j.states)]
-        step = self.before + sum(j.done for j in self.jobs)
+        step = self.before + sum(j.units if j.finished else j.done for j in self.jobs)
         self.store.set_progress(self.experiment_id, min(step, self.total), self.total, eta, fraction=fraction,
                                 runs=runs)
 
