@@ -61,8 +61,13 @@ def _read(path: str, change: tuple, what: str, experiment_id: int | None) -> pd.
     return s.experiments() if what == "experiments" else getattr(s, what)(experiment_id)
 
 
-def read(what: str, experiment_id: int | None = None) -> pd.DataFrame:
-    """``store().<what>(experiment_id)`` (experiments, runs, metrics, spectra, jacobian), cached."""
+def read(what: str, experiment_id=None) -> pd.DataFrame:
+    """``store().<what>(experiment_id)`` (experiments, runs, metrics, spectra, jacobian), cached. For a
+    ``views.ExperimentSet`` (``compare_set``): its experiments' rows together, the runs labelled by experiment
+    when they are shown side by side."""
+    if isinstance(experiment_id, views.ExperimentSet):
+        rows = pd.concat([read(what, i) for i in experiment_id.ids], ignore_index=True)
+        return experiment_id.label_runs(rows) if what == "runs" else rows
     s = store()
     return _read(str(s.path), s.last_change(), what, None if experiment_id is None else int(experiment_id))
 
@@ -89,6 +94,53 @@ def select_experiment(*, finished_only: bool = False) -> int | None:
     return chosen
 
 
+def select_compare(experiment_id: int) -> list[int]:
+    """The sidebar's "Compare with…" under the experiment selector: further finished experiments to show beside
+    ``experiment_id``, preselected from ``?compare=2,3`` or this session, and kept in both."""
+    exps = read("experiments")
+    others = [int(i) for i, n in zip(exps["id"], exps["n_finished"]) if n > 0 and int(i) != experiment_id]
+    wanted = st.query_params.get("compare", st.session_state.get("compare", ""))
+    wanted = [int(x) for x in str(wanted).split(",") if x.strip().isdigit() and int(x) in others]
+    if not others:
+        return []
+    labels = {int(r["id"]): views.experiment_label(r) for _, r in exps.iterrows()}
+    chosen = st.sidebar.multiselect("Compare with…", others, default=wanted, format_func=labels.get,
+                                    placeholder="other experiments",
+                                    help="overlay other experiments on this page (RNN vs GRU, k = 16 vs 4, other "
+                                         "delays), each series labelled by the settings that differ")
+    st.session_state["compare"] = ",".join(map(str, chosen))
+    if chosen:
+        st.query_params["compare"] = st.session_state["compare"]
+    else:
+        st.query_params.pop("compare", None)
+    return chosen
+
+
+def compare_set(experiment_id: int | None) -> views.ExperimentSet | None:
+    """The experiment and those chosen under "Compare with…" as a ``views.ExperimentSet``, with a table of the
+    settings that differ; experiments whose settings match may be pooled (a sidebar toggle, on by default),
+    others are shown side by side, never pooled. None without an experiment."""
+    if experiment_id is None:
+        return None
+    ids = [experiment_id, *select_compare(experiment_id)]
+    configs = read("experiments").set_index("id")["config"]
+    specs = [configs.loc[i] or {} for i in ids]
+    if len(ids) == 1:
+        return views.ExperimentSet(ids, specs)
+    refusal = views.pool_refusal(ids, specs, pd.concat([read("runs", i) for i in ids], ignore_index=True))
+    pooled = refusal is None and st.sidebar.toggle(
+        "Pool them (their settings match)", value=st.session_state.get("pool", True),
+        help="count the runs of these experiments together in every statistic; off: side by side")
+    if refusal is None:
+        st.session_state["pool"] = pooled
+    chosen = views.ExperimentSet(ids, specs, pooled=pooled, refusal=refusal)
+    st.info(chosen.summary())
+    table = chosen.table()
+    if len(table):
+        st.dataframe(table, hide_index=True, key="settings_table")
+    return chosen
+
+
 def pick_delay(runs: pd.DataFrame) -> int | None:
     """A delay of this experiment (a selectbox when it swept several)."""
     delays = sorted(int(d) for d in runs["delay"].dropna().unique())
@@ -112,7 +164,9 @@ def diagnostics_at_delay(experiment_id: int | None, what: str, missing: str) -> 
 
 
 def need_results(experiment_id: int | None, runs: pd.DataFrame | None = None) -> None:
-    """Stop the page with a hint when there is nothing to show yet."""
+    """Stop the page with a hint when there is nothing to show yet (a set: when its first experiment has none)."""
+    if isinstance(experiment_id, views.ExperimentSet):
+        experiment_id = experiment_id.ids[0]
     if experiment_id is None:
         st.info("No finished runs yet. Start one on the Launch page, or the quick demo on the home page.")
         st.page_link(PAGES["Launch"], label="Launch a comparison")

@@ -4,26 +4,29 @@ import streamlit as st
 import dashboard as ui
 from floss_core import views
 
-experiment_id = ui.results_page(
+chosen = ui.compare_set(ui.results_page(
     "Lyapunov spectra",
     "The exponents λ_i measure how fast perturbations of the network's state grow (λ > 0) or shrink "
     "(λ < 0) per step; a gradient through many steps shrinks like exp(λ_1 · steps). Flossing pushes the "
-    "top k exponents toward 0. Lines are the mean across seeds, bands ± 1 standard deviation.")
-runs, spectra = ui.diagnostics_at_delay(experiment_id, "spectra",
+    "top k exponents toward 0. Lines are the mean across seeds, bands ± 1 standard deviation."))
+runs, spectra = ui.diagnostics_at_delay(chosen, "spectra",
                                       "This experiment stored no spectra (it ran with diagnostics off).")
 
 band = views.spectrum_band(spectra, runs)
 summary = views.lambda1_by_stage(band)
-for col, r in zip(st.columns(len(summary)), summary.to_dict("records")):
-    col.metric(f"λ_1 at the end of training, {r['schedule']}", f"{r['end of training']:+.3f}",
+per_row = 3 if "series" in summary else 6   # a set's longer labels need the room
+for col, r, name in zip(st.columns(max(min(len(summary), per_row), 1)) * 10, summary.to_dict("records"),
+                        views.series_names(summary, short=True)):
+    after = "no flossing phase" if r["after flossing"] != r["after flossing"] else f"{r['after flossing']:+.3f}"
+    col.metric(f"λ_1 at the end of training, {name}", f"{r['end of training']:+.3f}",
                delta=f"{r['end of training'] - r['initial']:+.3f} vs initial", delta_color="off",
-               help=f"initial {r['initial']:+.3f}, after flossing {r['after flossing']:+.3f} (nan: no flossing phase)")
+               help=f"initial {r['initial']:+.3f}, after flossing: {after}")
 
 stages = st.multiselect("Stages", views.STAGES, default=list(views.STAGES))
 st.plotly_chart(views.fig_spectra(band, stages), key="spectra")
 
 st.subheader("Over training")
-lambda1 = views.metric_band(ui.read("metrics", experiment_id), runs, "lambda1")
+lambda1 = views.metric_band(ui.read("metrics", chosen), runs, "lambda1")
 st.plotly_chart(views.fig_metric(lambda1, title="λ_1 at every evaluation (mean ± s.d. across seeds)",
                                  y="λ_1 (per step)"), key="lambda1")
 k_max = int(spectra["index"].max())

@@ -4,51 +4,51 @@ import streamlit as st
 import dashboard as ui
 from floss_core import views
 
-experiment_id = ui.results_page(
+chosen = ui.compare_set(ui.results_page(
     "Return on investment",
     "A schedule's cost is its networks' task training plus their flossing (each network's share of its "
     "ensemble's seconds); evaluation and the lab's diagnostics are timed apart and never counted as a "
     "schedule's cost. Time to solution is the training + flossing spent per solved network (all of it / "
     "successes); the extra cost per additional success compares each schedule with training without "
-    "flossing at the same delay.")
-runs = ui.finished_runs(experiment_id)
+    "flossing at the same delay."))
+runs = ui.finished_runs(chosen)
 roi = views.roi_table(runs)
 
-h = views.roi_headline(roi)
-cols = st.columns(3)
-cols[0].metric(f"Least training + flossing per solved network at d={h['delay']}",
-               f"{h['best']}: {ui.duration(h['time_to_solution_s'])}" if h["best"] else "nothing solved")
-cols[1].metric(f"Extra training + flossing per additional success at d={h['delay']}",
-               f"{h['gain']}: {ui.duration(h['extra_s_per_success'])}" if h["gain"] else "no gain over none",
-               help="extra training + flossing seconds per network / extra success rate, against no flossing at "
-                    "the same delay")
-not_recorded = h["diag_s_per_run"] != h["diag_s_per_run"]
-cols[2].metric(f"The lab's diagnostics per network at d={h['delay']}",
-               "not recorded" if not_recorded
-               else f"{ui.duration(h['diag_s_per_run'])} ({h['diag_share']:.0%} of the wall time)",
-               help="spectra, κ₂ and gradient-vs-horizon snapshots and the λ monitor: what this lab measures, "
-                    "not a cost of any schedule")
-
-st.markdown(views.frames.cost_sentence(h["delay"], h["floss_cost"], h["diag_s_per_run"], h["diag_share"]))
+label = views.frames.LABEL
+not_recorded = False
+for name, part in roi.groupby(label, sort=False) if label in roi else [(None, roi)]:
+    if name:   # a set side by side: each experiment's own answers, under its label
+        st.markdown(f"**{name}**")
+    h = views.roi_headline(part)
+    cols = st.columns(3)
+    cols[0].metric(f"Least training + flossing per solved network at d={h['delay']}",
+                   f"{h['best']}: {ui.duration(h['time_to_solution_s'])}" if h["best"] else "nothing solved")
+    cols[1].metric(f"Extra cost per additional success at d={h['delay']}",
+                   f"{h['gain']}: {ui.duration(h['extra_s_per_success'])}" if h["gain"] else "no gain over none",
+                   help="extra training + flossing seconds per network / extra success rate, against no flossing "
+                        "at the same delay")
+    missing = h["diag_s_per_run"] != h["diag_s_per_run"]
+    not_recorded |= missing
+    cols[2].metric(f"The lab's diagnostics per network at d={h['delay']}",
+                   "not recorded" if missing else ui.duration(h["diag_s_per_run"]),
+                   delta=None if missing else f"{h['diag_share']:.0%} of the wall time", delta_color="off",
+                   delta_arrow="off", help="spectra, κ₂ and gradient-vs-horizon snapshots and the λ monitor: what "
+                                           "this lab measures, not a cost of any schedule")
+    st.markdown(views.frames.cost_sentence(h["delay"], h["floss_cost"], h["diag_s_per_run"], h["diag_share"]))
 st.caption("Flossing's cost is its seconds against the same networks' task-training seconds: what flossing "
            "adds to your own training loop. The diagnostics are the lab's measurement overhead, not a cost of "
            "the schedule." + (" These runs were stored before evaluation and diagnostics were timed apart: "
                               "their seconds are not recorded." if not_recorded else ""))
 
-num = st.column_config.NumberColumn
-columns = {"delay": num("delay"), "schedule": st.column_config.TextColumn("schedule"), "n": num("networks"),
-           "successes": num("solved"), "success_rate": num("success", format="percent"),
-           "success_lo": num("95% lo", format="percent"), "success_hi": num("95% hi", format="percent"),
-           "compute_s_per_run": num("training + flossing s / network", format="%.2f"),
-           "floss_cost_vs_training": num("flossing / training", format="percent"),
-           "train_s_per_run": num("training s", format="%.2f"), "floss_s_per_run": num("flossing s", format="%.2f"),
-           "eval_s_per_run": num("evaluation s", format="%.2f"),
-           "diag_s_per_run": num("diagnostics s (lab)", format="%.2f"),
-           "wall_s_per_run": num("wall s / network", format="%.2f"),
-           "median_convergence": num("median convergence step", format="%.0f"),
-           "time_to_solution_s": num("training + flossing s per solved network", format="%.2f"),
-           "extra_s_per_success": num("extra s per additional success", format="%.2f")}
-st.dataframe(roi, hide_index=True, column_order=list(columns), column_config=columns)
+st.subheader("What each schedule buys")
+st.caption("Median step: the median convergence step of the solved runs. Cost per solved network: training + "
+           "flossing seconds of all its networks / the networks solved. Cost per extra success: the extra "
+           "training + flossing seconds per network over no flossing at the same delay / the extra success rate.")
+st.dataframe(views.frames.experiment_ids(views.roi_display(roi, "buys")), hide_index=True, key="roi_buys")
+st.subheader("What each schedule costs, per network")
+st.caption("Seconds per network (its share of its ensemble's). Training and flossing are the schedule's cost; "
+           "evaluation and the lab's diagnostics are measurement, timed apart.")
+st.dataframe(views.frames.experiment_ids(views.roi_display(roi, "costs")), hide_index=True, key="roi_costs")
 
 left, right = st.columns(2)
 left.plotly_chart(views.fig_roi(roi), key="roi")

@@ -9,6 +9,7 @@ import streamlit as st
 
 import dashboard as ui
 from floss_core import adapters
+from floss_core.views.figures import log_axis   # ticks in powers of ten, a decade or a few apart
 
 st.title("Your model")
 st.write("Upload the `state_dict` of your own PyTorch recurrent module (saved with "
@@ -72,11 +73,11 @@ fig.update_layout(title="Lyapunov spectrum", xaxis_title="index i", yaxis_title=
 left.plotly_chart(fig, key="spectrum")
 fig = go.Figure(go.Scatter(x=rep["horizons"], y=rep["log10_kappa"], mode="lines+markers"))
 fig.update_layout(title="Condition number of ∂h_t/∂h_0", xaxis_title="horizon t", yaxis_title="log10 κ₂",
-                  xaxis_type="log")
+                  xaxis=log_axis(rep["horizons"]))
 mid.plotly_chart(fig, key="kappa")
 fig = go.Figure(go.Scatter(x=list(range(len(rep["grad_norms"]))), y=rep["grad_norms"], mode="lines"))
 fig.update_layout(title="Gradient vs horizon", xaxis_title="steps back τ", yaxis_title="‖∂L/∂h_{T−τ}‖",
-                  yaxis_type="log")
+                  yaxis=log_axis(rep["grad_norms"]))
 right.plotly_chart(fig, key="gradient")
 
 st.subheader("Floss it")

@@ -320,3 +320,122 @@ def test_conclusion_claims_a_difference_only_at_fisher_p_below_alpha():
     assert "no evidence" in text and "Too few seeds" in text and "p = 0.1" in text
     assert conclusion(frame(3, 0, 3)[lambda f: f["schedule"] == "pre"]) is None   # no baseline, no claim
     assert conclusion(frame(0, 0, 1).iloc[:0]) is None
+
+
+# ------------------------------------------------------------------------------ several experiments (issue 16)
+def two_experiments(store):
+    """#1: none and pre (none solves 1 of 2, pre 2 of 2); #2: pre only (1 of 2), at delay 10, from the store."""
+    a = saved(store, [timed("none", 0, conv=60), timed("none", 1), timed("pre", 0, conv=20),
+                      timed("pre", 1, conv=40)], name="a")
+    b = saved(store, [timed("pre", 0, conv=30), timed("pre", 1)], name="b")
+    runs = pd.concat([store.runs(a), store.runs(b)], ignore_index=True)
+    return a, b, views.with_labels(runs, {a: "#1 k=2", b: "#2 k=4"})
+
+
+def test_frames_of_a_set_are_each_experiments_own_with_a_label(store):
+    a, b, runs = two_experiments(store)
+    alone = {i: store.runs(i) for i in (a, b)}
+    success = views.success_vs_delay(runs)
+    assert list(success.columns) == ["label", "delay", "schedule", "n", "successes", "rate", "lo", "hi", "series"]
+    assert success["series"].tolist() == ["#1 k=2 · none", "#1 k=2 · pre", "#2 k=4 · pre"]
+    assert views.series_names(success).tolist() == success["series"].tolist()
+    for i, label in ((a, "#1 k=2"), (b, "#2 k=4")):     # the numbers are each experiment's alone
+        part = success[success["label"] == label].drop(columns=["label", "series"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(part, views.success_vs_delay(alone[i]))
+    # a baseline is always the experiment's own: #2 has no 'none', so nothing to gain against
+    roi = views.roi_table(runs).set_index("series")
+    assert roi.loc["#1 k=2 · pre", "extra_s_per_success"] == pytest.approx((0.5 - 0.5) / 0.5)
+    assert math.isnan(roi.loc["#2 k=4 · pre", "extra_s_per_success"])
+    table = views.survival_table(runs).set_index("series")
+    assert table.loc["#1 k=2 · pre", "paired_seeds"] == 2 and math.isnan(table.loc["#2 k=4 · pre", "logrank_p"])
+    shown = views.survival_display(views.survival_table(runs))
+    assert shown.columns[0] == "label" and "series" not in shown and len(shown) == 3
+    assert views.frames.experiment_ids(shown)["experiment"].tolist() == ["#1", "#1", "#2"]
+    assert views.frames.experiment_ids(views.survival_display(views.survival_table(alone[a]))).columns[0] == "delay"
+    paired = views.paired_solves(runs)
+    assert set(paired["label"]) == {"#1 k=2"}             # pairs only within #1: #2 has no baseline
+    # every frame of the pages carries the label; the metric, spectrum and Jacobian rows are matched by run
+    band = views.metric_band(pd.concat([store.metrics(a), store.metrics(b)]), runs, "test_acc")
+    assert set(band["series"]) == {"#1 k=2 · none", "#1 k=2 · pre", "#2 k=4 · pre"}
+    spectra = pd.concat([store.spectra(a), store.spectra(b)], ignore_index=True)
+    jac = pd.concat([store.jacobian(a), store.jacobian(b)], ignore_index=True)
+    assert views.lambda1_by_stage(views.spectrum_band(spectra, runs))["series"].nunique() == 3
+    assert views.conditioning_headline(jac, runs)["label"].tolist() == ["#1 k=2", "#1 k=2", "#2 k=4"]
+    assert set(views.topk_over_training(spectra, runs, 2)["label"]) == {"#1 k=2", "#2 k=4"}
+    assert len(views.singular_values(jac, runs)) and len(views.convergence_steps(runs)) == 4
+    empty = views.success_vs_delay(runs.iloc[0:0])         # no rows: the frame's columns, the label's too
+    assert empty.empty and "label" in empty
+
+
+def test_figures_of_a_set_name_each_series_colour_by_schedule_and_dash_by_experiment(store):
+    a, b, runs = two_experiments(store)
+    metrics = pd.concat([store.metrics(a), store.metrics(b)], ignore_index=True)
+    fig = views.fig_metric(views.metric_band(metrics, runs, "test_acc"), title="t", y="y",
+                           seeds=views.metric_seeds(metrics, runs, "test_acc"))
+    lines = {t.name: t for t in fig.data if t.showlegend is not False}
+    assert list(lines) == ["#1 k=2 · none", "#1 k=2 · pre", "#2 k=4 · pre"]
+    assert lines["#1 k=2 · pre"].line.color == lines["#2 k=4 · pre"].line.color == views.color("pre")
+    assert lines["#1 k=2 · pre"].line.dash == "solid" and lines["#2 k=4 · pre"].line.dash == "dash"
+    success = views.fig_success_vs_delay(views.success_vs_delay(runs))
+    assert [t.name for t in success.data] == list(lines)
+    roi = views.roi_table(runs)
+    assert [t.name for t in views.fig_roi(roi).data] == list(lines)
+    assert list(views.fig_cost_breakdown(roi).data[0].x) == ["#1 · none d=10", "#1 · pre d=10", "#2 · pre d=10"]
+    survival = views.fig_survival(views.survival_curves(runs))
+    assert [t.name for t in survival.data if t.showlegend is not False] == list(lines)
+    sv = views.fig_singular_values(views.singular_values(pd.concat([store.jacobian(a), store.jacobian(b)]), runs))
+    assert [a.text for a in sv.layout.annotations] == ["#1 · none", "#1 · pre", "#2 · pre"]   # a panel per series
+    assert fig.layout.legend.title.text == "experiment · schedule"
+    for f in (fig, success, survival, sv):
+        json.loads(f.to_json())
+
+
+def test_small_things_threshold_line_every_exponent_named_log_axes(store):
+    i = saved(store, [timed("none", 0, conv=60), timed("pre", 0, conv=20)])
+    runs = store.runs(i)
+    assert views.success_thresholds(runs) == []                     # the records say no success_acc
+    for r in runs["config"]:
+        r["train"]["success_acc"] = 0.9
+    assert views.success_thresholds(runs) == [0.9]
+    csv = runs.assign(config=[{**c, "task": {"name": "csv"}} for c in runs["config"]])
+    assert views.success_thresholds(csv) == []         # csv succeeds on skill, not on the R² the chart shows
+    fig = views.fig_metric(views.metric_band(store.metrics(i), runs, "test_acc"), title="t", y="y", threshold=0.9)
+    (line,), (note,) = fig.layout.shapes, fig.layout.annotations
+    assert (line.y0, line.y1, line.line.dash) == (0.9, 0.9, "dash") and note.text == "success threshold 0.9"
+    assert not views.fig_metric(views.metric_band(store.metrics(i), runs, "test_acc"), title="t", y="y").layout.shapes
+    top = views.fig_topk(views.topk_over_training(store.spectra(i), runs, 2))
+    assert [t.name for t in top.data if t.showlegend is not False] == ["none λ1", "none λ2", "pre λ1", "pre λ2"]
+    horizon = views.fig_horizon(views.jacobian_band(store.jacobian(i), runs), title="k", y="y")
+    sv = views.fig_singular_values(views.singular_values(store.jacobian(i), runs))
+    for axis in (horizon.layout.xaxis, sv.layout.xaxis, sv.layout.xaxis2):
+        assert (axis.type, axis.dtick, axis.exponentformat) == ("log", 1, "power")
+    assert views.figures.log_axis([1e-23, 10.0])["dtick"] == 3      # 24 decades: a label every 3, not 25 labels
+    assert views.figures.log_axis([])["dtick"] == 1 and views.figures.log_axis([0.0, 5.0])["dtick"] == 1
+    assert [t.name for t in sv.data if t.showlegend is not False] == ["none σ1", "none σ2", "pre σ1", "pre σ2"]
+
+
+def test_display_tables_print_no_none_nan_or_infinity(store):
+    part = dict(train=0.5, eval_s=0.1, diag=0.2)
+    i = saved(store, [record("none", 0, success=False, **part), record("pre", 0, floss=1.0, conv=20, **part),
+                      record("inter", 0, success=False, floss=0.5, **part),
+                      record("joint", 0, success=False, delay=20)])           # an old run: no parts recorded
+    roi = views.roi_table(store.runs(i))
+    buys, costs = views.roi_display(roi, "buys"), views.roi_display(roi, "costs")
+    assert list(buys.columns) == views.frames.ROI_PARTS["buys"] and list(costs.columns) == views.frames.ROI_PARTS["costs"]
+    for table in (buys, costs):
+        assert not table.isna().any().any()
+        assert not {"None", "nan", "inf", "Infinity", "-"} & set(table.astype(str).to_numpy().ravel())
+    b = buys.set_index("schedule")
+    assert b.loc["none", "cost per solved network"] == "nothing solved"
+    assert b.loc["none", "cost per extra success"] == "baseline"
+    assert b.loc["inter", "cost per extra success"] == "no gain over none"
+    assert b.loc["joint", "cost per extra success"] == "no none run"
+    assert b.loc["pre", "success (95% CI)"] == "100 % (21–100 %)" and b.loc["none", "median step"] == "—"
+    c = costs.set_index("schedule")
+    assert c.loc["pre", "flossing vs training"] == "+200 %" and c.loc["joint", "evaluation"] == "not recorded"
+    runs = store.runs(i)
+    paired = views.paired_display(views.paired_solves(pd.concat([runs, runs.assign(
+        run_id=runs["run_id"] + 100, seed=1, success=False, convergence_step=None)])))
+    assert list(paired.columns) == ["delay", "schedule", "seed", "this schedule", "none, same seed", "solved first"]
+    assert not paired.isna().any().any()
+    assert "solved at step 20" in set(paired["this schedule"])

@@ -6,6 +6,8 @@ from .figures import (color, fig_convergence, fig_cost_breakdown, fig_horizon, f
 from .figures import fig_survival
 from .frames import (conditioning_headline, flossed_k, paired_solves, survival_curves, survival_display,
                      survival_table, training_budget)
+from .frames import paired_display, roi_display, series_names, success_thresholds, with_labels
+from .sets import ExperimentSet, pool_refusal, set_labels, settings_table
 from .frames import (SCORED, STAGES, convergence_steps, experiment_label, experiments_table, filter_runs,
                      jacobian_band, lambda1_by_stage, metric_band, metric_seeds, roi_headline, roi_table,
                      runs_table, schedule_order, score_column, singular_values, spectrum_band, success_vs_delay,
@@ -18,5 +20,7 @@ __all__ = ["SCORED", "STAGES", "color", "convergence_steps", "experiment_label",
            "score_column", "singular_values", "spectrum_band", "success_vs_delay", "topk_over_training"]
 __all__ += ["conditioning_headline", "fig_survival", "flossed_k", "paired_solves", "survival_curves",
             "survival_display", "survival_table", "training_budget"]
+__all__ += ["ExperimentSet", "paired_display", "pool_refusal", "roi_display", "series_names", "set_labels",
+            "settings_table", "success_thresholds", "with_labels"]
 from .frames import eta_text, progress_text, run_state_text, run_states, runs_summary
 __all__ += ["eta_text", "progress_text", "run_state_text", "run_states", "runs_summary"]

@@ -11,6 +11,8 @@ the scored runs (``SCORED``): a diverged run is a failure, a failed or unfinishe
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 
 import numpy as np
@@ -19,7 +21,7 @@ import pandas as pd
 from ..fmt import duration
 from ..schedules import NAMES as SCHEDULES
 from ..stats import solve_groups, solved_curve, solved_first, success_rate, time_to_solution
-from ..tasks import SCORE_COLUMNS, seasonal_lag
+from ..tasks import SCORE_COLUMNS, TASKS, seasonal_lag
 from ..store import SCORED_RUN_STATUSES as SCORED  # a diverged run is a failure, a failed one no outcome
 from ..store import run_records
 
@@ -74,6 +76,72 @@ def score_column(runs: pd.DataFrame) -> str:
     """The test score the runs recorded: the first of the tasks' score columns (``tasks.SCORE_COLUMNS``:
     'test_acc' for bit tasks, 'test_r2' for a CSV forecast) that holds a value, else the first."""
     return next((c for c in SCORE_COLUMNS if c in runs and runs[c].notna().any()), SCORE_COLUMNS[0])
+
+
+# ------------------------------------------------------------------------------ several experiments
+# Runs of several experiments shown side by side carry a ``label`` column (``with_labels``: the set label of
+# their experiment, ``sets.set_labels``). Every frame below then has the experiment as one more dimension:
+# it is computed per label on that experiment's runs alone (a baseline, a log-rank test, a paired seed are
+# always within one experiment), and its rows carry ``label`` (first) and ``series`` ('label · schedule',
+# what a chart names a trace). Runs without a label column (one experiment, or a pooled set) give the frames
+# exactly as before.
+LABEL = "label"
+
+
+def with_labels(runs: pd.DataFrame, labels: dict) -> pd.DataFrame:
+    """``runs`` with a ``label`` column: ``labels[experiment_id]`` of each run."""
+    return runs.assign(**{LABEL: runs["experiment_id"].map(labels)})
+
+
+def series_names(df: pd.DataFrame, *, short: bool = False) -> pd.Series:
+    """What each row of a frame is called on a chart: its ``series`` ('#3 arch=gru · pre'), else its schedule;
+    ``short``: the experiment by its id alone ('#3 · pre'), for a headline figure beside the settings table."""
+    if "series" not in df:
+        return df["schedule"]
+    if not short:
+        return df["series"]
+    return df[LABEL].astype(str).str.split(" ").str[0] + " · " + df["schedule"].astype(str)
+
+
+def experiment_ids(table: pd.DataFrame) -> pd.DataFrame:
+    """A display table of a set as a page shows it beside the settings table: its ``label`` column as the
+    experiment's id alone ('#3'), headed 'experiment', so the table fits the page; as is without a label."""
+    if LABEL not in table:
+        return table
+    return table.assign(**{LABEL: table[LABEL].astype(str).str.split(" ").str[0]}).rename(
+        columns={LABEL: "experiment"})
+
+
+def _per_label(argument: str = "runs", *, series: bool = True):
+    """Give a frame function the experiment dimension: when its ``argument`` frame has a ``label`` column,
+    the function runs once per label (in the order the labels first appear) on that label's rows without the
+    column, and the results are stacked with ``label`` first and, with ``series``, a ``series`` column last."""
+    def wrap(fn):
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def labelled(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            df = bound.arguments[argument]
+            if LABEL not in df:
+                return fn(*args, **kwargs)
+            parts = []
+            for label in pd.unique(df[LABEL]):
+                bound.arguments[argument] = df[df[LABEL] == label].drop(columns=LABEL)
+                part = fn(*bound.args, **bound.kwargs)
+                part.insert(0, LABEL, label)
+                parts.append(part)
+            if not parts:   # no rows at all: the function's empty frame, with the columns
+                bound.arguments[argument] = df.drop(columns=LABEL)
+                part = fn(*bound.args, **bound.kwargs)
+                part.insert(0, LABEL, pd.Series(dtype=object))
+                parts.append(part)
+            out = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
+            if series and "schedule" in out:
+                out["series"] = out[LABEL].astype(str) + " · " + out["schedule"].astype(str)
+            return out
+        return labelled
+    return wrap
 
 
 # ------------------------------------------------------------------------------ runs and experiments
@@ -199,6 +267,7 @@ def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------ outcomes
+@_per_label()
 def success_counts(runs: pd.DataFrame) -> pd.DataFrame:
     """Per (delay, schedule) over the scored runs, in sorted order: n, successes, rate, lo, hi (95% Wilson)."""
     rows = []
@@ -208,23 +277,27 @@ def success_counts(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["delay", "schedule", "n", "successes", "rate", "lo", "hi"])
 
 
+@_per_label()
 def success_vs_delay(runs: pd.DataFrame) -> pd.DataFrame:
     """Per (delay, schedule) over finished runs (done or diverged): n, successes, rate, lo, hi (95% Wilson)."""
     return _by_schedule(success_counts(runs))
 
 
+@_per_label()
 def metric_band(metrics: pd.DataFrame, runs: pd.DataFrame, name: str) -> pd.DataFrame:
     """Mean ± s.d. across seeds of metric ``name`` per (delay, schedule, step)."""
     m = _delays_of(metrics[metrics["name"] == name], runs)
     return _band(m, ["delay", "schedule", "step"], "value")
 
 
+@_per_label()
 def metric_seeds(metrics: pd.DataFrame, runs: pd.DataFrame, name: str) -> pd.DataFrame:
     """Metric ``name`` per seed: columns delay, schedule, seed, step, value."""
     m = _delays_of(metrics[metrics["name"] == name], runs)
     return m[["delay", "schedule", "seed", "step", "value"]].reset_index(drop=True)
 
 
+@_per_label()
 def convergence_steps(runs: pd.DataFrame) -> pd.DataFrame:
     """Successful runs' convergence steps: columns delay, schedule, seed, convergence_step."""
     ok = runs[_succeeded(runs) & runs["convergence_step"].notna()]
@@ -243,6 +316,7 @@ def _solve_groups(runs: pd.DataFrame) -> dict:
 SURVIVAL_CURVE_COLUMNS = ["delay", "schedule", "n", "step", "solved", "lo", "hi", "at_risk", "events", "censored"]
 
 
+@_per_label()
 def survival_curves(runs: pd.DataFrame) -> pd.DataFrame:
     """Per (delay, schedule) over the scored runs: the Kaplan–Meier curve of the fraction of seeds solved
     vs training step, one row per step at which a seed solved or was censored (plus step 0, where none
@@ -256,6 +330,7 @@ def survival_curves(runs: pd.DataFrame) -> pd.DataFrame:
     return _by_schedule(pd.DataFrame(rows, columns=SURVIVAL_CURVE_COLUMNS))
 
 
+@_per_label()
 def survival_table(runs: pd.DataFrame, baseline: str = "none") -> pd.DataFrame:
     """Per (delay, schedule) over the scored runs: n, successes, the Kaplan–Meier median step to solution
     and its 95% interval (median_solve_step, median_solve_lo, median_solve_hi; inf: not reached within
@@ -270,6 +345,7 @@ def survival_table(runs: pd.DataFrame, baseline: str = "none") -> pd.DataFrame:
     return _by_schedule(pd.DataFrame(rows, columns=cols))
 
 
+@_per_label()
 def paired_solves(runs: pd.DataFrame, baseline: str = "none") -> pd.DataFrame:
     """Seed by seed, each schedule against ``baseline`` at the same delay (every schedule trains the same
     seeds: the same initial weights and data): delay, schedule, seed, step, solved, baseline_step,
@@ -296,6 +372,20 @@ def training_budget(runs: pd.DataFrame) -> float | None:
     return float(max(steps)) - 1 if steps else None
 
 
+def success_thresholds(runs: pd.DataFrame) -> list[float]:
+    """The success thresholds on the test score the runs show (``score_column``), sorted: the bit tasks'
+    test accuracy bar ``config["train"]["success_acc"]`` (one per value the runs used). Empty where the
+    runs do not record it, or where success is judged on another metric than the score shown (csv: on the
+    skill over the naive forecasts, not on R²)."""
+    out = set()
+    for c in runs["config"] if "config" in runs else []:
+        entry = TASKS.get((c.get("task") or {}).get("name"))
+        bar = (c.get("train") or {}).get("success_acc")
+        if entry is not None and entry.success_metric is None and bar is not None:
+            out.add(float(bar))
+    return sorted(out)
+
+
 def _step_text(x: float) -> str:
     return "not reached" if x == math.inf else "–" if x != x else f"{x:.0f}"
 
@@ -310,6 +400,7 @@ def _p_text(p: float) -> str:
     return "–" if p != p else f"{p:.2g}" if p < 0.01 else f"{p:.2f}"
 
 
+@_per_label("table", series=False)
 def survival_display(table: pd.DataFrame, baseline: str = "none") -> pd.DataFrame:
     """A ``survival_table`` as text, for a page or a report: delay, schedule, solved ('3/5'), median step
     to solution with its 95% interval ('250 (120–not reached)'), the log-rank p vs ``baseline``, the paired
@@ -339,12 +430,14 @@ def spectrum_stages(spectra: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+@_per_label()
 def spectrum_band(spectra: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Mean ± s.d. of λ_i across seeds per (delay, schedule, stage, index)."""
     s = _delays_of(spectrum_stages(spectra), runs)
     return _band(s, ["delay", "schedule", "stage", "index"], "exponent")
 
 
+@_per_label("band")
 def lambda1_by_stage(band: pd.DataFrame) -> pd.DataFrame:
     """From ``spectrum_band``: one row per (delay, schedule), mean λ_1 per stage in columns
     'initial', 'after flossing', 'end of training' (NaN where a stage was not recorded)."""
@@ -355,6 +448,7 @@ def lambda1_by_stage(band: pd.DataFrame) -> pd.DataFrame:
     return _by_schedule(wide)
 
 
+@_per_label()
 def topk_over_training(spectra: pd.DataFrame, runs: pd.DataFrame, k: int) -> pd.DataFrame:
     """Mean ± s.d. of the top-k exponents at every stored snapshot, per (delay, schedule, step, index).
 
@@ -365,6 +459,7 @@ def topk_over_training(spectra: pd.DataFrame, runs: pd.DataFrame, k: int) -> pd.
 
 
 # ------------------------------------------------------------------------------ conditioning
+@_per_label()
 def jacobian_band(jac: pd.DataFrame, runs: pd.DataFrame, value: str = "log10_kappa") -> pd.DataFrame:
     """Mean ± s.d. across seeds per (delay, schedule, stage, horizon) of ``value``: 'log10_kappa'
     (log10 of κ₂ of the long-term Jacobian), 'log10_kappa_k' (over the top-k singular values) or
@@ -377,6 +472,7 @@ def jacobian_band(jac: pd.DataFrame, runs: pd.DataFrame, value: str = "log10_kap
     return _band(j, ["delay", "schedule", "stage", "horizon"], value)
 
 
+@_per_label()
 def singular_values(jac: pd.DataFrame, runs: pd.DataFrame, *, top: int = 5) -> pd.DataFrame:
     """Mean across seeds of log10 σ_i of the long-term Jacobian, i = 1..top, per
     (delay, schedule, stage, horizon, index)."""
@@ -390,6 +486,7 @@ def singular_values(jac: pd.DataFrame, runs: pd.DataFrame, *, top: int = 5) -> p
 CONDITIONING = ("log10_kappa_k", "log10_grad_norm", "log10_kappa")  # what flossing controls first, then full κ₂
 
 
+@_per_label()
 def conditioning_headline(jac: pd.DataFrame, runs: pd.DataFrame, stage: str = "end of training") -> pd.DataFrame:
     """Per (delay, schedule) at the longest horizon stored at ``stage``: the mean across seeds of
     log10 κ₂ of the top-k subspace (σ_1/σ_k, k the flossed exponents: what flossing controls), of log10 of
@@ -426,6 +523,7 @@ def _per_run(x: pd.Series) -> float:
     return float(x.mean()) if x.notna().any() else math.nan
 
 
+@_per_label()
 def roi_table(runs: pd.DataFrame, baseline: str = "none") -> pd.DataFrame:
     """Per (delay, schedule) over finished runs: what each schedule costs and what it buys.
 
@@ -518,6 +616,73 @@ def floss_cost_text(ratio) -> str:
     return f"+{100 * ratio:.0f} % training compute, i.e. {1 + ratio:.1f}×"
 
 
+MISSING = "—"   # what a display table shows for a value that does not exist
+
+
+def _seconds_text(x) -> str:
+    return "not recorded" if pd.isna(x) else duration(x)
+
+
+def _pct(x) -> str:
+    return MISSING if pd.isna(x) else f"{100 * x:.0f} %"
+
+
+def _extra_text(r, roi: pd.DataFrame, baseline: str) -> str:
+    if r.schedule == baseline:
+        return "baseline"
+    if pd.notna(r.extra_s_per_success):
+        return duration(r.extra_s_per_success)
+    has_base = ((roi["delay"] == r.delay) & (roi["schedule"] == baseline)).any()
+    return f"no gain over {baseline}" if has_base else f"no {baseline} run"
+
+
+ROI_PARTS = {   # the ROI table in two parts that each fit a page's width: what a schedule buys, what it costs
+    "buys": ["delay", "schedule", "solved", "success (95% CI)", "median step", "cost per solved network",
+             "cost per extra success"],
+    "costs": ["delay", "schedule", "training", "flossing", "flossing vs training", "evaluation",
+              "diagnostics (lab)", "wall time"]}
+
+
+@_per_label("roi", series=False)
+def roi_display(roi: pd.DataFrame, part: str = "buys", baseline: str = "none") -> pd.DataFrame:
+    """A ``roi_table`` as text for a page or a report, in one of two parts (``ROI_PARTS``). 'buys': solved
+    ('2 of 3'), the success rate with its 95% Wilson interval, the median convergence step of the solved
+    runs, training + flossing seconds per solved network ('nothing solved' where none was) and the extra
+    training + flossing seconds per additional success over ``baseline`` at the same delay ('baseline' for
+    it, 'no gain over none' where there is none, 'no none run' where it did not run at that delay).
+    'costs': seconds per network of task training, flossing, evaluation, the lab's diagnostics and the wall
+    time, and flossing against task training ('+110 %'); 'not recorded' where the runs did not time a part
+    apart. No cell is None, NaN or inf: a missing value is '—' (``MISSING``)."""
+    rows = []
+    for r in roi.itertuples():
+        if part == "buys":
+            rows.append((r.delay, r.schedule, f"{r.successes} of {r.n}",
+                         f"{_pct(r.success_rate)} ({100 * r.success_lo:.0f}–{100 * r.success_hi:.0f} %)",
+                         MISSING if pd.isna(r.median_convergence) else f"{r.median_convergence:.0f}",
+                         "nothing solved" if r.time_to_solution_s == math.inf else _seconds_text(r.time_to_solution_s),
+                         _extra_text(r, roi, baseline)))
+        else:
+            rows.append((r.delay, r.schedule, _seconds_text(r.train_s_per_run), _seconds_text(r.floss_s_per_run),
+                         "not recorded" if pd.isna(r.floss_cost_vs_training) else f"+{_pct(r.floss_cost_vs_training)}",
+                         _seconds_text(r.eval_s_per_run), _seconds_text(r.diag_s_per_run),
+                         _seconds_text(r.wall_s_per_run)))
+    return pd.DataFrame(rows, columns=ROI_PARTS[part])
+
+
+@_per_label("paired", series=False)
+def paired_display(paired: pd.DataFrame, baseline: str = "none") -> pd.DataFrame:
+    """A ``paired_solves`` table as text: delay, schedule, seed, how this schedule's run and the baseline's
+    ended ('solved at step 40', 'not solved (censored at 99)') and who solved first."""
+    def ended(step, solved) -> str:
+        return f"solved at step {step:.0f}" if solved else f"not solved (censored at {step:.0f})"
+
+    first = {"schedule": "this schedule", "baseline": baseline, "tie": "tie (the same step, or neither)"}
+    mine, base = zip(paired["step"], paired["solved"]), zip(paired["baseline_step"], paired["baseline_solved"])
+    return pd.DataFrame({"delay": paired["delay"], "schedule": paired["schedule"], "seed": paired["seed"],
+                         "this schedule": [ended(*x) for x in mine], f"{baseline}, same seed": [ended(*x) for x in base],
+                         "solved first": paired["first"].map(first)}).reset_index(drop=True)
+
+
 def diagnostics_text(diag_s_per_run, diag_share) -> str:
     """The lab's diagnostics as a clause: 'the lab's diagnostics took 0.9 s per network (45 % of the wall
     time), measurement overhead, not a cost of the schedule'; 'not recorded' where they were not timed."""
@@ -542,6 +707,7 @@ def cost_sentence(delay, floss_cost: dict, diag_s_per_run, diag_share, *, name=s
 BASELINE_COLUMNS = ["delay", "forecaster", "kind", "n", "mse", "r2", "skill", "successes", "success_rate"]
 
 
+@_per_label()
 def baselines_table(runs: pd.DataFrame) -> pd.DataFrame:
     """For forecasting runs judged against naive baselines (csv): per delay, one row per schedule (kind
     'network': n scored runs, the mean over seeds of the final test MSE, R² and skill, successes and success
@@ -576,6 +742,7 @@ def _steps(n) -> str:
     return f"{int(n)} step" + ("s" if int(n) != 1 else "")
 
 
+@_per_label("table", series=False)
 def baselines_display(table: pd.DataFrame) -> pd.DataFrame:
     """A ``baselines_table`` as the Outcomes page and the report show it: Delay, Forecaster, MSE (z-scored
     units, mean over seeds), R², Skill (vs the better baseline) and Solved ('2 of 3' for a schedule, '–' for

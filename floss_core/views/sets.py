@@ -3,7 +3,12 @@ experiment naming its values of those settings (e.g. ``#3 arch=gru, floss.k=4``)
 tables say what each series is. Specs are ``experiment.spec_to_dict`` dicts; no torch, no streamlit."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
+
+from ..store import SCORED_RUN_STATUSES
+from .frames import with_labels
 
 # settings that never make two experiments different comparisons (a pooled set may differ in these too)
 NOT_A_SETTING = ("name",)
@@ -33,7 +38,7 @@ def differing_settings(specs: list[dict], *, ignore=NOT_A_SETTING) -> list[str]:
 
 
 def _value(v) -> str:
-    if isinstance(v, list):
+    if isinstance(v, (list, tuple)):
         return ",".join(map(str, v))
     return "—" if v is None else str(v)
 
@@ -61,3 +66,62 @@ def set_labels(ids: list[int], specs: list[dict], *, ignore=NOT_A_SETTING) -> di
 def poolable(specs: list[dict]) -> bool:
     """Whether the specs differ only in name, delays and seeds (their runs may be pooled into one statistic)."""
     return not differing_settings(specs, ignore=POOLABLE)
+
+
+def _values(specs: list[dict], key: str) -> str:
+    return " vs ".join(_value(flatten(s).get(key)) for s in specs)
+
+
+def pool_refusal(ids: list[int], specs: list[dict], runs: pd.DataFrame | None = None) -> str | None:
+    """Why the experiments' runs may not be pooled into one statistic, in a line (None: they may): a setting
+    other than name, delays and seeds differs ('they differ in floss.k (16 vs 4)'), or one (delay, schedule,
+    seed) run is in more than one of them (``runs``: their store.runs rows), which pooling would count twice."""
+    keys = differing_settings(specs, ignore=POOLABLE)
+    if keys:
+        return "they differ in " + ", ".join(f"{k} ({_values(specs, k)})" for k in keys)
+    if runs is not None and len(runs):
+        done = runs[runs["status"].isin(SCORED_RUN_STATUSES)]
+        dup = done[done.duplicated(["delay", "schedule", "seed"])]
+        if len(dup):
+            r = dup.iloc[0]
+            return (f"run d={r['delay']} {r['schedule']} seed {r['seed']} is in more than one of "
+                    + ", ".join(f"#{i}" for i in ids))
+    return None
+
+
+@dataclass
+class ExperimentSet:
+    """Experiments shown together: ``ids`` (the one chosen first, then those compared with it), their stored
+    specs, whether their runs are pooled into one (only where ``pool_refusal`` has nothing against it) and,
+    if not poolable, why (``refusal``)."""
+    ids: list[int]
+    specs: list[dict]
+    pooled: bool = False
+    refusal: str | None = None
+
+    @property
+    def labels(self) -> dict[int, str] | None:
+        """{id: label} when the experiments are shown side by side; None for one experiment or a pooled set
+        (its runs are then one experiment's, as far as every frame is concerned)."""
+        return None if len(self.ids) == 1 or self.pooled else set_labels(self.ids, self.specs)
+
+    def label_runs(self, runs: pd.DataFrame) -> pd.DataFrame:
+        """``runs`` with the ``label`` column of ``frames.with_labels`` when the set is shown side by side."""
+        labels = self.labels
+        return runs if labels is None else with_labels(runs, labels)
+
+    def table(self) -> pd.DataFrame:
+        """The settings that differ between the experiments (``settings_table``)."""
+        return settings_table(self.ids, self.specs)
+
+    def summary(self) -> str:
+        """What the pages show of the set, in one sentence."""
+        names = ", ".join(f"#{i}" for i in self.ids)
+        if len(self.ids) == 1:
+            return f"Experiment #{self.ids[0]}."
+        if self.pooled:
+            return (f"Experiments {names} pooled: their settings match (they differ at most in name, delays and "
+                    "seeds), so their runs count together in every statistic.")
+        why = f" ({self.refusal})" if self.refusal else ""
+        return (f"Experiments {names} side by side, each series labelled by its experiment and the settings that "
+                f"differ; every statistic is computed within one experiment, never pooled across them{why}.")
