@@ -137,18 +137,24 @@ def spec_from_dict(d: dict) -> ComparisonSpec:
     return spec
 
 
-def run_job(spec: ComparisonSpec, job: Job, *, on_progress=None, should_stop=None, on_state=None) -> list[dict]:
+def run_job(spec: ComparisonSpec, job: Job, *, on_progress=None, should_stop=None, on_state=None,
+            on_record=None) -> list[dict]:
     """Train one ensemble; records carry the delay and the comparison's name in their config.
-    ``on_state(states)``: what each member (``job.member_list``'s order) is doing now (``train.train``)."""
+    ``on_state(states)``: what each member (``job.member_list``'s order) is doing now; ``on_record(record)``:
+    a member's record as soon as it is over before the others (diverged) (``train.train``)."""
     by_name = {s.name: s for s in spec.schedules}
     members = job.member_list(spec)
-    records = train(spec.model, replace(spec.task, delay=job.delay), spec.train, spec.floss,
-                    [by_name[n] for n, _ in members], [seed for _, seed in members], members=True,
-                    device=spec.device, on_progress=on_progress, should_stop=should_stop, on_state=on_state)
-    for r in records:
+
+    def named(r: dict) -> dict:
         r["config"]["comparison"] = spec.name
         r["config"]["preset"] = spec.preset
-    return records
+        return r
+
+    records = train(spec.model, replace(spec.task, delay=job.delay), spec.train, spec.floss,
+                    [by_name[n] for n, _ in members], [seed for _, seed in members], members=True,
+                    device=spec.device, on_progress=on_progress, should_stop=should_stop, on_state=on_state,
+                    on_record=None if on_record is None else lambda r: on_record(named(r)))
+    return [named(r) for r in records]
 
 
 def run_comparison(spec: ComparisonSpec, *, on_progress=None, should_stop=None, batch: bool = True,

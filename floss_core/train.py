@@ -70,7 +70,7 @@ def work_units(schedules, steps: int) -> int:
 
 def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, floss: FlossConfig,
           schedule, seeds, *, members: bool = False, device: str = "cpu", on_progress=None,
-          should_stop=None, on_state=None) -> list[dict]:
+          should_stop=None, on_state=None, on_record=None) -> list[dict]:
     """Train one ensemble: every seed under every schedule, E = len(schedules) × len(seeds) networks.
 
     ``schedule`` is one Schedule or a sequence of them. All schedules start from the same initial
@@ -86,6 +86,8 @@ def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, flos
       on_state: ``(states)`` called as each phase begins, at most every ``STATE_EVERY_S`` as work
         progresses, and once at the end: what each member is doing now, one ``(state, step, steps)`` per
         member (``_Run.states``).
+      on_record: ``(record)`` called with a member's record as soon as it is over before the others: a
+        member that diverged (frozen); the list returned at the end holds it again, timings completed.
     Returns:
       one run record (dict) per (schedule, seed), schedules outermost: status done/diverged, success,
       convergence_step, final metrics, metrics / spectra / jacobian rows, timings (``_Run.records``),
@@ -113,7 +115,7 @@ def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, flos
         distinct = schedules
     run = _Run(model, task, train_cfg, floss, member_schedules, member_seeds, dev,
                total=work_units(distinct, train_cfg.steps), on_progress=on_progress, should_stop=should_stop,
-               on_state=on_state)
+               on_state=on_state, on_record=on_record)
     everyone = torch.ones_like(run.active)
 
     run.snapshot(0, "init", everyone)
@@ -164,7 +166,7 @@ class _Run:
     ensemble is charged to its members in equal shares, flossing only to the members that flossed."""
 
     def __init__(self, model, task, train_cfg: TrainConfig, floss: FlossConfig, schedules: list, seeds: list,
-                 dev, *, total: int, on_progress, should_stop, on_state=None):
+                 dev, *, total: int, on_progress, should_stop, on_state=None, on_record=None):
         self.t_wall, self.callback_seconds = time.perf_counter(), 0.0
         self.model, self.task, self.cfg, self.fl = model, task, train_cfg, floss
         self.schedules, self.dev = schedules, dev
@@ -192,7 +194,7 @@ class _Run:
         self.done, self.total, self.on_progress, self.should_stop = 0, total, on_progress, should_stop
         # what each member is doing (STATES), the training steps done, the flossing phase's (step, steps)
         self.state, self.trained, self.flossing_at = ["diagnostics"] * e, 0, (0, 0)
-        self.on_state, self.state_t = on_state, -math.inf
+        self.on_state, self.state_t, self.on_record = on_state, -math.inf, on_record
 
     # -- bookkeeping
     def _alive(self, who: torch.Tensor) -> list[int]:
@@ -254,11 +256,19 @@ class _Run:
             self.seconds[part][i] += seconds / len(members)
 
     def diverge(self, bad: torch.Tensor, step: int, reason: str) -> None:
+        """Freeze the active members in ``bad`` as diverged at ``step``; ``on_record`` gets their records
+        at once (they are over, whatever their ensemble-mates still do)."""
         if bool(bad.any()):
-            for i in self._alive(bad):
+            frozen = self._alive(bad)
+            for i in frozen:
                 self.members[i].diverged_step, self.members[i].reason = step, reason
                 self.state[i] = "diverged"
             self.active.mul_(~bad)
+            if self.on_record and frozen:
+                t0 = time.perf_counter()
+                for i in frozen:
+                    self.on_record(self.record(i))
+                self.callback_seconds += time.perf_counter() - t0   # nobody's part (``_clock``)
 
     def log(self, step: int, i: int, **values) -> None:
         self.members[i].metrics += [{"step": step, "name": name, "value": float(v)} for name, v in values.items()]
@@ -414,27 +424,31 @@ class _Run:
         callbacks), so the members' wall seconds add up to the ensemble's. ``final`` carries the step
         counts: ``train_steps`` (updates applied: fewer after a divergence) and ``floss_steps`` (flossing
         steps taken, joint terms included)."""
-        wall = time.perf_counter() - self.t_wall
-        e, sec = len(self.members), self.seconds
-        rest = (wall - sum(sum(sec[part]) for part in PARTS)) / e
         trained = self.steps["train"].tolist()
+        return [self.record(i, trained[i]) for i in range(len(self.members))]
+
+    def record(self, i: int, trained: int | None = None) -> dict:
+        """Member ``i``'s run record now (``records``; a diverged member's is final but for its timings,
+        which go on taking their share until the ensemble ends). ``trained``: its training steps applied,
+        if known."""
+        wall = time.perf_counter() - self.t_wall
+        e, sec, m = len(self.members), self.seconds, self.members[i]
+        rest = (wall - sum(sum(sec[part]) for part in PARTS)) / e
+        trained = int(self.steps["train"][i]) if trained is None else trained
         base = {"model": asdict(self.model), "task": asdict(self.task), "train": asdict(self.cfg),
                 "floss": asdict(self.fl)}
-        records = []
-        for i, m in enumerate(self.members):
-            status = "diverged" if m.diverged_step is not None else "done"
-            records.append({
-                "schedule": self.schedules[i].name, "seed": m.seed, "member": i,
-                "config": {**base, "schedule": asdict(self.schedules[i]), "seed": m.seed},
-                "status": status, "success": status == "done" and m.convergence_step is not None,
-                "convergence_step": m.convergence_step, "diverged_step": m.diverged_step, "reason": m.reason,
-                "final": {**m.final, "ensemble_size": e, "train_steps": int(trained[i]),
-                          "floss_steps": self.steps["floss"][i]},
-                **{f"{part}_seconds": sec[part][i] for part in PARTS},
-                "wall_seconds": sum(sec[part][i] for part in PARTS) + rest,
-                "device": str(self.dev), "versions": versions(),
-                "metrics": m.metrics, "spectra": m.spectra, "jacobian": m.jacobian})
-        return records
+        status = "diverged" if m.diverged_step is not None else "done"
+        return {
+            "schedule": self.schedules[i].name, "seed": m.seed, "member": i,
+            "config": {**base, "schedule": asdict(self.schedules[i]), "seed": m.seed},
+            "status": status, "success": status == "done" and m.convergence_step is not None,
+            "convergence_step": m.convergence_step, "diverged_step": m.diverged_step, "reason": m.reason,
+            "final": {**m.final, "ensemble_size": e, "train_steps": int(trained),
+                      "floss_steps": self.steps["floss"][i]},
+            **{f"{part}_seconds": sec[part][i] for part in PARTS},
+            "wall_seconds": sum(sec[part][i] for part in PARTS) + rest,
+            "device": str(self.dev), "versions": versions(),
+            "metrics": m.metrics, "spectra": m.spectra, "jacobian": m.jacobian}
 
 
 def versions() -> dict:

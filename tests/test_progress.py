@@ -346,3 +346,38 @@ def test_cancel_mid_run_counts_finished_and_cancelled_runs_on_status(tmp_path, m
     out = capsys.readouterr().out
     assert out.startswith(f"experiment {eid} 'comparison': cancelled: 2 runs finished, 2 cancelled, ")
     assert "ETA —" in out
+
+
+# ------------------------------------------------------------------------------------ runs over early
+DIVERGING = {**TINY, "steps": 200, "floss_lr": 100.0}   # pre's flossing blows up at once; none trains on
+
+
+def recording_store(path, saves):
+    """A real store that notes, at each save_runs, what it saved and how the experiment then stood."""
+    class Recording(Store):
+        def save_runs(self, experiment_id, records):
+            ids = super().save_runs(experiment_id, records)
+            saves.append(([(r["schedule"], r["seed"], r["status"]) for r in records],
+                          views.runs_summary(self.experiment(experiment_id))))
+            return ids
+
+    return Recording(path)
+
+
+@pytest.mark.filterwarnings("ignore::floss_core.lyapunov.LyapunovAccuracyWarning")   # the blow-up, on purpose
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])
+def test_a_diverged_run_is_stored_and_counted_while_its_ensemble_trains_on(tmp_path, workers):
+    saves = []
+    with recording_store(tmp_path / "floss.db", saves) as store:
+        eid = runner.run_here(make_spec("quick", **DIVERGING), store, max_workers=workers)
+        runs = store.runs(eid).set_index(["schedule", "seed"])
+        assert store.experiment(eid)["status"] == "done"
+    early = [(what, summary) for what, summary in saves if all(status == "diverged" for *_, status in what)]
+    assert early, saves
+    assert all(schedule == "pre" for what, _ in early for schedule, _, _ in what)
+    # stored before its ensemble ended: counted as finished while the none runs were still running
+    assert early[0][1] in ("running, 1 of 4 runs finished", "running, 2 of 4 runs finished")
+    assert saves.index(early[0]) < len(saves) - 1 and len(saves[-1][0]) >= 2
+    assert runs.loc[("pre", 0), "status"] == runs.loc[("pre", 1), "status"] == "diverged"
+    assert runs.loc[("none", 0), "status"] == "done"
+    assert "flossing exponents became non-finite" in runs.loc[("pre", 0), "reason"]

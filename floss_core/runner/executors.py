@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import queue
 import time
 import uuid
 
@@ -96,13 +97,21 @@ def _run_experiment(store: Store, experiment_id, executor, scheduler, worker_id,
         log.info("experiment %s: %s saved (%s)", experiment_id, job.label,
                  ", ".join(f"seed {r['seed']} {r['status']}" for r in keep))
 
+    def save_early(job: Job, record: dict) -> None:
+        # a run over before its ensemble (diverged): stored now, so it counts as finished at once; its
+        # ensemble's save rewrites it with its timings completed
+        if int(record["seed"]) not in skip[(job.delay, record["schedule"])]:
+            store.save_runs(experiment_id, [record])
+            log.info("experiment %s: %s seed %s %s at step %s, saved before its ensemble ends", experiment_id,
+                     record["schedule"], record["seed"], record["status"], record["diverged_step"])
+
     try:
         if executor == "dask":
             _run_dask(spec, pending, save, progress, scheduler)
         elif pool:
-            _run_pool(spec, pending, save, progress, max_workers)
+            _run_pool(spec, pending, save, progress, max_workers, early=save_early)
         else:
-            _run_jobs_in_process(spec, pending, save, progress)
+            _run_jobs_in_process(spec, pending, save, progress, early=save_early)
         progress.write(force=True)
     except Cancelled:
         return _finish(store, experiment_id, "cancelled", None)
@@ -181,7 +190,7 @@ def _apply_thread_setting() -> None:
 
 
 # ---- this process
-def _run_jobs_in_process(spec, jobs, save, progress: _Progress) -> None:
+def _run_jobs_in_process(spec, jobs, save, progress: _Progress, early=None) -> None:
     """The jobs one after another in this process, on FLOSS_THREADS torch threads; the caller's thread
     setting is restored after (a library caller's process keeps its own)."""
     import torch
@@ -207,7 +216,8 @@ def _run_jobs_in_process(spec, jobs, save, progress: _Progress) -> None:
 
             try:
                 records = run_job(spec, job, on_progress=on_progress, should_stop=progress.should_stop,
-                                  on_state=functools.partial(progress.report_states, slot))
+                                  on_state=functools.partial(progress.report_states, slot),
+                                  on_record=None if early is None else functools.partial(early, job))
             except Cancelled:
                 raise
             except Exception as e:  # noqa: BLE001 - any error of a job fails the experiment, with its message
@@ -254,14 +264,17 @@ def _drain(spec, futures: dict, save, progress: _Progress, result, stop, poll=la
 # ---- local process pool
 _POOL_STOP = None      # in a pool process: a multiprocessing Event set by the parent to stop all jobs
 _POOL_PROGRESS = None  # in a pool process: shared array, each job's progress from its offset (``_pool_job``)
+_POOL_RECORDS = None   # in a pool process: a queue of (offset, record) for runs over before their job
 
 
-def _pool_init(stop_event, progress_array) -> None:
-    global _POOL_STOP, _POOL_PROGRESS
+def _pool_init(stop_event, progress_array, records=None) -> None:
+    global _POOL_STOP, _POOL_PROGRESS, _POOL_RECORDS
     import torch
     torch.set_num_threads(1)  # several jobs side by side: oversubscribed threads slow torch down badly
     native.keep_freed_memory()
-    _POOL_STOP, _POOL_PROGRESS = stop_event, progress_array
+    _POOL_STOP, _POOL_PROGRESS, _POOL_RECORDS = stop_event, progress_array, records
+    if records is not None:
+        records.cancel_join_thread()   # never wait at exit for records nobody reads any more
 
 
 _SLOT = 3   # a job's part of the shared array: started, units done, training steps done; then per member
@@ -286,13 +299,27 @@ def _pool_job(spec_dict: dict, delay: int, schedules: list, members: list, at: i
             j = at + _SLOT + 3 * i
             shared[j], shared[j + 1], shared[j + 2] = STATES.index(state) + 1, step, steps
 
+    def on_record(record):
+        _POOL_RECORDS.put((at, record))
+
     return run_job(spec, Job(delay, tuple(schedules), tuple(map(tuple, members))), on_progress=on_progress,
-                   should_stop=_POOL_STOP.is_set, on_state=on_state)
+                   should_stop=_POOL_STOP.is_set, on_state=on_state,
+                   on_record=None if _POOL_RECORDS is None else on_record)
 
 
-def _pool_poll(spec, jobs, offsets, shared, progress: _Progress) -> None:
+def _pool_poll(spec, jobs, offsets, shared, progress: _Progress, records=None, early=None) -> None:
     """What the pool's jobs wrote to the shared array, passed to ``progress``; a job's runs are marked
-    running when a process starts it (until then they are queued, waiting for a free process)."""
+    running when a process starts it (until then they are queued, waiting for a free process). The
+    records of runs over before their job (``records``, a queue) go to ``early``, unless that job has
+    ended meanwhile (its own save holds them)."""
+    while records is not None:
+        try:
+            at, record = records.get_nowait()
+        except queue.Empty:
+            break
+        slot = offsets.index(at)
+        if not progress.jobs[slot].finished:
+            early(jobs[slot], record)
     for slot, (job, at) in enumerate(zip(jobs, offsets)):
         if progress.jobs[slot].finished or not shared[at]:
             continue
@@ -305,7 +332,7 @@ def _pool_poll(spec, jobs, offsets, shared, progress: _Progress) -> None:
                                            int(shared[at + _SLOT + 3 * i + 2])) for i, c in enumerate(codes)])
 
 
-def _run_pool(spec, jobs, save, progress: _Progress, max_workers: int) -> None:
+def _run_pool(spec, jobs, save, progress: _Progress, max_workers: int, early=None) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -313,9 +340,10 @@ def _run_pool(spec, jobs, save, progress: _Progress, max_workers: int) -> None:
     sizes = [_SLOT + 3 * len(job.member_list(spec)) for job in jobs]
     offsets = [sum(sizes[:i]) for i in range(len(jobs))]
     stop_event, shared = ctx.Event(), ctx.Array("d", sum(sizes), lock=False)
+    records = ctx.Queue() if early is not None else None
     spec_dict = spec_to_dict(spec)
     pool = ProcessPoolExecutor(max_workers=min(max_workers, len(jobs)), mp_context=ctx,
-                               initializer=_pool_init, initargs=(stop_event, shared))
+                               initializer=_pool_init, initargs=(stop_event, shared, records))
     try:
         futures = {}
         for slot, job in enumerate(jobs):
@@ -323,7 +351,7 @@ def _run_pool(spec, jobs, save, progress: _Progress, max_workers: int) -> None:
                                 offsets[slot])] = (slot, job)
         # stop: the jobs poll the event every step and raise Cancelled
         _drain(spec, futures, save, progress, lambda f: f.result(), lambda _left: stop_event.set(),
-               poll=lambda: _pool_poll(spec, jobs, offsets, shared, progress))
+               poll=lambda: _pool_poll(spec, jobs, offsets, shared, progress, records, early))
     finally:
         # Not waiting: on a cancel the store is updated at once while the jobs notice the event and
         # end (within a step, or as soon as a process that was still importing torch starts).
