@@ -390,6 +390,9 @@ def test_the_report_shows_what_flossing_controls(fx):
     assert [t.split(" ")[0] for t in titles].index("κ₂") < [t.split(" ")[0] for t in titles].index("Condition")
     assert any("unflossed bottom exponents" in c for c in captions)
     assert any(t.startswith("Seeds solved vs training step") for t in titles)
+    # issue 16 (item 7): the accuracy chart draws the success threshold (the fixture's success_acc 0.55)
+    acc = next(f for _, f in shown if f.layout.title.text.startswith("test acc during training"))
+    assert [sh.y0 for sh in acc.layout.shapes if sh.line.dash == "dash"] == [0.55]
 
 
 # ------------------------------------------------------------------------------------ reproduce

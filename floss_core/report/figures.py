@@ -118,9 +118,10 @@ def figures(data: ReportData) -> list[tuple[str, object]]:
         at = runs[runs["delay"] == delay]
         label = score.replace("_", " ")
         out.append((f"{label.capitalize()} at each evaluation, delay {delay}: mean ± 1 s.d. across seeds (band) "
-                    "and every seed (thin lines).",
+                    "and every seed (thin lines); dashed: the success threshold.",
                     views.fig_metric(band, seeds=views.metric_seeds(data.metrics, at, score), y=label,
-                                     title=f"{label} during training, delay {delay}")))
+                                     title=f"{label} during training, delay {delay}",
+                                     threshold=views.success_thresholds(at))))
     curves = views.survival_curves(runs[runs["delay"] == delay])
     if len(curves):
         out.append((f"Fraction of seeds solved by each training step at delay {delay} (Kaplan–Meier, 95% band): a "
@@ -225,9 +226,10 @@ def set_figures(data: ReportData) -> list[tuple[str, object]]:
         bands = [x for x in bands if len(x[0])]
         if bands:
             name = score.replace("_", " ")
+            bars = sorted({t for _, p, _ in bands for t in views.success_thresholds(p.finished)})
             out.append((f"{name.capitalize()} at each evaluation, at {at_text}: mean ± 1 s.d. across seeds per "
-                        "experiment (line style) and schedule (colour).",
-                        _overlay([views.fig_metric(b, y=name, title="") for b, _, _ in bands],
+                        "experiment (line style) and schedule (colour); dashed: the success threshold.",
+                        _overlay([views.fig_metric(b, y=name, title="", threshold=bars) for b, _, _ in bands],
                                  [label for _, _, label in bands], title=f"{name} during training, {at_text}")))
     curves = [(views.survival_curves(p.finished[p.finished["delay"] == delay_of[p.label]]), p) for p in parts]
     curves = [(c, p) for c, p in curves if len(c)]
