@@ -326,8 +326,9 @@ def test_checkpoint_rejections_name_the_problem(tmp_path):
          "pass prefix='lstm.'"),
         (_saved([torch.zeros(3)]), dict(arch="lstm", **kw), "not a state_dict: the file holds a list"),
         (_saved({"model": nn.LSTM(2, 6).state_dict()}), dict(arch="lstm", **kw), "training checkpoint"),
-        (_saved(NotAStateDict()), dict(arch="lstm", **kw), "it holds print, which torch.load"),
-        (_saved(nn.LSTM(2, 6)), dict(arch="lstm", **kw), "holds torch.nn.modules.rnn.LSTM"),   # a pickled module
+        (_saved(NotAStateDict()), dict(arch="lstm", **kw), r"holds code or objects other than tensors \(print\)"),
+        (_saved(nn.LSTM(2, 6)), dict(arch="lstm", **kw),   # a pickled module
+         r"other than tensors \(torch.nn.modules.rnn.LSTM\); save the module's state_dict"),
         (b"not a torch file", dict(arch="lstm", **kw), "could not read the checkpoint"),
         (b"PK\x03\x04 broken zip", dict(arch="lstm", **kw), "could not read the checkpoint"),
         (b"", dict(arch="lstm", **kw), "checkpoint is empty"),
@@ -356,6 +357,36 @@ def test_weights_only_refusal_runs_no_code(capsys):
     assert "must never run" not in capsys.readouterr().out
     with pytest.raises(pickle.UnpicklingError):     # the guard is torch's own: prove it is on
         torch.load(io.BytesIO(_saved(NotAStateDict())), weights_only=True)
+
+
+class Payload:
+    """A malicious checkpoint: unpickling it would run a shell command (it creates a file)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_checkpoint_is_refused_without_advice_to_turn_the_guard_off(tmp_path):
+    """Issue 16: torch's own text, cut at "Re-running `torch.load` with `weights_only` set to `False`", read
+    alone as advice to switch the protection off; the message says the file was refused, and why."""
+    marker = tmp_path / "ran"
+    payloads = {"bare": Payload(marker), "in a dict": {"weight_ih_l0": Payload(marker)},
+                "beside tensors": {**nn.RNN(1, 4).state_dict(), "extra": Payload(marker)}}
+    for what, obj in payloads.items():
+        path = tmp_path / "evil.pt"
+        path.write_bytes(_saved(obj))
+        for source in (path.read_bytes(), str(path)):
+            with pytest.raises(ValueError) as e:
+                A.load_checkpoint(source, arch="rnn", hidden=4, input_size=1)
+            text = str(e.value)
+            assert text.startswith("checkpoint refused: the file holds code or objects other than tensors"), (what, text)
+            assert "system" in text, text             # what it holds: the function it would have called
+            for advice in ("weights_only", "Re-running", "torch.load", "trusted", "False", "\n"):
+                assert advice not in text, (what, advice, text)
+    assert not marker.exists()                        # and nothing from the files ran
 
 
 # ------------------------------------------------------------------------ reports and the CLI

@@ -4,6 +4,7 @@ import hashlib
 import inspect
 import json
 import math
+import os
 import sqlite3
 import subprocess
 import sys
@@ -431,7 +432,7 @@ def test_heartbeat_and_requeue_stale(store):
     ghost = store.add_experiment({}, name="ghost", runs=planned())  # its worker never sent a heartbeat
     idle = store.add_experiment({}, name="idle", runs=planned())     # still queued: not touched
     store.heartbeat("w-dead", 1234, "busy")
-    store.heartbeat("w-live", 1235, "busy")
+    store.heartbeat("w-live", os.getpid(), "busy")   # a live process: a row on this host with a gone pid is dead
     for worker, eid in (("w-dead", dead), ("w-live", live), ("w-ghost", ghost)):
         assert store.claim_next_experiment(worker) == eid
     store.save_runs(dead, [make_record("pre", 0)])
@@ -452,7 +453,7 @@ def test_heartbeat_and_requeue_stale(store):
     assert store.requeue_stale(max_age_s=15) == []
     assert store.metrics(dead)["run_id"].nunique() == 1  # the finished run's results survive
 
-    store.heartbeat("w-live", 1234, "idle")
+    store.heartbeat("w-live", os.getpid(), "idle")
     assert store.alive_workers()[0]["status"] == "idle"
     store.remove_worker("w-live")
     assert store.alive_workers() == []
@@ -545,3 +546,91 @@ def test_concurrent_reader_and_two_writers(tmp_path):
             assert len(s.metrics(eid)) == n * per_run
             assert len(s.jacobian(eid)) == n * 2
         assert s.integrity_check() == "ok"
+
+
+# ---------------------------------------------------------------------- faults (issue 16, item 6)
+def _gone_pid() -> int:
+    """The pid of a process of this host that has ended (and been reaped)."""
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_a_worker_whose_pid_is_gone_is_dead_at_once(store):
+    """kill -9 leaves a 'busy' row with a fresh heartbeat; on this host a gone pid is proof of death: the row
+    is marked dead and its experiment re-queued at once, long before the heartbeat would go stale."""
+    from floss_core.store.queue import pid_alive
+
+    gone = _gone_pid()
+    assert not pid_alive(gone) and pid_alive(os.getpid())
+    eid = store.add_experiment({}, name="orphaned", runs=planned())
+    store.heartbeat("w-gone", gone, "busy")
+    store.heartbeat("w-here", os.getpid(), "idle")
+    store.heartbeat("w-elsewhere", gone, "idle")   # the same pid on another host says nothing about it
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE workers SET host = 'another-host' WHERE worker_id = 'w-elsewhere'")
+    conn.close()
+    assert store.claim_next_experiment("w-gone") == eid
+    assert [w["worker_id"] for w in store.alive_workers(max_age_s=600)] == ["w-here", "w-elsewhere"]
+    assert {w["worker_id"]: w["status"] for w in store.workers(max_age_s=600)} == \
+        {"w-gone": "dead", "w-here": "idle", "w-elsewhere": "idle"}
+    assert count(store.path, "SELECT status FROM workers WHERE worker_id = 'w-gone'") == "dead"
+    assert store.requeue_stale(max_age_s=600) == [eid]
+    exp = store.experiment(eid)
+    assert exp["status"] == "queued" and exp["attempts"] == 1 and exp["worker_id"] is None
+    # a late heartbeat is listed as dead but not written so: the worker may still beat again
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE workers SET heartbeat_at = heartbeat_at - 100 WHERE worker_id = 'w-here'")
+    conn.close()
+    assert {w["worker_id"]: w["status"] for w in store.workers(max_age_s=15)}["w-here"] == "dead"
+    assert count(store.path, "SELECT status FROM workers WHERE worker_id = 'w-here'") == "idle"
+    store.heartbeat("w-here", os.getpid(), "busy")
+    assert [(w["worker_id"], w["status"]) for w in store.alive_workers()] == [("w-here", "busy"),
+                                                                              ("w-elsewhere", "idle")]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="zombies are read from /proc (Linux)")
+def test_an_unreaped_zombie_is_not_alive():
+    from floss_core.store.queue import pid_alive
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 60
+        while Path(f"/proc/{p.pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0] != b"Z":
+            assert time.monotonic() < deadline, "the child did not end"
+            time.sleep(0.02)
+        assert not pid_alive(p.pid)   # kill(pid, 0) still succeeds on a zombie
+    finally:
+        p.wait()
+
+
+def test_a_read_only_store_reads_and_refuses_writes_in_one_line(store):
+    eid = store.add_experiment({"k": 1}, name="kept", runs=planned())
+    store.heartbeat("w", _gone_pid(), "busy")
+    assert Store(store.path, read_only=None).read_only is False   # None: read-only only if it must be
+    with Store(store.path, read_only=True) as ro:
+        assert ro.read_only and "read_only=True" in repr(ro)
+        assert list(ro.experiments()["name"]) == ["kept"] and len(ro.runs(eid)) == 4
+        assert [w["status"] for w in ro.workers()] == ["dead"]      # listed dead, nothing written
+        for write in (lambda: ro.add_experiment({}, name="x"), lambda: ro.request_cancel(eid),
+                      lambda: ro.heartbeat("w2", 1), ro.requeue_stale, lambda: ro.save_cost_table({})):
+            with pytest.raises(StoreError, match=f"cannot write the store {ro.path}") as e:
+                write()
+            assert "\n" not in str(e.value)
+    assert count(store.path, "SELECT status FROM workers") == "busy"
+    assert len(store.experiments()) == 1 and not store.cancel_requested(eid)
+
+
+def test_a_read_only_open_never_migrates(tmp_path):
+    from floss_core.store import MIGRATIONS, _statements
+
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in _statements(MIGRATIONS[1]):
+        conn.execute(statement)
+    conn.execute("INSERT INTO meta VALUES ('schema_version', '1'), ('store_id', 'abc')")
+    conn.close()
+    before = sha(path)
+    with pytest.raises(StoreError, match="schema version 1 and needs upgrading .* needs write permission"):
+        Store(path, read_only=True)
+    assert sha(path) == before

@@ -64,6 +64,30 @@ def _read_bytes(file_or_bytes, max_bytes: int) -> bytes:
     return data
 
 
+# torch's refusal wraps the unpickler's reason in advice to load the file with weights_only=False, i.e.
+# to run its code; none of that text is shown, only what the file holds (the named global, if any)
+_REFUSED = "checkpoint refused: the file holds code or objects other than tensors"
+
+
+def _unreadable(text: str, kind: str) -> str:
+    """One line for a file ``torch.load(weights_only=True)`` would not read; never torch's advice."""
+    found = re.search(r"GLOBAL (\S+?)\.?(?:\s|$)", text)   # "Unsupported global: GLOBAL x.y was ..." or
+    if found:                                              # "... unsupported GLOBAL x.y whose module x is blocked"
+        name = found.group(1)
+        return f"{_REFUSED} ({name})" + ("; save the module's state_dict() instead" if name.startswith("torch.") else "")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reasons = [line for line in lines if not any(w in line.lower() for w in _TORCH_ADVICE)]
+    if any(w in r for r in reasons for w in _OBJECTS):   # an object built or called: refused, as a global is
+        return _REFUSED
+    if reasons:   # e.g. "Unsupported operand 110" (not a pickle at all), "Invalid magic number"
+        return f"could not read the checkpoint as a torch.save file: {reasons[0][:200]}"
+    return _REFUSED if lines else f"could not read the checkpoint as a torch.save file: {kind}"
+
+
+_TORCH_ADVICE = ("weights_only", "weights only", "torch.load", "trusted source", "file an issue")
+_OBJECTS = ("call reduce", "new object", "Can only build", "but got")
+
+
 def _shape(t) -> str:
     return "(" + ", ".join(str(s) for s in t.shape) + ")"
 
@@ -84,14 +108,7 @@ def load_checkpoint(file_or_bytes, *, arch: str, hidden: int, input_size: int, n
     try:
         sd = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure to unpickle is the file's fault
-        text = str(e)
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-        if found:
-            raise ValueError(f"not a plain state_dict: it holds {found.group(1)}, which torch.load(weights_only=True) "
-                             "refuses to run; save module.state_dict() instead") from None
-        found = re.search(r"WeightsUnpickler error:\s*(.+)", text)
-        reason = found.group(1).strip() if found else (text.strip().splitlines() or [type(e).__name__])[0]
-        raise ValueError(f"could not read the checkpoint as a torch.save file: {reason[:200]}") from None
+        raise ValueError(_unreadable(str(e), type(e).__name__)) from None
     if not isinstance(sd, dict):
         raise ValueError(f"not a state_dict: the file holds a {type(sd).__name__}, expected a dict of tensors "
                          "(save module.state_dict())")

@@ -51,8 +51,10 @@ def _add_store_arg(p) -> None:
     p.add_argument("--store", default=None, help="store file (default: $FLOSS_STORE, else ./floss_data/floss.db)")
 
 
-def _open_store(prog: str, path, *, create: bool = True):
-    """The store at ``path`` (default location if None); a bad file is one line on stderr and exit 2."""
+def _open_store(prog: str, path, *, create: bool = True, write: bool = True):
+    """The store at ``path`` (default location if None); a bad file, or one this user may not write (when
+    ``write``) or read, is one line on stderr naming the path and exit 2. ``write=False`` (status, report):
+    a store this user may not write is opened read-only."""
     from pathlib import Path
 
     from ..store import Store, StoreError, default_store_path
@@ -61,7 +63,7 @@ def _open_store(prog: str, path, *, create: bool = True):
     if not create and not path.exists():
         _fail(prog, f"no store at {path}; queue an experiment with submit first, or pass --store PATH")
     try:
-        return Store(path, create=create)
+        return Store(path, create=create, read_only=False if write else None)
     except StoreError as e:
         _fail(prog, str(e))
 

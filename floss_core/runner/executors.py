@@ -2,7 +2,8 @@
 their records saved as each job ends, and the experiment's final status set.
 
 * ``local`` executor: jobs run one after another in this process, or, with ``max_workers > 1``, in a
-  ``ProcessPoolExecutor`` (spawned processes, one torch thread each) that hands records back;
+  ``ProcessPoolExecutor`` (spawned processes, one torch thread each) that hands records back; the pool's
+  processes die with the process that started them, even on ``kill -9`` (``die_with_parent``);
 * ``dask`` executor: each job is a task ``_dask_job(spec_dict, delay, schedule)`` on a Dask distributed
   cluster; the task returns its records as JSON text, so only plain data travels back.
 
@@ -15,7 +16,11 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import queue
+import signal
+import sys
+import threading
 import time
 import uuid
 
@@ -267,14 +272,55 @@ _POOL_PROGRESS = None  # in a pool process: shared array, each job's progress fr
 _POOL_RECORDS = None   # in a pool process: a queue of (offset, record) for runs over before their job
 
 
-def _pool_init(stop_event, progress_array, records=None) -> None:
+def _pool_init(stop_event, progress_array, parent_pid: int | None = None, records=None) -> None:
     global _POOL_STOP, _POOL_PROGRESS, _POOL_RECORDS
     import torch
     torch.set_num_threads(1)  # several jobs side by side: oversubscribed threads slow torch down badly
     native.keep_freed_memory()
+    if native.enabled():
+        # Loaded before the death signal is armed: a SIGKILL inside torch's build lock (its FileBaton, taken
+        # even when the build is up to date) would leave the lock file, on which later processes wait.
+        native.load()
+    if parent_pid is not None:
+        die_with_parent(parent_pid)   # a parent that died meanwhile is noticed here: this process ends
     _POOL_STOP, _POOL_PROGRESS, _POOL_RECORDS = stop_event, progress_array, records
     if records is not None:
         records.cancel_join_thread()   # never wait at exit for records nobody reads any more
+
+
+_PR_SET_PDEATHSIG = 1   # linux/prctl.h
+
+
+def die_with_parent(parent_pid: int, *, use_prctl: bool = True, interval_s: float = 1.0) -> str:
+    """End this process when ``parent_pid`` (the process that started it) dies, even by ``kill -9``,
+    which runs no cleanup in the parent: a pool's processes must not train on, orphaned, for nobody.
+
+    Linux: the kernel sends SIGKILL at the parent's death (``prctl(PR_SET_PDEATHSIG)``; it fires when the
+    thread that started this process ends, and a pool is started and used by one thread of the caller).
+    Elsewhere (or ``use_prctl=False``): a daemon thread checks every ``interval_s`` that the parent is
+    still ours. Either way, a parent that died before this was set up is caught by the check of
+    ``os.getppid()`` here. Returns how: 'prctl' or 'watchdog'.
+    """
+    how = "watchdog"
+    if use_prctl and sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+                how = "prctl"
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the signal was asked for
+        os._exit(1)
+    if how == "watchdog":
+        def watch():
+            while os.getppid() == parent_pid:
+                time.sleep(interval_s)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="floss-parent-watchdog", daemon=True).start()
+    return how
 
 
 _SLOT = 3   # a job's part of the shared array: started, units done, training steps done; then per member
@@ -343,7 +389,7 @@ def _run_pool(spec, jobs, save, progress: _Progress, max_workers: int, early=Non
     records = ctx.Queue() if early is not None else None
     spec_dict = spec_to_dict(spec)
     pool = ProcessPoolExecutor(max_workers=min(max_workers, len(jobs)), mp_context=ctx,
-                               initializer=_pool_init, initargs=(stop_event, shared, records))
+                               initializer=_pool_init, initargs=(stop_event, shared, os.getpid(), records))
     try:
         futures = {}
         for slot, job in enumerate(jobs):

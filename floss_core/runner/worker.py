@@ -3,8 +3,11 @@ in the calling process (``run_here``), and starting a detached worker for the da
 
 Crash safety comes from the store: a worker heartbeats every few seconds from a thread of its own, and
 ``Store.requeue_stale`` puts the unfinished runs of a silent worker's experiment back in the queue
-(``stale_after``: FLOSS_STALE_S seconds without a heartbeat). A worker leaving cleanly (also on SIGTERM
-or Ctrl-C) deregisters and hands back what it was running at once.
+(``stale_after``: FLOSS_STALE_S seconds without a heartbeat). A worker killed outright (``kill -9``) on
+this host is noticed sooner: its pid is gone, so the next worker to start (``requeue_stale`` runs first
+thing) or the dashboard's ``Store.alive_workers`` marks its row dead and its experiment goes back to the
+queue at once; its pool's processes died with it (``executors.die_with_parent``). A worker leaving
+cleanly (also on SIGTERM or Ctrl-C) deregisters and hands back what it was running at once.
 """
 from __future__ import annotations
 

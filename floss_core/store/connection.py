@@ -11,6 +11,14 @@ A worker process writes results, the dashboard reads them, possibly at the same 
   after a fork the child quietly opens its own). Other processes open their own ``Store``.
 
 A file is inspected read-only before anything is written, so a foreign or newer file is never touched.
+
+Permissions (issue 16): a store this user cannot write is refused for writing up front with one line naming
+the path and what is not writable (the file, or the folder where SQLite's WAL mode keeps its ``-wal`` and
+``-shm`` files), never SQLite's "unable to open database file". ``read_only=True`` (or ``None``: read-only
+exactly when this user cannot write it) opens it with ``mode=ro``; a WAL reader needs the ``-shm`` file, so
+when there is none and the folder is not writable either, the file is opened ``immutable=1``: no -shm, no
+locks. That is sound only because then no writer has it open (every WAL writer keeps a -shm beside it), and
+a ``-wal`` left with content is refused, since an immutable reader would silently skip its transactions.
 """
 
 from __future__ import annotations
@@ -32,15 +40,38 @@ _COST_KEY = "cost_table:"  # meta key of a device's cost table (+ the device)
 
 
 class _Connection:
-    """The connection plumbing of ``Store`` (see there for the arguments)."""
+    """The connection plumbing of ``Store`` (see there for ``path`` and ``create``).
 
-    def __init__(self, path: str | os.PathLike | None = None, *, create: bool = True):
+    ``read_only``: False (the default) opens the store for writing, and a store this user may not write
+    (the file, or its folder, where the WAL files live) is refused with a one-line ``StoreError`` naming
+    the path; True opens it read-only (every write then raises ``StoreError``); None is read-only exactly
+    when this user may not write it (what ``status`` and ``report`` do).
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, *, create: bool = True,
+                 read_only: bool | None = False):
         self.path = Path(path) if path is not None else default_store_path()
         self._lock = threading.RLock()
-        version = _inspect(self.path, create=create)  # read-only: a foreign file is never written
-        if version is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn: sqlite3.Connection | None = self._connect()
+        self._conn: sqlite3.Connection | None = None
+        if read_only is None:  # read-only exactly when this user may not write it
+            read_only = self.path.exists() and _write_problem(self.path) is not None
+        self.read_only = bool(read_only)
+        version = _inspect(self.path, create=create and not self.read_only)  # a foreign file is never written
+        if self.read_only:
+            if version < SCHEMA_VERSION:
+                raise StoreError(f"{self.path} has schema version {version} and needs upgrading to {SCHEMA_VERSION}, "
+                                 "which needs write permission; it was opened read-only and left unchanged")
+            self._conn = self._connect()
+            return
+        problem = _write_problem(self.path)
+        if problem:
+            raise StoreError(problem)
+        try:
+            if version is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = self._connect()
+        except (OSError, sqlite3.OperationalError) as e:  # e.g. a read-only file system
+            raise StoreError(f"cannot open the store {self.path} for writing: {getattr(e, 'strerror', None) or e}") from None
         if version is None or version < SCHEMA_VERSION:
             try:
                 self._migrate()
@@ -49,6 +80,11 @@ class _Connection:
                 raise
 
     def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            conn = _connect_read_only(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._pid = os.getpid()
+            return conn
         # isolation_level=None: no implicit transactions, every BEGIN below is written out.
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
                                check_same_thread=False)
@@ -73,6 +109,8 @@ class _Connection:
     @contextlib.contextmanager
     def _write(self, *, count: bool = True) -> Iterator[sqlite3.Connection]:
         """One write transaction; bumps meta.change_counter if it changed any row (and ``count``)."""
+        if self.read_only:
+            raise StoreError(_write_problem(self.path) or f"cannot write the store {self.path}: it was opened read-only")
         with self._lock:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
@@ -144,7 +182,7 @@ class _Connection:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Store({str(self.path)!r})"
+        return f"Store({str(self.path)!r}" + (", read_only=True)" if self.read_only else ")")
 
     # ------------------------------------------------------------------ housekeeping
 
@@ -198,19 +236,85 @@ def _inspect(path: Path, *, create: bool) -> int | None:
         if create:
             return None
         raise StoreError(_NOT_A_STORE.format(path=path, why="the file is empty"))
+    conn = _connect_read_only(path)
     try:
-        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
-        try:
-            version = _schema_version(conn, path)
-        finally:
-            conn.close()
+        version = _schema_version(conn, path)
     except sqlite3.DatabaseError as exc:
         raise StoreError(_NOT_A_STORE.format(path=path, why=exc)) from None
+    finally:
+        conn.close()
     if version is None and not create:
         raise StoreError(_NOT_A_STORE.format(path=path, why="an SQLite database without tables"))
     if version is not None and version > SCHEMA_VERSION:
         raise _newer_error(path, version)
     return version
+
+
+def _denied(path: Path, what: str) -> StoreError:
+    return StoreError(f"{what} {path}: permission denied")
+
+
+def _write_problem(path: Path) -> str | None:
+    """Why this user cannot write the store at ``path`` (create it, or write it and its WAL files beside
+    it), in one line naming the path; None when it can. ``os.access`` asks the kernel with this process's
+    real ids and capabilities, and also reports a read-only file system."""
+    if path.is_dir():
+        return None  # _inspect refuses it for what it is
+    if not path.exists():
+        folder = path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return (f"cannot create the store {path}: permission denied: this user may not write to the "
+                    f"folder {folder}")
+        return None
+    if not os.access(path, os.W_OK):
+        return (f"cannot write the store {path}: permission denied: the file is read-only for this user "
+                "(status and report can still read it)")
+    sidecars = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+    if not os.access(path.parent, os.W_OK | os.X_OK) and not all(
+            p.exists() and os.access(p, os.W_OK) for p in sidecars):
+        return (f"cannot write the store {path}: permission denied: this user may not write to its folder "
+                f"{path.parent}, where SQLite keeps the store's {sidecars[0].name} and {sidecars[1].name} files")
+    return None
+
+
+def _connect_read_only(path: Path, **kwargs) -> sqlite3.Connection:
+    """A read-only connection that has read the schema; StoreError naming the problem (a permission, or a
+    file that is no database) otherwise.
+
+    ``mode=ro`` first: it reads the WAL through the ``-shm`` file (creating that if the folder allows).
+    Where there is no -shm and the folder is not writable, ``immutable=1``: no writer has the file open
+    then (a WAL writer keeps a -shm), so there is nothing to lock against; but a ``-wal`` with content is
+    refused, as an immutable reader would skip the transactions in it."""
+    if not os.access(path, os.R_OK):
+        raise StoreError(f"cannot read the store {path}: permission denied: this user may not read the file")
+    uri = path.resolve().as_uri()
+    error = None
+    for query in ("?mode=ro", "?mode=ro&immutable=1"):
+        conn = sqlite3.connect(uri + query, uri=True, timeout=BUSY_TIMEOUT_S, **kwargs)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            error = exc
+        except sqlite3.DatabaseError as exc:  # e.g. "file is not a database"
+            conn.close()
+            raise StoreError(_NOT_A_STORE.format(path=path, why=exc)) from None
+        if query.endswith("immutable=1"):
+            break
+        shm, wal = (path.with_name(path.name + suffix) for suffix in ("-shm", "-wal"))
+        if shm.exists() and not os.access(shm, os.R_OK):
+            raise StoreError(f"cannot read the store {path}: permission denied: this user may not read its "
+                             f"{shm.name} file") from None
+        if shm.exists() or os.access(path.parent, os.W_OK | os.X_OK):
+            break   # not the missing -shm: say what SQLite says
+        if wal.exists() and wal.stat().st_size > 0:
+            raise StoreError(f"cannot read the store {path}: permission denied: its {wal.name} file holds "
+                             f"changes that need a {shm.name} file beside it, which this user may not create "
+                             f"in {path.parent}; open it once as a user who can write there") from None
+    raise StoreError(f"cannot read the store {path}: {error}")
 
 
 def _schema_version(conn: sqlite3.Connection, path: Path) -> int | None:

@@ -6,6 +6,7 @@ to the queue when the heartbeat stops (``requeue_stale``); a cancel request is a
 
 from __future__ import annotations
 
+import os
 import socket
 import sqlite3
 import time
@@ -16,6 +17,9 @@ from .connection import _Connection, _dicts
 from .schema import (EXPERIMENT_STATUSES, FINAL_RUN_STATUSES, RUN_STATUSES, WORKER_STATUSES, _FINAL_SQL,
                      _check_choice)
 from .writes import _require_experiment
+
+
+DEAD_WORKER = "dead"   # a worker row's status once it is found dead (no schema change: the column is free text)
 
 
 class _Queue(_Connection):
@@ -138,14 +142,40 @@ class _Queue(_Connection):
                 (worker_id, int(pid), socket.gethostname(), now, now, status))
 
     def alive_workers(self, max_age_s: float = 15) -> list[dict]:
-        """Workers whose last heartbeat is at most ``max_age_s`` seconds old, with ``age_s`` added."""
+        """Workers whose last heartbeat is at most ``max_age_s`` seconds old and whose process is alive
+        (checked by pid on this host), with ``age_s`` added. Rows found dead are marked so
+        (``workers(max_age_s)``)."""
+        return [row for row in self.workers(max_age_s) if row["status"] != DEAD_WORKER]
+
+    def workers(self, max_age_s: float = 15) -> list[dict]:
+        """Every registered worker, with ``age_s`` (seconds since its heartbeat) added, status 'dead' for
+        one that is: its heartbeat is older than ``max_age_s``, or it ran on this host and its pid is gone.
+
+        A gone pid (a ``kill -9`` leaves the row behind) is proof, so that row is marked 'dead' in the
+        store too, and ``requeue_stale`` hands its experiment back at once. A stale heartbeat is only
+        listed as dead: a worker whose beat is late under this caller's ``max_age_s`` may beat again, and
+        each worker re-queues by its own threshold. A read-only store is not written.
+        """
         now = time.time()
         with self._read() as conn:
-            cur = conn.execute("SELECT worker_id, pid, host, started_at, heartbeat_at, status FROM workers "
-                               "WHERE heartbeat_at >= ? ORDER BY started_at", (now - max_age_s,))
-            rows = _dicts(cur)
+            rows = _dicts(conn.execute("SELECT worker_id, pid, host, started_at, heartbeat_at, status "
+                                       "FROM workers ORDER BY started_at"))
+        host = socket.gethostname()
+        gone = []
         for row in rows:
             row["age_s"] = now - row["heartbeat_at"]
+            if row["status"] == DEAD_WORKER:
+                continue
+            if row["host"] == host and row["pid"] is not None and not pid_alive(int(row["pid"])):
+                gone.append(row)
+                row["status"] = DEAD_WORKER
+            elif row["age_s"] > max_age_s:
+                row["status"] = DEAD_WORKER
+        if gone and not self.read_only:
+            with self._write(count=False) as conn:
+                # only a row whose heartbeat has not moved since it was read (its pid was not re-registered)
+                conn.executemany("UPDATE workers SET status = ? WHERE worker_id = ? AND heartbeat_at = ?",
+                                 [(DEAD_WORKER, r["worker_id"], r["heartbeat_at"]) for r in gone])
         return rows
 
     def remove_worker(self, worker_id: str) -> None:
@@ -157,17 +187,19 @@ class _Queue(_Connection):
         """Put experiments whose worker died back in the queue; returns their ids.
 
         An experiment is stale when it is 'running' and its worker's heartbeat is older than
-        ``max_age_s`` or missing. Its unfinished runs go back to 'queued' (finished runs are kept) and
+        ``max_age_s`` or missing, or its worker is dead (``workers``: on this host, a pid that is gone
+        counts at once). Its unfinished runs go back to 'queued' (finished runs are kept) and
         ``attempts`` grows by one on the experiment and on each re-queued run. A stale experiment with
         a pending cancel request is cancelled instead (and not returned).
         """
+        self.workers(max_age_s)  # marks dead workers
         now = time.time()
         with self._write() as conn:
             stale = conn.execute(
                 "SELECT e.id, e.cancel_requested FROM experiments e "
                 "LEFT JOIN workers w ON w.worker_id = e.worker_id "
-                "WHERE e.status = 'running' AND (w.heartbeat_at IS NULL OR w.heartbeat_at < ?) "
-                "ORDER BY e.id", (now - max_age_s,)).fetchall()
+                "WHERE e.status = 'running' AND (w.heartbeat_at IS NULL OR w.heartbeat_at < ? OR w.status = ?) "
+                "ORDER BY e.id", (now - max_age_s, DEAD_WORKER)).fetchall()
             requeued = []
             for experiment_id, cancel in stale:
                 status = "cancelled" if cancel else "queued"
@@ -178,6 +210,28 @@ class _Queue(_Connection):
                 if not cancel:
                     requeued.append(experiment_id)
         return requeued
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs (a zombie, dead but not yet reaped, does not)."""
+    if pid <= 0:
+        return False
+    if os.name != "posix":  # Windows' os.kill(pid, 0) would send Ctrl-C: the heartbeat's age decides there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    except OSError:
+        return True  # cannot tell (e.g. not POSIX): the heartbeat's age decides
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux), or it just ended: kill's answer stands
+    return state not in (b"Z", b"X")
 
 
 def _finish_unfinished_runs(conn: sqlite3.Connection, experiment_id: int, status: str, now: float) -> int:
