@@ -149,7 +149,7 @@ class _Member:
 PARTS = ("train", "floss", "eval", "diag")   # where a run's seconds go (``_Run.records``)
 # What a member is doing now (``_Run.states``; the store keeps it per running run): measured (a spectrum
 # snapshot), training, waiting while ensemble-mates floss or are measured, flossing in a phase, diverged
-# (frozen; its record comes with its ensemble's), done (its record is ready).
+# (frozen; its record is handed over at once: ``on_record``), done (its record is ready).
 STATES = ("diagnostics", "training", "waiting", "pre flossing", "inter flossing", "adaptive flossing",
           "diverged", "done")
 STATE_EVERY_S = 0.25    # ``on_state`` at most this often

@@ -10,6 +10,8 @@ st.write("Experiments run in a background worker; this page polls the store ever
 selected = ui.select_experiment()
 if "runs_flash" in st.session_state:   # what the last button did, said after the rerun it caused
     st.success(st.session_state.pop("runs_flash"))
+if selected is None:
+    ui.need_results(None)
 
 ACTIVE = ("queued", "running")
 
@@ -20,16 +22,18 @@ def _now(runs) -> str:
     return " · now " + ", ".join(f"{n} {k}" for k, n in states.items()) if states else ""
 
 
-@st.fragment(run_every=2)
-def live_progress():
-    """Progress bars of queued / running experiments and the experiments table (the same fraction and
-    ETA: the store's, ``views.progress_text``); reloads the page when an experiment's status changes."""
-    exps = ui.read("experiments")
+def _remember(exps) -> None:
+    st.session_state["runs_state"] = tuple(zip(exps["id"], exps["status"]))
+
+
+def progress(exps, runs) -> None:
+    """Progress bars of queued / running experiments (the store's fraction and ETA, as the table below
+    shows them: ``views.progress_text``), or the selected experiment's outcome in words."""
     active = exps[exps["status"].isin(ACTIVE)]
     for row in active.to_dict("records"):
         text = views.progress_text(row)
         if row["status"] == "running":
-            text += _now(ui.read("runs", row["id"]))
+            text += _now(runs[runs["experiment_id"] == row["id"]])
             if row["cancel_requested"]:
                 text += " · cancelling…"
         fraction = row["fraction"]
@@ -38,59 +42,47 @@ def live_progress():
         st.warning("No worker is alive: queued experiments wait until one starts.")
         if st.button("Start a worker"):
             ui.start_worker()
-    if selected is not None and selected in set(exps["id"]) - set(active["id"]):  # finished: no bar above
+    if selected in set(exps["id"]) - set(active["id"]):  # finished: no bar above
         row = exps[exps["id"] == selected].iloc[0]
         st.markdown(f"**Experiment #{selected} {row['name']}**: {views.runs_summary(row)}" +
                     (f". Error: {row['error']}" if row["error"] else ""))
-    st.subheader("Experiments")
-    st.dataframe(views.experiments_table(exps), hide_index=True, column_config={
-        "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)})
-    state = tuple(zip(exps["id"], exps["status"]))
-    if st.session_state.setdefault("runs_state", state) != state:
-        st.session_state["runs_state"] = state
+
+
+def actions(exps) -> None:
+    """Re-run (selecting the new experiment), cancel, delete with confirmation."""
+    status = exps.loc[exps["id"] == selected, "status"].iloc[0]
+    rerun, cancel, delete = st.columns(3)
+    if rerun.button(f"Re-run #{selected} with the same config"):
+        new = ui.rerun(selected)
+        # the page shows the new experiment: the sidebar, the address and this session all select it
+        st.session_state["experiment"] = new
+        st.query_params["experiment"] = str(new)
+        st.session_state["runs_flash"] = f"Queued experiment #{new}."
+        _remember(ui.read("experiments"))     # known: the refresh need not reload the page once more
         st.rerun()
-
-
-live_progress()
-if selected is None:
-    ui.need_results(None)
-
-status = ui.store().experiment(selected)["status"]
-rerun, cancel, delete = st.columns(3)
-if rerun.button(f"Re-run #{selected} with the same config"):
-    new = ui.rerun(selected)
-    # the page shows the new experiment: the sidebar, the address and this session all select it
-    st.session_state["experiment"] = new
-    st.query_params["experiment"] = str(new)
-    st.session_state["runs_flash"] = f"Queued experiment #{new}."
-    exps = ui.read("experiments")     # already known: the progress above need not reload the page again
-    st.session_state["runs_state"] = tuple(zip(exps["id"], exps["status"]))
-    st.rerun()
-if cancel.button(f"Cancel #{selected}", disabled=status not in ACTIVE):
-    ui.cancel(selected)
-    st.rerun()
-if delete.button(f"Delete #{selected}..."):
-    st.session_state["confirm_delete"] = selected
-if st.session_state.get("confirm_delete") == selected:
-    st.warning(f"Delete experiment #{selected} with all its runs, curves and spectra? This cannot be undone.")
-    yes, no = st.columns(2)
-    if yes.button("Yes, delete it", type="primary"):
-        ui.store().delete_experiment(selected)
-        st.session_state.pop("confirm_delete")
-        st.session_state.pop("experiment", None)
-        del st.query_params["experiment"]
+    if cancel.button(f"Cancel #{selected}", disabled=status not in ACTIVE):
+        ui.cancel(selected)
         st.rerun()
-    if no.button("Keep it"):
-        st.session_state.pop("confirm_delete")
-        st.rerun()
+    if delete.button(f"Delete #{selected}..."):
+        st.session_state["confirm_delete"] = selected
+    if st.session_state.get("confirm_delete") == selected:
+        st.warning(f"Delete experiment #{selected} with all its runs, curves and spectra? This cannot be undone.")
+        yes, no = st.columns(2)
+        if yes.button("Yes, delete it", type="primary"):
+            ui.store().delete_experiment(selected)
+            st.session_state.pop("confirm_delete")
+            st.session_state.pop("experiment", None)
+            del st.query_params["experiment"]
+            st.rerun()
+        if no.button("Keep it"):
+            st.session_state.pop("confirm_delete")
+            st.rerun()
 
 
-@st.fragment(run_every=2)
-def runs_list():
+def runs_list(runs) -> None:
     """Every run with what it is doing now (queued, training step s of S, flossing, diagnostics, done,
-    diverged, cancelled), refreshed with the progress above."""
+    diverged, cancelled)."""
     st.subheader("Runs")
-    runs = ui.read("runs")
     only = st.checkbox(f"Only experiment #{selected}", value=True)
     runs = runs[runs["experiment_id"] == selected] if only else runs
     f1, f2, f3, f4 = st.columns(4)
@@ -99,7 +91,24 @@ def runs_list():
                   schedule=f3.multiselect("Schedule", views.schedule_order(runs["schedule"])),
                   status=f4.multiselect("Status", sorted(runs["status"].unique())))
     st.dataframe(views.runs_table(views.filter_runs(runs, **chosen)), hide_index=True,
-                 column_config={"state": st.column_config.TextColumn("state", width="medium")})
+                 column_config={"state": st.column_config.TextColumn("state", width="medium", help=views.STATE_HELP)})
 
 
-runs_list()
+@st.fragment(run_every=2)
+def live():
+    """The whole page below the title, from one read of the store every two seconds, so that the bars,
+    the experiments table and the runs table agree; reloads the page when an experiment's status changes."""
+    exps, runs = ui.read("experiments"), ui.read("runs")
+    progress(exps, runs)
+    st.subheader("Experiments")
+    st.dataframe(views.experiments_table(exps), hide_index=True, column_config={
+        "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)})
+    actions(exps)
+    runs_list(runs)
+    state = tuple(zip(exps["id"], exps["status"]))
+    if st.session_state.setdefault("runs_state", state) != state:
+        _remember(exps)
+        st.rerun()
+
+
+live()

@@ -84,7 +84,7 @@ def test_a_running_experiment_shows_each_run_and_one_fraction_and_eta(store):
     states = runs.set_index(["schedule", "seed"])["state"].to_dict()
     assert states == {("none", 0): "done", ("none", 1): "done", ("none", 2): "diverged",
                       ("pre", 0): "pre flossing, step 3 of 6", ("pre", 1): "pre flossing, step 3 of 6",
-                      ("pre", 2): "waiting for its ensemble-mates, step 0 of 30"}
+                      ("pre", 2): "waiting, step 0 of 30"}
 
 
 def test_before_the_runner_has_an_estimate_the_eta_says_so_never_none(store):

@@ -85,7 +85,7 @@ def test_set_progress_keeps_one_fraction_and_the_running_runs_states(store):
     table = views.runs_table(store.runs(eid)).set_index(["schedule", "seed"])["state"]
     assert table.to_dict() == {("none", 0): "queued", ("none", 1): "queued",
                                ("pre", 0): "pre flossing, step 3 of 6",
-                               ("pre", 1): "waiting for its ensemble-mates, step 0 of 30"}
+                               ("pre", 1): "waiting, step 0 of 30"}
     p, exp = store.progress(eid), store.experiment(eid)
     assert p["fraction"] == exp["fraction"] == 0.4 and p["eta_seconds"] == exp["eta_seconds"] == 12.5
     assert views.experiments_table(store.experiments()).loc[0, "progress"] == 0.4

@@ -24,3 +24,5 @@ __all__ += ["ExperimentSet", "paired_display", "pool_refusal", "roi_display", "s
             "settings_table", "success_thresholds", "with_labels"]
 from .frames import eta_text, progress_text, run_state_text, run_states, runs_summary
 __all__ += ["eta_text", "progress_text", "run_state_text", "run_states", "runs_summary"]
+from .frames import STATE_HELP
+__all__ += ["STATE_HELP"]

@@ -217,12 +217,16 @@ def filter_runs(runs: pd.DataFrame, *, task=(), delay=(), schedule=(), status=()
     return runs[keep]
 
 
+STATE_HELP = ("what a run is doing: training or flossing, step s of S; 'waiting' while its ensemble-mates "
+              "floss or are measured (an ensemble trains in lock-step); 'diagnostics' while its spectrum is measured")
+
+
 def run_state_text(run) -> str:
     """What a run is doing, in words: its status once it is no longer running ('queued', 'done',
     'diverged', 'cancelled', 'failed'); while it runs, its live state (``Store.runs``' state columns, as
-    the training loop reports it): 'training, step 120 of 300', 'pre flossing, step 40 of 100', 'waiting
-    for its ensemble-mates, step 0 of 300', 'diagnostics, step 300 of 300', 'diverged at step 57 (stored
-    when its ensemble ends)'."""
+    the training loop reports it): 'training, step 120 of 300', 'pre flossing, step 40 of 100', 'waiting,
+    step 0 of 300' (its ensemble-mates floss or are measured: ``STATE_HELP``), 'diagnostics, step 300 of
+    300', 'diverged at step 57 (being stored)'."""
     status, state = run["status"], run.get("state")
     if status != "running":
         return status
@@ -231,11 +235,9 @@ def run_state_text(run) -> str:
     step, steps = run.get("state_step"), run.get("state_steps")
     at = "" if pd.isna(step) or pd.isna(steps) else f", step {int(step)} of {int(steps)}"
     if state == "diverged":
-        return f"diverged at step {int(step) if not pd.isna(step) else '?'} (stored when its ensemble ends)"
+        return f"diverged at step {int(step) if not pd.isna(step) else '?'} (being stored)"
     if state == "done":
         return "finished (being stored)"
-    if state == "waiting":
-        return f"waiting for its ensemble-mates{at}"
     return f"{state}{at}"
 
 
