@@ -13,6 +13,7 @@ Where it cannot be built, a warning says why and the Python loop runs.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import warnings
@@ -26,6 +27,16 @@ SOURCE = Path(__file__).with_name("csrc") / "rnn_loop.cpp"
 _state: dict = {"loaded": None, "error": None}
 log = logging.getLogger(__name__)
 STALE_LOCK_S = 300   # a build takes ~20 s here; torch waits forever on the lock of a build that was killed
+
+
+def build_directory() -> Path:
+    """Where this checkout's loop is built: torch's extension folder, one subfolder per source path (ninja
+    rebuilds whenever the path in its build file changes, so two checkouts sharing one folder rebuilt over
+    each other, and a process killed mid-build left a lock behind)."""
+    from torch.utils.cpp_extension import _get_build_directory
+
+    tag = hashlib.sha256(str(SOURCE.resolve()).encode()).hexdigest()[:10]
+    return Path(_get_build_directory("floss_native", verbose=False)) / tag
 
 
 def clear_stale_lock(build_dir: Path, max_age_s: float = STALE_LOCK_S) -> bool:
@@ -52,11 +63,13 @@ def load() -> bool:
     """Build (once per machine) and load the compiled loop; False, with a warning, if it can't be."""
     if _state["loaded"] is None:
         try:
-            from torch.utils.cpp_extension import _get_build_directory, load as _build
-            clear_stale_lock(Path(_get_build_directory("floss_native", verbose=False)))
+            from torch.utils.cpp_extension import load as _build
+            folder = build_directory()
+            folder.mkdir(parents=True, exist_ok=True)
+            clear_stale_lock(folder)
             log.info("loading the compiled time loop (built once per machine, ~20 s)")
             _build("floss_native", [str(SOURCE)], extra_cflags=["-O2"], is_python_module=False,
-                   verbose=False)
+                   verbose=False, build_directory=str(folder))
             torch.ops.floss_native.rnn_forward_loop  # noqa: B018  (raises if the library did not register)
             _state["loaded"] = True
         except Exception as exc:  # no compiler, no ninja, a read-only cache: the Python loop is exact too
