@@ -90,7 +90,7 @@ def runs_list(runs) -> None:
                   delay=f2.multiselect("Delay", sorted(runs["delay"].dropna().unique())),
                   schedule=f3.multiselect("Schedule", views.schedule_order(runs["schedule"])),
                   status=f4.multiselect("Status", sorted(runs["status"].unique())))
-    st.dataframe(views.runs_table(views.filter_runs(runs, **chosen)), hide_index=True,
+    st.dataframe(views.runs_display(views.runs_table(views.filter_runs(runs, **chosen))), hide_index=True,
                  column_config={"state": st.column_config.TextColumn("state", width="medium", help=views.STATE_HELP)})
 
 

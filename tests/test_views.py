@@ -179,6 +179,12 @@ def test_convergence_and_tables(store):
     assert conv[["schedule", "convergence_step"]].values.tolist() == [["pre", 70.0], ["pre", 90.0]]
     table = views.runs_table(runs)
     assert list(table["schedule"]) == ["none", "pre", "pre"] and "test acc" in table
+    shown = views.runs_display(table)      # as the Runs page shows it: no None / NaN / Infinity as text
+    assert list(shown["converged at"]) == ["not reached", "70", "90"] and list(shown["success"]) == ["no", "yes", "yes"]
+    unfinished = views.runs_display(table.assign(status="running", success=None, **{"converged at": np.nan}))
+    assert set(unfinished["success"]) == {"—"} and set(unfinished["converged at"]) == {"—"}
+    cells = " ".join(map(str, shown.to_numpy().ravel().tolist() + unfinished.to_numpy().ravel().tolist()))
+    assert not {"None", "nan", "NaN", "inf", "Infinity", "<NA>"} & set(cells.split())
     assert len(views.filter_runs(runs, schedule=["pre"], status=["done"])) == 2
     assert len(views.filter_runs(runs, delay=[20])) == 0
     exps = views.experiments_table(store.experiments())

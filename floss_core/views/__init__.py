@@ -10,13 +10,13 @@ from .frames import paired_display, roi_display, series_names, success_threshold
 from .sets import ExperimentSet, pool_refusal, set_labels, settings_table
 from .frames import (SCORED, STAGES, convergence_steps, experiment_label, experiments_table, filter_runs,
                      jacobian_band, lambda1_by_stage, metric_band, metric_seeds, roi_headline, roi_table,
-                     runs_table, schedule_order, score_column, singular_values, spectrum_band, success_vs_delay,
+                     runs_table, runs_display, schedule_order, score_column, singular_values, spectrum_band, success_vs_delay,
                      topk_over_training)
 
 __all__ = ["SCORED", "STAGES", "color", "convergence_steps", "experiment_label", "experiments_table",
            "fig_convergence", "fig_cost_breakdown", "fig_horizon", "fig_metric", "fig_roi", "fig_singular_values",
            "fig_spectra", "fig_success_vs_delay", "fig_topk", "filter_runs", "jacobian_band", "lambda1_by_stage",
-           "metric_band", "metric_seeds", "roi_headline", "roi_table", "runs_table", "schedule_order",
+           "metric_band", "metric_seeds", "roi_headline", "roi_table", "runs_table", "runs_display", "schedule_order",
            "score_column", "singular_values", "spectrum_band", "success_vs_delay", "topk_over_training"]
 __all__ += ["conditioning_headline", "fig_survival", "flossed_k", "paired_solves", "survival_curves",
             "survival_display", "survival_table", "training_budget"]

@@ -268,6 +268,29 @@ def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def runs_display(table: pd.DataFrame) -> pd.DataFrame:
+    """A ``runs_table`` as text for a page: a value that does not exist yet (a run still training) or at all
+    (no convergence) reads '—' or 'not reached', never None / NaN / Infinity; numbers at a sensible precision."""
+    finished = table["status"].isin(SCORED)
+
+    def fmt(col: str, f) -> pd.Series:
+        return pd.Series([MISSING if pd.isna(v) else f(v) for v in table[col]], index=table.index, dtype=object)
+
+    out = table.astype(object).where(table.notna(), MISSING)
+    out["success"] = fmt("success", lambda v: "yes" if bool(v) else "no")
+    conv = fmt("converged at", lambda v: f"{int(v)}")
+    out["converged at"] = conv.where(~(finished & table["converged at"].isna()), "not reached")
+    for col in table.columns:
+        if col.startswith("λ1"):
+            out[col] = fmt(col, lambda v: "∞" if math.isinf(v) else f"{v:+.3f}")
+        elif col.startswith("log10") or col.endswith(" s"):
+            out[col] = fmt(col, lambda v: "∞" if math.isinf(v) else f"{v:.2f}")
+        elif col not in ("run", "experiment", "delay", "seed", "success", "converged at") and \
+                pd.api.types.is_float_dtype(table[col]):
+            out[col] = fmt(col, lambda v: f"{v:.3f}")
+    return out
+
+
 # ------------------------------------------------------------------------------ outcomes
 @_per_label()
 def success_counts(runs: pd.DataFrame) -> pd.DataFrame:
