@@ -445,3 +445,11 @@ def test_display_tables_print_no_none_nan_or_infinity(store):
     assert list(paired.columns) == ["delay", "schedule", "seed", "this schedule", "none, same seed", "solved first"]
     assert not paired.isna().any().any()
     assert "solved at step 20" in set(paired["this schedule"])
+
+
+def test_success_vs_delay_with_one_delay_keeps_the_schedules_beside_it():
+    df = pd.DataFrame(dict(delay=[20, 20], schedule=["none", "pre"], n=[16, 16], successes=[0, 10],
+                           rate=[0, 10 / 16], lo=[0, .39], hi=[.19, .82]))
+    fig = views.fig_success_vs_delay(df)
+    assert fig.layout.xaxis.range == (10.0, 30.0)               # not zoomed onto the 0.5-step dodge
+    assert [t.x for t in fig.data] == [(19.75,), (20.25,)]

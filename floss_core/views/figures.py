@@ -126,7 +126,10 @@ def fig_success_vs_delay(success: pd.DataFrame) -> go.Figure:
     """Success rate vs delay per schedule, with 95% Wilson intervals as error bars."""
     delays = sorted(int(d) for d in success["delay"].unique()) if len(success) else []
     n = len(list(_each_series(success)))
-    gap = 0.025 * ((delays[-1] - delays[0]) if len(delays) > 1 else 1)  # side by side, not on top of each other
+    span = (delays[-1] - delays[0]) if len(delays) > 1 else max(delays[0] if delays else 1, 1)
+    gap = 0.025 * span                  # side by side, not on top of each other
+    # one delay: a range around it, else plotly zooms onto the dodge and puts the schedules at the edges
+    single = dict(range=[delays[0] - span / 2, delays[0] + span / 2]) if len(delays) == 1 else {}
     traces = [dict(type="scatter", x=list(g["delay"] + (j - (n - 1) / 2) * gap), y=list(g["rate"]),
                    mode="lines+markers", name=name, line=dict(color=color(schedule), dash=DASHES[i % len(DASHES)]),
                    marker=dict(symbol=SYMBOLS[i % len(SYMBOLS)], size=8),
@@ -136,7 +139,8 @@ def fig_success_vs_delay(success: pd.DataFrame) -> go.Figure:
                    hovertemplate="d=%{customdata[0]}: %{customdata[1]}/%{customdata[2]} solved (%{y:.0%})")
               for j, (name, g, schedule, i) in enumerate(_each_series(success))]
     return _figure(traces, "Success rate vs delay (95% Wilson interval)", "delay d (steps)", "success rate",
-                   xaxis=dict(tickvals=delays), yaxis=dict(range=[-0.05, 1.05], tickformat=".0%"), hovermode="closest",
+                   xaxis=dict(tickvals=delays, **single), yaxis=dict(range=[-0.05, 1.05], tickformat=".0%"),
+                   hovermode="closest",
                    **_legend(success))
 
 
