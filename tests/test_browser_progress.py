@@ -47,8 +47,11 @@ def test_the_runs_page_follows_a_real_worker_run_to_the_end(server):
             done = page.get_by_text(re.compile(rf"Experiment #{eid} progress: done, {n} of {n} runs finished"))
             while time.monotonic() - t0 < 240 and not done.count():
                 bars = page.locator('[data-testid="stProgress"]')
-                if bars.count():
-                    text = bars.first.inner_text().strip()
+                try:   # the bar may be redrawn, or gone (the experiment just ended), between the two calls
+                    text = bars.first.inner_text(timeout=2000).strip() if bars.count() else ""
+                except sync_api.Error:
+                    text = ""
+                if text:
                     m = bar.search(text)
                     if m:
                         seen.append((time.monotonic() - t0, int(m[2]), (m[4] or "").strip(), text))
