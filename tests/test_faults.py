@@ -80,7 +80,7 @@ def _kill_worker_and_expect_pool_gone(procs, tmp_path, *, wait_for_training: boo
     with Store(path) as store:
         eid = runner.submit(make_spec("quick", **LONG), store)
         # the default local executor with a pool of two processes (what FLOSS_WORKERS=auto gives on 2 cores)
-        worker = start_worker(procs, path, "--workers", "2", FLOSS_WORKERS="auto")
+        worker = start_worker(procs, path, "--workers", "2", "--exit-when-idle", FLOSS_WORKERS="auto")
         pool = wait_for(lambda: len(pool_children(worker.pid)) >= 2 and pool_children(worker.pid), timeout=120,
                         what="the worker's pool processes")
         if wait_for_training:   # the pool processes have run their initializer and train
@@ -151,12 +151,18 @@ def _worker_row(path, worker_id) -> dict:
     return dict(row) if row else {}
 
 
+# One process each; a 10-minute stale-heartbeat threshold, so that only the pid check can tell a killed worker
+# is dead; and exit when idle, so that no worker measures the cost table while idle, where a kill from the
+# fixture could land inside torch's build lock of the compiled loop and leave later processes waiting on it.
+HEIR_ARGS = ("--workers", "1", "--stale-after", "600", "--exit-when-idle")
+
+
 def _killed_busy_worker(procs, path) -> tuple[int, str]:
     """A queued long experiment, claimed by a worker that is then killed -9: (experiment id, worker id)."""
     with Store(path) as store:
         eid = runner.submit(make_spec("quick", **LONG), store)
     worker_id = "victim"
-    worker = start_worker(procs, path, "--worker-id", worker_id, "--workers", "1", "--stale-after", "600")
+    worker = start_worker(procs, path, "--worker-id", worker_id, *HEIR_ARGS)
     with Store(path) as store:
         wait_for(lambda: store.experiment(eid)["progress_step"] > 0, timeout=120, what="the worker to train")
     assert _worker_row(path, worker_id)["status"] == "busy"
@@ -176,9 +182,8 @@ def _killed_busy_worker(procs, path) -> tuple[int, str]:
 def test_the_next_worker_marks_a_killed_worker_dead_and_takes_over_at_once(tmp_path, procs):
     path = tmp_path / "floss.db"
     eid, victim = _killed_busy_worker(procs, path)
-    # a stale-heartbeat threshold of 10 minutes: only the pid check can tell the victim is dead
     t0 = time.monotonic()
-    start_worker(procs, path, "--worker-id", "heir", "--workers", "1", "--stale-after", "600")
+    heir = start_worker(procs, path, "--worker-id", "heir", *HEIR_ARGS)
     with Store(path) as store:
         wait_for(lambda: store.experiment(eid)["worker_id"] == "heir", timeout=120,
                  what="the next worker to take the experiment over")
@@ -189,6 +194,8 @@ def test_the_next_worker_marks_a_killed_worker_dead_and_takes_over_at_once(tmp_p
         assert [w["worker_id"] for w in store.alive_workers(max_age_s=600)] == ["heir"]
         store.request_cancel(eid)
         wait_for(lambda: store.experiment(eid)["status"] == "cancelled", timeout=60, what="the cancel")
+    out = heir.communicate(timeout=60)[0]
+    assert heir.returncode == 0, out
 
 
 @pytest.mark.slow
@@ -218,11 +225,13 @@ def test_the_dashboard_marks_a_killed_worker_dead(tmp_path, procs, monkeypatch):
     assert any("No worker is alive" in w.value for w in at.warning)
 
     with Store(path) as store:   # what "Start a worker" starts: it takes the experiment over at once
-        start_worker(procs, path, "--worker-id", "heir", "--workers", "1", "--stale-after", "600")
+        heir = start_worker(procs, path, "--worker-id", "heir", *HEIR_ARGS)
         wait_for(lambda: store.experiment(eid)["worker_id"] == "heir", timeout=120, what="the new worker")
         assert store.experiment(eid)["attempts"] == 1
         store.request_cancel(eid)
         wait_for(lambda: store.experiment(eid)["status"] == "cancelled", timeout=60, what="the cancel")
+    out = heir.communicate(timeout=60)[0]
+    assert heir.returncode == 0, out
 
 
 # ------------------------------------------------------------------------------------ permissions
