@@ -13,6 +13,7 @@ Where it cannot be built, a warning says why and the Python loop runs.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -59,6 +60,25 @@ def enabled() -> bool:
     return settings.get("FLOSS_NATIVE")
 
 
+@contextlib.contextmanager
+def build_lock(build_dir: Path):
+    """Hold this folder's build lock for a build and load. torch's own lock is a file that a process killed
+    inside the build leaves behind, and every later process then waits on it forever. An ``flock`` dies
+    with its process, and while it is held nobody of ours is building, so a torch lock found then is one
+    such leftover and is removed. Where there is no ``fcntl``, a torch lock older than STALE_LOCK_S is
+    removed instead."""
+    try:
+        import fcntl
+    except ImportError:                 # not POSIX
+        clear_stale_lock(build_dir)
+        yield
+        return
+    with open(Path(build_dir) / "floss_build.flock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)   # released by the kernel if this process dies
+        clear_stale_lock(build_dir, max_age_s=-1)
+        yield
+
+
 def load() -> bool:
     """Build (once per machine) and load the compiled loop; False, with a warning, if it can't be."""
     if _state["loaded"] is None:
@@ -66,10 +86,10 @@ def load() -> bool:
             from torch.utils.cpp_extension import load as _build
             folder = build_directory()
             folder.mkdir(parents=True, exist_ok=True)
-            clear_stale_lock(folder)
             log.info("loading the compiled time loop (built once per machine, ~20 s)")
-            _build("floss_native", [str(SOURCE)], extra_cflags=["-O2"], is_python_module=False,
-                   verbose=False, build_directory=str(folder))
+            with build_lock(folder):
+                _build("floss_native", [str(SOURCE)], extra_cflags=["-O2"], is_python_module=False,
+                       verbose=False, build_directory=str(folder))
             torch.ops.floss_native.rnn_forward_loop  # noqa: B018  (raises if the library did not register)
             _state["loaded"] = True
         except Exception as exc:  # no compiler, no ninja, a read-only cache: the Python loop is exact too

@@ -116,3 +116,30 @@ def test_a_stale_build_lock_is_removed_and_a_fresh_one_kept(tmp_path):
     os.utime(lock, (old, old))
     assert native.clear_stale_lock(tmp_path) and not lock.exists()
     assert not native.clear_stale_lock(tmp_path)                          # nothing to remove
+
+
+def test_under_the_build_lock_a_left_over_torch_lock_is_removed_at_once(tmp_path):
+    # no process of ours builds while we hold the flock, so torch's lock file can only be a killed build's
+    (tmp_path / "lock").touch()
+    with native.build_lock(tmp_path):
+        assert not (tmp_path / "lock").exists()
+    with native.build_lock(tmp_path):    # reusable, and nothing to remove
+        pass
+
+
+def test_a_killed_holder_of_the_build_lock_releases_it(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys, time; from pathlib import Path; from floss_core import native\n"
+            f"with native.build_lock(Path({str(tmp_path)!r})):\n    print('held', flush=True); time.sleep(60)")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "held"
+        p.kill()
+        p.wait(timeout=10)
+        (tmp_path / "lock").touch()       # what torch left behind in the killed build
+        with native.build_lock(tmp_path): # does not wait forever: the kernel released the flock
+            assert not (tmp_path / "lock").exists()
+    finally:
+        p.kill()
