@@ -286,3 +286,17 @@ def test_compare_json_has_the_skill_and_baselines_per_schedule_and_the_report_sh
     assert "Against naive forecasts" in html and "seasonal persistence (period 12: 12 steps back)" in html
     assert html.count("data-kind='network'") == 2 and html.count("data-kind='baseline'") == 2
     assert "success at final test skill" in html
+
+
+def test_a_store_command_on_the_library_only_install_names_the_extra(tmp_path):
+    # pip install . (torch and numpy only) has no pandas: the store's commands say which extra brings it
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['pandas'] = None\n"   # as if pandas were not installed
+            "from floss_core.cli import main\n"
+            f"main(['status', '--store', {str(tmp_path / 'x.db')!r}])")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == ("floss_core status: needs pandas, which the library-only install leaves out; "
+                                "pip install 'gradient-flossing-lab[lab]' (or pip install -r requirements.txt)")

@@ -18,6 +18,11 @@ __all__ = ["COMMANDS", "DESIGN_CHOICES", "STATE_GRAD_CHOICES", "_Parser", "_add_
            "spec_from_args"]
 
 
+# third-party packages outside the core install (pyproject.toml) -> the extra that brings them
+EXTRAS = {"pandas": "lab", "scipy": "lab", "tqdm": "lab", "dask": "dask", "distributed": "dask",
+          "playwright": "dashboard", "plotly": "dashboard"}
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error (no usage dump) and exit code 2."""
 
@@ -39,4 +44,12 @@ def main(argv=None) -> None:
     for add, _ in COMMANDS.values():
         add(sub)
     args = parser.parse_args(argv)
-    COMMANDS[args.command][1](args)
+    try:
+        COMMANDS[args.command][1](args)
+    except ModuleNotFoundError as e:    # the core install (pip install .) leaves the lab's packages out
+        extra = EXTRAS.get((e.name or "").split(".")[0])
+        if extra is None:
+            raise
+        sys.stderr.write(f"floss_core {args.command}: needs {e.name}, which the library-only install leaves out; "
+                         f"pip install 'gradient-flossing-lab[{extra}]' (or pip install -r requirements.txt)\n")
+        raise SystemExit(2) from None
