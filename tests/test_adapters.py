@@ -479,3 +479,19 @@ def test_spectrum_in_float64_on_a_copy_leaves_the_module_float32():
     assert lam64.dtype == torch.float64 and lam32.dtype == torch.float32
     assert next(gru.parameters()).dtype == torch.float32               # the user's module is untouched
     assert torch.allclose(lam64.float(), lam32, atol=1e-3)              # the same spectrum, to float32's rounding
+
+
+def test_floss_detaches_inputs_computed_by_the_users_own_model():
+    # issue 17: an embedded window (it carries the embedding's graph) crashed at step 2, and a sampler without
+    # no_grad piled the flossing gradient into the embedding's weights
+    from floss_core.adapters import floss
+
+    torch.manual_seed(0)
+    emb, rnn = torch.nn.Embedding(10, 4), torch.nn.RNN(4, 6)
+    window = emb(torch.randint(0, 10, (30, 1)))            # (T, B, input) with grad_fn
+    before = [p.detach().clone() for p in rnn.parameters()]
+    out = floss(rnn, window, k=2, steps=3, lr=1e-2, transient=5)
+    assert out["steps"] == 3 and emb.weight.grad is None
+    assert any(not torch.equal(a, b) for a, b in zip(before, rnn.parameters()))   # it flossed the RNN
+    out = floss(rnn, lambda i: emb(torch.randint(0, 10, (30, 1))), k=2, steps=2, lr=1e-2, transient=5)
+    assert out["steps"] == 2 and emb.weight.grad is None

@@ -79,6 +79,15 @@ def _check_floss(steps, lr) -> None:
         raise ValueError(f"lr must be a positive number, got {lr!r}")
 
 
+def _detached(x):
+    """Tensors (or a tuple of them, an LSTM's (h, c)) cut from any graph that made them; other values as given."""
+    if isinstance(x, torch.Tensor):
+        return x.detach()
+    if isinstance(x, tuple):
+        return tuple(_detached(v) for v in x)
+    return x
+
+
 def floss(module, inputs_or_sampler, *, k: int, steps: int, lr: float = 1e-3, transient: int = 0,
           qr_every: int = 1, h0=None, target: float = 0.0, params=None, seed: int = 0,
           carry_state: bool = True, on_step=None, state_horizon: int | None = STATE_HORIZON,
@@ -117,8 +126,12 @@ def floss(module, inputs_or_sampler, *, k: int, steps: int, lr: float = 1e-3, tr
         raise ValueError("nothing to floss: a plain step function needs params=[the tensors to update]")
     opt = torch.optim.Adam(tensors, lr=lr)
     history, diverged, carried, lam, top = [], None, None, None, None
+    h0 = _detached(h0)
     for i in range(steps):
-        inputs = inputs_or_sampler(i) if callable(inputs_or_sampler) else inputs_or_sampler
+        # detached: a window computed by the user's code (an embedding's output) is data here; without this
+        # a fixed window failed at step 2 ("backward through the graph a second time") and a sampler
+        # without no_grad piled the flossing gradient into the embedding's weights
+        inputs = _detached(inputs_or_sampler(i) if callable(inputs_or_sampler) else inputs_or_sampler)
         st, xs, state0, _ = _prepare(module, inputs, h0)
         if carried is not None and carried.shape == state0.shape:
             state0 = carried
