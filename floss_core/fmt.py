@@ -14,3 +14,8 @@ def duration(seconds) -> str:
         return f"{seconds:.2g} s"
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min" if seconds < 5400 else \
         f"{seconds / 3600:.1f} h"
+
+
+def p_value(p: float) -> str:
+    """A test's p as the verdicts write it: 0.023, 2.5e-04 below 0.001."""
+    return f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"

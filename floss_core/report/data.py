@@ -77,9 +77,8 @@ def load(store: Store, experiment_ids) -> ReportData:
     parts = []
     for group in groups(ids, specs):
         done = finished[finished["experiment_id"].isin(group)].reset_index(drop=True)
-        dup = done.duplicated(["delay", "schedule", "seed"])
-        if dup.any():
-            r = done[dup].iloc[0]
+        r = _sets.repeated_run(done)
+        if r is not None:
             raise ValueError(f"run d={r['delay']} {r['schedule']} seed {r['seed']} appears in more than one of "
                              f"experiments {', '.join(map(str, group))}; choose experiments with distinct runs")
         parts.append(Part(group, "", [by_id[i] for i in group], done, summarize(records_from_runs(done))))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from ..fmt import p_value
 from ..schedules import LABELS
 from ..stats import ALPHA, fisher_exact, min_attainable_p, seeds_needed
 from ..views.frames import cost_sentence, floss_cost_text
@@ -57,11 +58,11 @@ def verdict(summary: list[dict], *, alpha: float = ALPHA) -> list[str]:
             if p < alpha:
                 more = "more" if x / n1 > y / n2 else "fewer"
                 sentence += (f". It solved {more} seeds than no flossing, a difference unlikely to be chance "
-                             f"(Fisher's exact test, two-sided p = {_p(p)})")
+                             f"(Fisher's exact test, two-sided p = {p_value(p)})")
                 found.append(f"{_label(s)} solved {more} seeds than no flossing at delay {d} "
-                             f"({x}/{n1} vs {y}/{n2}, p = {_p(p)})")
+                             f"({x}/{n1} vs {y}/{n2}, p = {p_value(p)})")
             else:
-                sentence += (f". No evidence of a difference in success rate (p = {_p(p)}; 95% intervals "
+                sentence += (f". No evidence of a difference in success rate (p = {p_value(p)}; 95% intervals "
                              f"{percent(r['success_lo'])}–{percent(r['success_hi'])} vs "
                              f"{percent(base['success_lo'])}–{percent(base['success_hi'])})")
                 if min_attainable_p(n1, n2) >= alpha:
@@ -100,8 +101,6 @@ def set_intro(parts: list[tuple[str, list[int]]], differing: list[str]) -> str:
     return text + "."
 
 
-def _p(p: float) -> str:
-    return f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
 
 
 def _conv_phrase(r: dict, base: dict) -> str:

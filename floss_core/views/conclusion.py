@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..fmt import p_value
 from ..schedules import LABELS
 from ..stats import ALPHA, fisher_exact, min_attainable_p
 
@@ -12,10 +13,6 @@ from ..stats import ALPHA, fisher_exact, min_attainable_p
 def rate_text(successes: int, n: int, lo: float, hi: float) -> str:
     """'11 of 16 seeds (69%, 95% interval 44–86%)'."""
     return f"{successes} of {n} seeds ({successes / n:.0%}, 95% interval {lo:.0%}–{hi:.0%})"
-
-
-def _p(p: float) -> str:
-    return f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
 
 
 def conclusion(success: pd.DataFrame, *, alpha: float = ALPHA) -> str | None:
@@ -33,10 +30,10 @@ def conclusion(success: pd.DataFrame, *, alpha: float = ALPHA) -> str | None:
         parts.append(f"{LABELS.get(name, name)} solved {rate_text(int(r.successes), int(r.n), r.lo, r.hi)}")
         if p < alpha:
             evidence.append(f"{LABELS.get(name, name)} solved {'more' if r.rate > base.rate else 'fewer'} seeds, a "
-                            f"difference unlikely to be chance (Fisher's exact test, two-sided p = {_p(p)})")
+                            f"difference unlikely to be chance (Fisher's exact test, two-sided p = {p_value(p)})")
         else:
             evidence.append(f"no evidence that {LABELS.get(name, name)} changes the success rate (Fisher's exact "
-                            f"test, two-sided p = {_p(p)})")
+                            f"test, two-sided p = {p_value(p)})")
             too_few = too_few or min_attainable_p(int(r.n), int(base.n)) >= alpha
     if not parts:
         return None

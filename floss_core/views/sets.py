@@ -79,14 +79,19 @@ def pool_refusal(ids: list[int], specs: list[dict], runs: pd.DataFrame | None = 
     keys = differing_settings(specs, ignore=POOLABLE)
     if keys:
         return "they differ in " + ", ".join(f"{k} ({_values(specs, k)})" for k in keys)
-    if runs is not None and len(runs):
-        done = runs[runs["status"].isin(SCORED_RUN_STATUSES)]
-        dup = done[done.duplicated(["delay", "schedule", "seed"])]
-        if len(dup):
-            r = dup.iloc[0]
-            return (f"run d={r['delay']} {r['schedule']} seed {r['seed']} is in more than one of "
-                    + ", ".join(f"#{i}" for i in ids))
+    r = repeated_run(runs) if runs is not None and len(runs) else None
+    if r is not None:
+        return (f"run d={r['delay']} {r['schedule']} seed {r['seed']} is in more than one of "
+                + ", ".join(f"#{i}" for i in ids))
     return None
+
+
+def repeated_run(runs: pd.DataFrame):
+    """The first finished (delay, schedule, seed) run that the frame holds more than once, which pooling would
+    count twice (a store.runs row); None when there is none."""
+    done = runs[runs["status"].isin(SCORED_RUN_STATUSES)]
+    dup = done[done.duplicated(["delay", "schedule", "seed"])]
+    return dup.iloc[0] if len(dup) else None
 
 
 @dataclass
