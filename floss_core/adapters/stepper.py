@@ -18,6 +18,7 @@ from torch import nn
 
 from ..lyapunov import random_orthonormal
 from ..models import gru_update, lstm_update
+from .tangents import cell_tangent
 
 # module class -> (cell kind, is a single cell)
 MODULES = {nn.RNN: ("rnn", False), nn.GRU: ("gru", False), nn.LSTM: ("lstm", False),
@@ -175,7 +176,10 @@ def module_step(module, *, params=None) -> Stepper:
                 return _layered(flat[..., :lh]), _layered(flat[..., lh:])
             return _layered(flat)
     dim = lh * (2 if cell_kind == "lstm" else 1)
-    return Stepper(step, state_from, state_to, dim, n_in, own, _forward_tangent(cell_step, weights, n_in))
+    # an analytic tangent for the standard cells where tangents.py has one (issue 17, item 4), else one
+    # forward-mode AD pass through the cell equations
+    tangent = cell_tangent(cell_kind, weights, n_in, act) or _forward_tangent(cell_step, weights, n_in)
+    return Stepper(step, state_from, state_to, dim, n_in, own, tangent)
 
 
 def _prepare(module, inputs, h0):
