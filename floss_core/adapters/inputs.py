@@ -77,12 +77,14 @@ def load_inputs(data: bytes, filename: str, module, *, min_steps: int = 1,
       min_steps: refuse sequences shorter than this.
     Returns a ``Sample`` (its ``tensor`` in the module's layout, 3-D). ValueError, one line, otherwise.
     """
-    suffix = PurePath(str(filename).replace("\\", "/")).suffix.lower()
-    name = safe_filename(filename, basename=True, fallback="sample" + (suffix if suffix in SUFFIXES else ""),
-                         max_len=100)
+    path = PurePath(str(filename).replace("\\", "/"))
+    suffix = path.suffix.lower()
+    # sanitised, and always ending in its suffix: the background job reads the kept copy by this name
+    name = safe_filename(path.stem, basename=True, fallback="sample", max_len=100 - len(suffix)) + suffix
     if suffix not in SUFFIXES:
-        raise ValueError(f"unsupported file type {suffix or 'without a suffix'!r} ({name}); upload a sample of your "
-                         f"inputs as .pt / .pth (torch.save of a tensor), .npy (numpy.save) or .csv")
+        raise ValueError((f"unsupported file type {suffix!r} ({name})" if suffix else
+                          f"the sample {name} has no file type suffix") + "; upload a sample of your inputs as "
+                         ".pt / .pth (torch.save of a tensor), .npy (numpy.save) or .csv")
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ValueError(f"expected the file's bytes, got {type(data).__name__}")
     data = bytes(data)
@@ -174,9 +176,11 @@ def _read_npy(data: bytes, name: str):
                                  f"with numpy.save(path, x)") from None
             raise ValueError(f"sample refused: {name} holds Python objects, not numbers; save a numeric array "
                              f"(e.g. x.astype('float32'))") from None
-        raise ValueError(f"could not read {name} as a .npy file ({str(e).splitlines()[0][:200]})") from None
+        raise ValueError(f"could not read {name} as a .npy file ({str(e).splitlines()[0][:200]}); save the array "
+                         f"with numpy.save(path, x)") from None
     except Exception as e:  # noqa: BLE001 - a truncated or corrupt file
-        raise ValueError(f"could not read {name} as a .npy file ({type(e).__name__}: {str(e)[:200]})") from None
+        raise ValueError(f"could not read {name} as a .npy file ({type(e).__name__}: {str(e)[:200]}); save the "
+                         f"array with numpy.save(path, x)") from None
     if not isinstance(a, np.ndarray):   # np.load of a .npz: an archive, not one array
         raise ValueError(f"{name} is an archive of arrays, not one .npy array; save the inputs with numpy.save")
     return a
