@@ -186,10 +186,11 @@ def test_diagnostics_horizon_one_is_the_one_step_jacobian():
     assert reach == math.inf or g[int(reach)] < 1e-3 * g[0] <= g[int(reach) - 1]
 
 
-def test_singular_long_term_jacobian_is_one_clear_error():
+def test_singular_long_term_jacobian_reports_infinite_kappa():
     dead = torch.tensor([1.0, -1.0], dtype=torch.float64)   # unit 2 is a dead ReLU: D_t = diag(1, 0)
-    with pytest.raises(ValueError, match="singular"):
-        A.diagnostics(lambda s, x: torch.relu(s * dead), 3, h0=torch.ones(1, 2, dtype=torch.float64))
+    d = A.diagnostics(lambda s, x: torch.relu(s * dead), 3, h0=torch.ones(1, 2, dtype=torch.float64))
+    assert torch.isinf(d["log_kappa"]).all() and (d["log_kappa"] > 0).all()     # κ₂ = ∞, not an error
+    assert torch.equal(d["log_sv"][:, 0, 0], torch.zeros(3, dtype=torch.float64))  # the live unit: σ = 1
 
 
 def test_gradient_reach_and_forecast():

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..lyapunov import forecast_horizon, gradient_vs_horizon, long_term_jacobian, lyapunov_spectrum
+from .resolve import resolve_module
 from .stepper import _check_k, _prepare, _q0
 
 HORIZONS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
@@ -37,8 +38,11 @@ def trajectory(module, inputs, *, h0=None) -> torch.Tensor:
 
 
 def _in_dtype(module, dtype):
-    """The module itself, or a float copy of it in ``dtype`` (the user's module is never converted)."""
-    if dtype is None or not isinstance(module, nn.Module):
+    """The resolved module itself, or a float copy of it in ``dtype`` (the user's module is never converted)."""
+    if dtype is None:
+        return module
+    module = resolve_module(module)
+    if not isinstance(module, nn.Module):
         return module
     p = next(iter(module.parameters()), None)
     return module if p is None or p.dtype == dtype else copy.deepcopy(module).to(dtype)
@@ -90,6 +94,13 @@ def diagnostics(module, inputs, *, horizons=None, k: int | None = None, h0=None,
       ``horizons`` list, ``log_sv`` (H, B, D) log singular values of ∂state_t/∂state_0, ``log_kappa``
       (H, B) = log σ_1/σ_D, ``log_kappa_k`` (H, B), ``grad_norms`` (T + 1, B) ‖∂L/∂state_{T−τ}‖,
       ``grad_reach`` list of B horizons where the gradient fell below ``tol`` of its start (inf: never).
+
+    A singular long-term Jacobian is a result, not an error: where a one-step Jacobian maps a direction
+    exactly to zero (a ReLU RNN's dead units: relu'(a) = 0 for a < 0), σ_D = 0 from then on, so
+    ``log_sv`` holds -inf in the lost directions and ``log_kappa`` is +inf (κ₂ = ∞; ``lyapunov.
+    long_term_jacobian`` counts the lost directions). ``log_kappa_k`` stays finite for k below the rank
+    that survives, and the gradient norms and ``grad_reach`` are measured as for any module (the error
+    signal lives in the directions that remain).
     """
     module = _in_dtype(module, dtype)
     st, xs, state0, unbatched = _prepare(module, inputs, h0)
@@ -97,9 +108,6 @@ def diagnostics(module, inputs, *, horizons=None, k: int | None = None, h0=None,
     horizons = sorted({h for h in HORIZONS if h <= steps} | {steps}) if horizons is None else list(horizons)
     k = _check_k(k, st.dim)
     ltj = long_term_jacobian(st.step, state0.detach(), xs, horizons, jacobian=st.tangent, k=k)
-    if bool(torch.isinf(ltj["log_kappa"]).any()):
-        raise ValueError("the long-term Jacobian is singular (a one-step Jacobian has an exactly zero "
-                         "direction, e.g. dead ReLU units): κ₂ is infinite")
     grads = gradient_vs_horizon(st.step, state0.detach(), xs, loss=loss,
                                 generator=torch.Generator().manual_seed(seed))
     out = {"horizons": [int(h) for h in ltj["horizons"]], "log_sv": ltj["log_sv"],
