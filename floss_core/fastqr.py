@@ -233,3 +233,78 @@ def rnn_lyapunov_spectrum(Xprev: torch.Tensor, J: torch.Tensor, Q0: torch.Tensor
     logs = rnn_tangent_logs(Xprev, J, Q0, steps, gram_dtype=gram_dtype, refine=refine)
     total = ordered_sum(logs[rows[0]:].unbind(0))      # counted rows are a suffix
     return torch.sort(total / counted, dim=-1, descending=True).values
+
+
+# ------------------------------------------------------------------ any map with explicit Jacobians
+class _JacobianTangentLogs(torch.autograd.Function):
+    """log diag(R_t) of ``Q_t = QR(D_t Q_{t-1})`` (a QR every step) for explicit one-step Jacobians D_t,
+    as ONE autograd node: the forward is ``_RNNTangentLogs``'s with a general D_t, the backward its QR
+    adjoint followed by the adjoint of ``A_t = D_t Q_{t-1}`` (``∂D_t = ∂A_t Q_{t-1}ᵀ``,
+    ``∂Q_{t-1} = D_tᵀ ∂A_t``), no autograd graph per step."""
+
+    @staticmethod
+    def forward(ctx, Js, Q0, gram_dtype, refine):
+        L, B, N, _ = Js.shape
+        dt = Js.dtype
+        Q = Q0.expand(B, N, Q0.shape[-1])
+        Qs, Rs, diag, fallbacks = [Q], [], [], 0
+        for D in Js.unbind(0):
+            Q, R, fell = _qr_step(torch.bmm(D, Q), gram_dtype, refine)
+            fallbacks += fell
+            diag.append(R.diagonal(dim1=-2, dim2=-1).clone())
+            Rs.append(R.to(dt))
+            Q = Q.to(dt)
+            Qs.append(Q)
+        tiny = torch.finfo(dt).tiny
+        diag = torch.stack(diag)
+        ctx.save_for_backward(Js)
+        ctx.Qs, ctx.Rs, ctx.mask, ctx.fallbacks = Qs, Rs, diag > tiny, fallbacks
+        return torch.log(diag.clamp_min(tiny)).to(dt)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, glogs):
+        Js, = ctx.saved_tensors
+        Qs, Rs = ctx.Qs, ctx.Rs
+        g = (glogs * ctx.mask).unbind(0)
+        gJs = torch.empty_like(Js)
+        Dt, gDt = Js.unbind(0), gJs.unbind(0)
+        gQ = None
+        for t in range(len(Rs) - 1, -1, -1):
+            Q = Qs[t + 1]
+            if gQ is None:
+                X = Q * g[t].unsqueeze(-2)
+            else:                                                 # X = gQ + Q copyltu(R gRᵀ - gQᵀ Q)
+                W = torch.bmm(gQ.mT, Q)
+                d = g[t] - W.diagonal(dim1=-2, dim2=-1)
+                W.tril_(-1)
+                C = torch.add(W, W.mT)
+                C.diagonal(dim1=-2, dim2=-1).sub_(d)
+                X = torch.baddbmm(gQ, Q, C, alpha=-1.0)
+            gA = torch.linalg.solve_triangular(Rs[t].mT, X, upper=False, left=False)   # X R⁻ᵀ
+            torch.bmm(gA, Qs[t].mT, out=gDt[t])                   # ∂D_t = ∂A_t Q_{t-1}ᵀ
+            if t:
+                gQ = torch.bmm(Dt[t].mT, gA)                      # ∂Q_{t-1} = D_tᵀ ∂A_t
+        return gJs, None, None, None
+
+
+def jacobian_tangent_logs(Js: torch.Tensor, Q0: torch.Tensor, *, gram_dtype: torch.dtype = torch.float64,
+                          refine: bool | None = None) -> torch.Tensor:
+    """log|diag R_t| (L, B, k) of ``(Q_t, R_t) = QR(D_t Q_{t-1})``, t = 1..L, a QR every step,
+    differentiable in the Jacobians.
+
+    Args:
+      Js: (L, B, N, N) one-step Jacobians D_t of B independent systems (e.g. a window's, from
+        ``adapters.tangents.CellTangent.jacobian``).
+      Q0: (N, k) or (B, N, k) orthonormal start; not differentiated.
+      gram_dtype, refine: as for ``rnn_tangent_logs`` (CholeskyQR with a float64 Gram; Householder for
+        a step whose Gram is not positive definite).
+    """
+    if Js.dim() != 4 or Js.shape[-1] != Js.shape[-2] or Js.shape[0] < 1:
+        raise ValueError(f"Js must be (L, B, N, N) with L >= 1, got shape {tuple(Js.shape)}")
+    N, k = Js.shape[-1], Q0.shape[-1]
+    if Q0.shape[-2] != N or not 1 <= k <= N:
+        raise ValueError(f"Q0 must be (N, k) or (B, N, k) with N = {N}, 1 <= k <= N, got {tuple(Q0.shape)}")
+    if refine is None:
+        refine = torch.finfo(gram_dtype).eps >= torch.finfo(Js.dtype).eps
+    return _JacobianTangentLogs.apply(Js, Q0.detach().to(Js.dtype), gram_dtype, bool(refine))

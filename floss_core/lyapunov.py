@@ -101,7 +101,59 @@ def _cholesky64_qr(A: torch.Tensor):
     return torch.linalg.solve_triangular(R, A64, upper=True, left=False).to(A.dtype), R.to(A.dtype)
 
 
-QR_METHODS = {"householder": _qr_householder, "cholesky": _qr_cholesky, "cholesky64": _qr_cholesky64}
+class _CholeskyQR64(torch.autograd.Function):
+    """(Q, diag R) of A (..., D, k) = QR from a CholeskyQR whose factor R64 (float64, upper, positive
+    diagonal) was computed beforehand, as ONE autograd node with the QR adjoint written out (the one of
+    ``fastqr._RNNTangentLogs``): autograd through cholesky + solve_triangular records about ten nodes
+    per QR, whose bookkeeping cost more than their arithmetic at flossing sizes (bench/RESULTS.md,
+    "Flossing a user's module")."""
+
+    @staticmethod
+    def forward(ctx, A, R64):
+        Q64 = torch.linalg.solve_triangular(R64, A.to(torch.float64), upper=True, left=False)
+        ctx.save_for_backward(Q64, R64)
+        return Q64.to(A.dtype), R64.diagonal(dim1=-2, dim2=-1).to(A.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gQ, gr):
+        # A = QR, m >= n, with a loss depending on Q and diag R only (gR = diag(gr)):
+        # ∂A = (gQ + Q copyltu(M)) R⁻ᵀ,  M = R gRᵀ - gQᵀ Q,  copyltu(M) = tril(M, -1) + tril(M, -1)ᵀ + diag(M)
+        Q, R = ctx.saved_tensors
+        dt = gQ.dtype if gQ is not None else gr.dtype
+        gQ = None if gQ is None else gQ.to(torch.float64)
+        g = R.diagonal(dim1=-2, dim2=-1) * (0 if gr is None else gr.to(torch.float64))
+        if gQ is None:
+            X = Q * g.unsqueeze(-2)
+        else:
+            W = gQ.mT @ Q
+            d = g - W.diagonal(dim1=-2, dim2=-1)
+            W = W.tril(-1)
+            C = W + W.mT
+            C.diagonal(dim1=-2, dim2=-1).sub_(d)                  # C = -copyltu(M)
+            X = gQ - Q @ C
+        gA = torch.linalg.solve_triangular(R.mT, X, upper=False, left=False)       # X R⁻ᵀ
+        return gA.to(dt), None
+
+
+def _qr_cholesky64_fused(Q: torch.Tensor):
+    """The numbers of 'cholesky64' (a float64 CholeskyQR; two passes, CholeskyQR2, for float64 data so
+    that its Q is orthonormal to float64 rounding), as one autograd node with a hand-written backward;
+    Householder through autograd for the whole batch where a Gram is not positive definite."""
+    with torch.no_grad():
+        A64 = Q.detach().to(torch.float64)
+        R, info = torch.linalg.cholesky_ex(A64.mT @ A64, upper=True)
+        if not bool(info.any()) and Q.dtype == torch.float64:
+            Q1 = torch.linalg.solve_triangular(R, A64, upper=True, left=False)
+            R2, info = torch.linalg.cholesky_ex(Q1.mT @ Q1, upper=True)
+            R = R2 @ R
+    if bool(info.any()):
+        return _qr_householder(Q)
+    return _CholeskyQR64.apply(Q, R)
+
+
+QR_METHODS = {"householder": _qr_householder, "cholesky": _qr_cholesky, "cholesky64": _qr_cholesky64,
+              "cholesky64_fused": _qr_cholesky64_fused}
 
 
 def _log_abs(d: torch.Tensor) -> torch.Tensor:
@@ -125,7 +177,8 @@ def _check(k: int, d: int, steps: int, transient: int, qr_every: int) -> None:
 def lyapunov_spectrum(step, state0: torch.Tensor, inputs, k: int, *, jacobian=None,
                       transient: int = 0, qr_every: int = 1, Q0: torch.Tensor | None = None,
                       generator: torch.Generator | None = None, qr: str = "householder",
-                      trajectory: torch.Tensor | None = None, return_state: bool = False):
+                      trajectory: torch.Tensor | None = None, return_state: bool = False,
+                      step_tangents=None):
     """The first k Lyapunov exponents of the map ``state_t = step(state_{t-1}, x_t)``.
 
     Args:
@@ -140,10 +193,15 @@ def lyapunov_spectrum(step, state0: torch.Tensor, inputs, k: int, *, jacobian=No
         QR boundary.
       qr_every: re-orthonormalise every this many steps (t_ons); the last step always gets a QR.
       Q0: (D, k) or (..., D, k) orthonormal start; default a random one from ``generator``.
-      qr: 'householder' (LAPACK), 'cholesky' (CholeskyQR2 from matmuls) or 'cholesky64' (one CholeskyQR
-        pass in float64, Householder where a Gram is singular; the fastest forward on CPU).
+      qr: 'householder' (LAPACK), 'cholesky' (CholeskyQR2 from matmuls), 'cholesky64' (one CholeskyQR
+        pass in float64, Householder where a Gram is singular; the fastest forward on CPU) or
+        'cholesky64_fused' (the same numbers as one autograd node with a hand-written backward: the
+        fastest forward + backward).
       trajectory: optional precomputed states (T, ..., D) with state_t = trajectory[t-1] (e.g. from a
         fused sequence kernel); then ``step`` is only used for JVP tangents, never to advance the state.
+      step_tangents: optional T maps ``Q -> D_t Q``, the t-th one for step t, prepared for the whole
+        window at once (e.g. from one batched pass over its states, ``adapters.tangents.CellTangent.window``);
+        then ``jacobian`` is not called.
     Returns:
       exponents (..., k) in nats per step, sorted descending; with ``return_state`` also the final
       state. Differentiable with respect to everything the step closes over.
@@ -171,7 +229,7 @@ def lyapunov_spectrum(step, state0: torch.Tensor, inputs, k: int, *, jacobian=No
     for t in range(1, steps + 1):
         x = None if isinstance(inputs, int) else inputs[t - 1]
         new = step(state, x) if trajectory is None else trajectory[t - 1]
-        Q = tangent(state, x, new, Q)
+        Q = tangent(state, x, new, Q) if step_tangents is None else step_tangents[t - 1](Q)
         state = new
         if t % qr_every == 0 or t == steps:
             Q, r = orth(Q)

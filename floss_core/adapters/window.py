@@ -6,8 +6,27 @@ from __future__ import annotations
 import torch
 
 from ..flossing import flossing_loss
-from ..lyapunov import lyapunov_spectrum
+from ..fastqr import jacobian_tangent_logs
+from ..lyapunov import _check, lyapunov_spectrum, ordered_sum
 from .stepper import Stepper, _check_k, _q0
+from .tangents import CellTangent
+
+
+# Explicit per-step Jacobians are kept for the whole window: T·B·D² numbers (and as many gradients). Above
+# this many, the analytic tangent is applied to the k columns step by step instead.
+JACOBIAN_ELEMENTS = 1 << 23
+EXPLICIT = None
+
+
+def _trajectory(st: Stepper, xs, state0, state_horizon):
+    """States (T, B, D) after each step, the gradient cut every ``state_horizon`` steps (None: never)."""
+    s, states = state0.detach(), []
+    for t in range(xs.shape[0]):
+        if state_horizon is not None and t and t % state_horizon == 0:
+            s = s.detach()
+        s = st.step(s, xs[t])
+        states.append(s)
+    return torch.stack(states)
 
 
 def _window_loss(st: Stepper, xs, state0, *, k, transient, qr_every, target, Q0, seed, state_horizon=None):
@@ -15,20 +34,38 @@ def _window_loss(st: Stepper, xs, state0, *, k, transient, qr_every, target, Q0,
 
     ``state_horizon``: the gradient through the state trajectory runs back at most this many steps (the
     trajectory is detached every state_horizon steps; the lab's default design, bench/floss_study.py);
-    None: through the whole window (the reference code)."""
+    None: through the whole window (the reference code).
+
+    For the standard cells (an analytic ``tangents.CellTangent``) the window's one-step Jacobians come from
+    one batched pass over its T steps and each step is a single matmul and a float64 CholeskyQR with a
+    hand-written backward ('cholesky64_fused'); the same loss and gradient as forward-mode tangents
+    through Householder QR to rounding (tests/test_tangents.py), at a fraction of the cost
+    (bench/bench_adapter_cost.py). Anything else: forward-mode tangents and Householder, step by step."""
     k = _check_k(k, st.dim)
+    Q0 = _q0(st.dim, k, seed, state0) if Q0 is None else Q0
+    start = state0.detach()
+    if isinstance(st.tangent, CellTangent) and not isinstance(xs, int):
+        trajectory = _trajectory(st, xs, start, state_horizon)
+        # the state each step starts from, as lyapunov_spectrum hands it to a tangent map (not detached: the
+        # gradient into it is the one forward-mode AD gives)
+        before = torch.cat([start[None], trajectory[:-1]])
+        explicit = EXPLICIT if EXPLICIT is not None else trajectory.numel() * st.dim <= JACOBIAN_ELEMENTS
+        if explicit and qr_every == 1:
+            _check(k, st.dim, xs.shape[0], transient, qr_every)
+            logs = jacobian_tangent_logs(st.tangent.jacobian(before, xs), Q0.to(start))   # (T, B, k)
+            lam = torch.sort(ordered_sum(logs[transient:].unbind(0)) / (xs.shape[0] - transient),
+                             dim=-1, descending=True).values
+            end = trajectory[-1]
+        else:
+            lam, end = lyapunov_spectrum(st.step, start, xs, k, transient=transient, qr_every=qr_every, Q0=Q0,
+                                         qr="cholesky64_fused", trajectory=trajectory, return_state=True,
+                                         step_tangents=st.tangent.window(before, xs, explicit=explicit))
+        return flossing_loss(lam, target=target).mean(), lam.detach(), end.detach()
     trajectory = None
     if state_horizon is not None:
-        s, states = state0.detach(), []
-        for t in range(xs.shape[0]):
-            if t and t % state_horizon == 0:
-                s = s.detach()
-            s = st.step(s, xs[t])
-            states.append(s)
-        trajectory = torch.stack(states)
-    lam, end = lyapunov_spectrum(st.step, state0.detach(), xs, k, jacobian=st.tangent, transient=transient,
-                                 qr_every=qr_every, Q0=_q0(st.dim, k, seed, state0) if Q0 is None else Q0,
-                                 trajectory=trajectory, return_state=True)
+        trajectory = _trajectory(st, xs, start, state_horizon)
+    lam, end = lyapunov_spectrum(st.step, start, xs, k, jacobian=st.tangent, transient=transient,
+                                 qr_every=qr_every, Q0=Q0, trajectory=trajectory, return_state=True)
     return flossing_loss(lam, target=target).mean(), lam.detach(), end.detach()
 
 
