@@ -34,6 +34,8 @@ BITS = "random bits on every input channel"
 MIN_MEASURED = 50        # steps a spectrum on a sample averages over at least, after its transient
 MEASURE_TRANSIENT = 100  # floss_checkpoint's transient before measuring the spectrum before and after
 MAX_SEQUENCES = 8        # a sample's sequences a report uses at most (the first ones): its cost grows with them
+REPORT_MIN_STEPS = 100 + MIN_MEASURED                            # a sample's shortest length, default transient
+FLOSS_MIN_STEPS = 2 * max(55, MEASURE_TRANSIENT + MIN_MEASURED)  # and for flossing (default window): two halves
 
 
 def _steps(n: int) -> str:
@@ -84,7 +86,7 @@ def checkpoint_report(module, *, delay: int, k: int | None = None, steps: int = 
         x = sample.part(0, n_steps, sequences=slice(0, n_seqs))
         steps = n_steps - transient
         used = (sample.describe() + _used(sample, n_steps, n_seqs)
-                + (f"; the first {_steps(transient)} of each a transient" if transient else "")
+                + (f"; the first {_steps(transient)}{' of each' if n_seqs > 1 else ''} a transient" if transient else "")
                 + ("; κ₂ and the gradient reach on its first sequence" if n_seqs > 1 else ""))
     lam = spectrum(module, x, k=k, transient=transient, seed=seed).mean(0)     # over the sequences
     time_dim, batch_dim = (1, 0) if getattr(module, "batch_first", False) else (0, 1)
