@@ -1,0 +1,326 @@
+"""A user's language model — nn.Embedding -> 2-layer nn.LSTM (sequence-first) -> nn.Linear — trained in a
+plain truncated-BPTT loop (as in PyTorch's word_language_model example) on a corpus this script
+generates, with and without gradient flossing (Engelken, NeurIPS 2023). The library is used only through
+``floss_core.adapters``.
+
+    OMP_NUM_THREADS=1 python examples/lm_lstm.py            # the default run: a few minutes on a 2-core CPU
+    OMP_NUM_THREADS=1 python examples/lm_lstm.py --quick    # seconds: the test's run, the figures mean nothing
+
+The corpus (``make_corpus``, deterministic for a seed, nothing downloaded): sentences
+``<name> w w ... w wants <food> .`` where the name (one of 4) fixes the food (its own one of 4) and
+20-60 filler words from a seeded Markov chain stand between them. The food is the long-range token: a
+model that forgot the name gets 25 % of them right, one that remembers 100 %. Besides the validation
+perplexity the script prints the accuracy on exactly those positions (split at a gap of 40), and the
+perplexity floors of the generator itself, with and without the long-range memory.
+
+Arms, each from the same initial weights and on the same batches:
+  (a) none:        the plain loop.
+  (b) pre:         a flossing phase on the LSTM before training (``adapters.floss``), on embeddings of real
+                   training windows (the sampler runs the model's embedding under no_grad).
+  (c) regularizer: ``loss = loss + reg()`` with ``reg = FlossingRegularizer(model.rnn, k=, every=M, weight=)``:
+                   weight * flossing loss every M steps, on the window the LSTM really got in the user's
+                   forward pass (its first sequence, from the state carried into it).
+  (d) flossing a trained model: arm (a)'s model after N flossing steps — the README's warning — and the
+                   same phase with ``floss(..., validate=)``, the rail that stops it.
+Per arm: validation perplexity, long-range accuracy, λ_1 of the LSTM measured on held-out text (embedded
+validation windows the flossing never saw), wall time and its ratio to (a). Whatever they show.
+
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from floss_core.adapters import floss, spectrum  # noqa: E402
+from floss_core.adapters.hook import FlossingRegularizer  # noqa: E402
+
+N_KEYS, N_FILLER = 4, 24
+GAP = (20, 60)          # filler words between a name and "wants": uniform on 20..60
+KEYS = ["alice", "bob", "carol", "dave"]
+FOODS = ["apples", "bread", "cheese", "dates"]   # FOODS[i] is what KEYS[i] wants
+FILLER = [f"w{i:02d}" for i in range(N_FILLER)]
+VOCAB = KEYS + FOODS + FILLER + ["wants", "."]
+ID = {w: i for i, w in enumerate(VOCAB)}
+
+
+# ------------------------------------------------------------------------------------ the corpus
+def make_corpus(n_sentences: int, seed: int) -> dict:
+    """``n_sentences`` sentences of the grammar, from ``seed`` alone (a fresh torch.Generator).
+
+    Returns dict: ``tokens`` (N,) int64 ids; ``answer`` (N,) bool, True where the token is the food its
+    sentence's name fixes; ``gap`` (N,) int64, at those positions the distance back to the name (0
+    elsewhere); ``logp`` (N,) float64, the generator's own log-probability of each token given the
+    past (the first token: log 1/4), and ``logp_nomem`` the same for a model that knows the grammar
+    but not which name opened the sentence (the food then has probability 1/4).
+    The filler's Markov chain (each word: 3 successors with probabilities 0.6 / 0.3 / 0.1) is drawn
+    from ``seed`` too; the same seed gives the same corpus, a train and a validation split use two
+    seeds of one chain (``corpora``)."""
+    g = torch.Generator().manual_seed(seed)
+    return _sentences(n_sentences, _chain(seed), g)
+
+
+def _chain(seed: int) -> torch.Tensor:
+    """(F, F) transition matrix of the filler words: 3 distinct successors each, 0.6 / 0.3 / 0.1."""
+    g = torch.Generator().manual_seed(10_000 + seed)
+    T = torch.zeros(N_FILLER, N_FILLER, dtype=torch.float64)
+    for i in range(N_FILLER):
+        T[i, torch.randperm(N_FILLER, generator=g)[:3]] = torch.tensor([0.6, 0.3, 0.1], dtype=torch.float64)
+    return T
+
+
+def _sentences(n: int, T: torch.Tensor, g: torch.Generator) -> dict:
+    lo, hi = GAP
+    toks, answer, gap, logp, nomem = [], [], [], [], []
+
+    def emit(tok, lp, ans=False, dist=0, lp_nomem=None):
+        toks.append(tok)
+        answer.append(ans)
+        gap.append(dist)
+        logp.append(lp)
+        nomem.append(lp if lp_nomem is None else lp_nomem)
+
+    for _ in range(n):
+        key = int(torch.randint(N_KEYS, (1,), generator=g))
+        length = int(torch.randint(lo, hi + 1, (1,), generator=g))
+        emit(ID[KEYS[key]], -math.log(N_KEYS))
+        w = int(torch.randint(N_FILLER, (1,), generator=g))
+        emit(ID[FILLER[w]], -math.log(N_FILLER))
+        for j in range(1, length):          # j fillers seen: "wants" comes now with the hazard of L = j
+            stop = 0.0 if j < lo else 1.0 / (hi - j + 1)
+            w = int(torch.multinomial(T[w], 1, generator=g))
+            emit(ID[FILLER[w]], math.log((1 - stop) * float(T[toks[-1] - ID[FILLER[0]], w])))
+        emit(ID["wants"], math.log(1.0 / (hi - length + 1)))
+        emit(ID[FOODS[key]], 0.0, True, length + 2, -math.log(N_KEYS))
+        emit(ID["."], 0.0)
+    return {"tokens": torch.tensor(toks), "answer": torch.tensor(answer), "gap": torch.tensor(gap),
+            "logp": torch.tensor(logp, dtype=torch.float64), "logp_nomem": torch.tensor(nomem, dtype=torch.float64)}
+
+
+def corpora(n_train: int, n_val: int, seed: int) -> tuple[dict, dict]:
+    """A training and a validation corpus of one grammar (one filler chain), different sentences."""
+    T = _chain(seed)
+    return (_sentences(n_train, T, torch.Generator().manual_seed(seed)),
+            _sentences(n_val, T, torch.Generator().manual_seed(seed + 1)))
+
+
+def batchify(x: torch.Tensor, columns: int) -> torch.Tensor:
+    """(N,) -> (N // columns, columns): the stream cut into parallel columns (word_language_model)."""
+    n = x.shape[0] // columns
+    return x[: n * columns].view(columns, n).t().contiguous()
+
+
+# ------------------------------------------------------------------------------------ the user's model
+class LM(nn.Module):
+    """What a user has: embedding, 2-layer LSTM, linear decoder; inputs (T, B) token ids."""
+
+    def __init__(self, vocab: int, emb: int, hidden: int, layers: int = 2):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, emb)
+        self.rnn = nn.LSTM(emb, hidden, layers)
+        self.dec = nn.Linear(hidden, vocab)
+
+    def forward(self, tokens, hidden=None):          # (T, B) -> logits (T, B, V), (h, c)
+        out, hidden = self.rnn(self.emb(tokens), hidden)
+        return self.dec(out), hidden
+
+
+def detach(hidden):
+    return tuple(h.detach() for h in hidden)
+
+
+def evaluate(model: LM, val: dict, *, bptt: int, columns: int = 8) -> dict:
+    """Validation perplexity over the whole stream (state carried across windows) and the accuracy of
+    the argmax prediction on the long-range positions, all / gap < 40 / gap >= 40."""
+    data, ans, gap = (batchify(val[k], columns) for k in ("tokens", "answer", "gap"))
+    nll, count, hits, far_hits, far_n, near_n, near_hits, hidden = 0.0, 0, 0, 0, 0, 0, 0, None
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, data.shape[0] - 1, bptt):
+            x, y = data[i: i + bptt], data[i + 1: i + 1 + bptt]
+            x = x[: y.shape[0]]
+            logits, hidden = model(x, hidden)
+            nll += float(nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum"))
+            count += y.numel()
+            mask, g = ans[i + 1: i + 1 + bptt], gap[i + 1: i + 1 + bptt]
+            right = logits.argmax(-1) == y
+            far, near = mask & (g >= 40), mask & (g < 40)
+            far_hits, far_n = far_hits + int(right[far].sum()), far_n + int(far.sum())
+            near_hits, near_n = near_hits + int(right[near].sum()), near_n + int(near.sum())
+    model.train()
+    hits, n = far_hits + near_hits, far_n + near_n
+    return {"ppl": math.exp(nll / count), "acc": hits / max(n, 1), "acc_near": near_hits / max(near_n, 1),
+            "acc_far": far_hits / max(far_n, 1), "n_long": n}
+
+
+def lambda1(model: LM, val: dict, *, steps: int = 600, transient: int = 100) -> float:
+    """λ_1 (nats per token) of the LSTM driven by the embedded held-out text, float64."""
+    with torch.no_grad():
+        x = model.emb(val["tokens"][: steps][:, None])              # (T, 1, E): sequence-first, batch 1
+    return float(spectrum(model.rnn, x, k=1, transient=transient, dtype=torch.float64)[0, 0])
+
+
+def train(model: LM, data: torch.Tensor, *, steps: int, bptt: int, lr: float, reg=None) -> None:
+    """Plain Adam on next-token cross-entropy, truncated BPTT with the state carried (and detached)
+    between windows, gradient norm clipped at 0.25 (word_language_model's default); the stream is
+    reread from the start when it runs out. ``reg``: a FlossingRegularizer, added to the loss."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    hidden, i = None, 0
+    for _ in range(steps):
+        if i + bptt + 1 > data.shape[0]:
+            hidden, i = None, 0
+        x, y = data[i: i + bptt], data[i + 1: i + 1 + bptt]
+        i += bptt
+        logits, hidden = model(x, None if hidden is None else detach(hidden))
+        loss = nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
+        if reg is not None:
+            loss = loss + reg()               # weight * flossing loss every M-th call, else 0
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 0.25)
+        opt.step()
+
+
+def pre_floss(model: LM, data: torch.Tensor, *, k: int, steps: int, lr: float, window: int, seed: int,
+              **rails) -> dict:
+    """A flossing phase on real embedded training windows (a random column and offset per step);
+    ``rails``: more keywords for ``floss`` (``validate=``)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def sampler(i):
+        col = int(torch.randint(data.shape[1], (1,), generator=g))
+        at = int(torch.randint(data.shape[0] - window, (1,), generator=g))
+        with torch.no_grad():
+            return model.emb(data[at: at + window, col: col + 1])        # (window, 1, E)
+    return floss(model.rnn, sampler, k=k, steps=steps, lr=lr, transient=10, **rails)
+
+
+def val_loss(model: LM, batch: dict):
+    """``() -> float``: the model's cross-entropy on ``batch`` (one stream), for floss's ``validate=``."""
+    x = batch["tokens"].view(-1, 1)
+
+    def loss():
+        model.eval()
+        with torch.no_grad():
+            out = float(nn.functional.cross_entropy(model(x[:-1])[0].flatten(0, 1), x[1:].flatten()))
+        model.train()
+        return out
+    return loss
+
+
+# ------------------------------------------------------------------------------------ the comparison
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description="an nn.LSTM language model with and without gradient flossing")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: runs in seconds (for the tests)")
+    p.add_argument("--steps", type=int, default=1200, help="training steps (windows of --bptt tokens)")
+    p.add_argument("--bptt", type=int, default=70)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--emb", type=int, default=32)
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--sentences", type=int, default=6000, help="training sentences (validation: a sixth)")
+    p.add_argument("--k", type=int, default=32, help="exponents flossed (of 4 x hidden)")
+    p.add_argument("--floss-steps", type=int, default=100, help="(b): the flossing phase before training")
+    p.add_argument("--floss-lr", type=float, default=3e-3)
+    p.add_argument("--floss-window", type=int, default=40, help="tokens per flossing window")
+    p.add_argument("--weight", type=float, default=0.1, help="(c): weight of the flossing term")
+    p.add_argument("--every", type=int, default=10, help="(c): M, the term every M steps")
+    p.add_argument("--trained-floss", default="30,60", help="(d): flossing steps on the trained model")
+    p.add_argument("--arms", default="none,pre,reg,trained", help="which of none,pre,reg,trained to run")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.steps, a.sentences, a.hidden, a.emb, a.k, a.floss_steps = 30, 300, 16, 8, 8, 5
+        a.trained_floss, a.every = "5", 5
+    torch.set_num_threads(a.threads)
+    arms = a.arms.split(",")
+    train_c, val_c = corpora(a.sentences, max(a.sentences // 6, 20), a.seed)
+    data = batchify(train_c["tokens"], a.batch)
+    rail_c = _sentences(40, _chain(a.seed), torch.Generator().manual_seed(a.seed + 2))   # (d)'s validate= batch
+    floor = math.exp(-float(val_c["logp"][1:].mean()))
+    floor_nomem = math.exp(-float(val_c["logp_nomem"][1:].mean()))
+    print(f"corpus (seed {a.seed}): {len(train_c['tokens'])} training tokens, {len(val_c['tokens'])} validation "
+          f"tokens, vocabulary {len(VOCAB)}, {int(val_c['answer'].sum())} long-range positions in validation "
+          f"(gap {GAP[0] + 2}-{GAP[1] + 2} tokens)")
+    print(f"validation perplexity of the grammar itself: {floor:.3f} with the long-range memory, "
+          f"{floor_nomem:.3f} without (long-range accuracy 1.00 / 0.25)")
+    print(f"model: Embedding({len(VOCAB)}, {a.emb}) -> LSTM({a.emb}, {a.hidden}, 2 layers, sequence-first) -> "
+          f"Linear; {a.steps} steps of {a.batch} x {a.bptt} tokens, Adam lr {a.lr}, clip 0.25; "
+          f"flossing k = {a.k} of {4 * a.hidden}")
+
+    torch.manual_seed(a.seed)
+    init = LM(len(VOCAB), a.emb, a.hidden)
+    print(f"untrained: λ_1 {lambda1(init, val_c):+.4f} on held-out text")
+    train(copy.deepcopy(init), data, steps=3, bptt=a.bptt, lr=a.lr)   # one-off first-call costs, not timed
+    models, base_s = {}, None
+
+    def report(name, model, seconds, extra=""):
+        nonlocal base_s
+        ev = evaluate(model, val_c, bptt=a.bptt)
+        base_s = seconds if base_s is None else base_s
+        print(f"{name:<14} val ppl {ev['ppl']:8.3f}   long-range acc {ev['acc']:.3f} (gap < 40: {ev['acc_near']:.3f}, "
+              f">= 40: {ev['acc_far']:.3f})   λ_1 {lambda1(model, val_c):+.4f}   {seconds:6.1f} s   "
+              f"x{seconds / base_s:.2f} of (a){extra}", flush=True)
+        return ev
+
+    if "none" in arms:
+        model = copy.deepcopy(init)
+        t0 = time.perf_counter()
+        train(model, data, steps=a.steps, bptt=a.bptt, lr=a.lr)
+        report("(a) none", model, time.perf_counter() - t0)
+        models["none"] = model
+    if "pre" in arms:
+        model = copy.deepcopy(init)
+        t0 = time.perf_counter()
+        r = pre_floss(model, data, k=a.k, steps=a.floss_steps, lr=a.floss_lr, window=a.floss_window, seed=a.seed)
+        fs = time.perf_counter() - t0
+        lam = lambda1(model, val_c)                     # a measurement, not part of the arm's time
+        t0 = time.perf_counter()
+        train(model, data, steps=a.steps, bptt=a.bptt, lr=a.lr)
+        report("(b) pre", model, fs + time.perf_counter() - t0,
+               f"; {r['steps']} flossing steps (stopped: {r['stopped']}, {fs:.1f} s), λ_1 {lam:+.4f} after them")
+    if "reg" in arms:
+        model = copy.deepcopy(init)
+        t0 = time.perf_counter()
+        reg = FlossingRegularizer(model.rnn, k=a.k, every=a.every, weight=a.weight, max_steps=a.floss_window)
+        train(model, data, steps=a.steps, bptt=a.bptt, lr=a.lr, reg=reg)
+        reg.remove()
+        seconds = time.perf_counter() - t0
+        lam = [h["exponents"][0] for h in reg.history]
+        report("(c) regularizer", model, seconds,
+               f"; weight {a.weight}, M = {a.every}: {len(reg.history)} terms, window λ_1 "
+               f"{lam[0]:+.4f} first, {lam[-1]:+.4f} last")
+    if "trained" in arms and "none" in models:
+        print("(d) flossing the trained model (a) on its training text, the same phase as (b):")
+        before = evaluate(models["none"], val_c, bptt=a.bptt)
+        print(f"    before       val ppl {before['ppl']:8.3f}   long-range acc {before['acc']:.3f}")
+        model, marks = copy.deepcopy(models["none"]), sorted(int(s) for s in a.trained_floss.split(","))
+
+        def at_mark(i, _loss):
+            if i + 1 in marks:
+                ev = evaluate(model, val_c, bptt=a.bptt)
+                print(f"    {i + 1:>3} steps    val ppl {ev['ppl']:8.3f}   long-range acc {ev['acc']:.3f}   "
+                      f"λ_1 {lambda1(model, val_c):+.4f}", flush=True)
+        pre_floss(model, data, k=a.k, steps=marks[-1], lr=a.floss_lr, window=a.floss_window, seed=a.seed,
+                  stop_tol=None, on_step=at_mark)
+        model = copy.deepcopy(models["none"])
+        n = marks[-1]
+        r = pre_floss(model, data, k=a.k, steps=n, lr=a.floss_lr, window=a.floss_window, seed=a.seed,
+                      stop_tol=None, validate=val_loss(model, rail_c), validate_every=max(1, min(10, n // 3)))
+        ev = evaluate(model, val_c, bptt=a.bptt)
+        print(f"    with validate=: stopped ({r['stopped']}) after {r['steps']} steps, weights of step "
+              f"{r['restored_step']} kept: val ppl {ev['ppl']:8.3f}   long-range acc {ev['acc']:.3f}   "
+              f"λ_1 {lambda1(model, val_c):+.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
