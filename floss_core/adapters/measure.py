@@ -99,8 +99,9 @@ def diagnostics(module, inputs, *, horizons=None, k: int | None = None, h0=None,
     exactly to zero (a ReLU RNN's dead units: relu'(a) = 0 for a < 0), σ_D = 0 from then on, so
     ``log_sv`` holds -inf in the lost directions and ``log_kappa`` is +inf (κ₂ = ∞; ``lyapunov.
     long_term_jacobian`` counts the lost directions). ``log_kappa_k`` stays finite for k below the rank
-    that survives, and the gradient norms and ``grad_reach`` are measured as for any module (the error
-    signal lives in the directions that remain).
+    that survives; where every direction is lost (a zero product: all units dead at one step) both are
+    +inf, a zero matrix being singular. The gradient norms and ``grad_reach`` are measured as for any
+    module (the error signal lives in the directions that remain; it is exactly 0 behind a zero step).
     """
     module = _in_dtype(module, dtype)
     st, xs, state0, unbatched = _prepare(module, inputs, h0)
@@ -108,6 +109,11 @@ def diagnostics(module, inputs, *, horizons=None, k: int | None = None, h0=None,
     horizons = sorted({h for h in HORIZONS if h <= steps} | {steps}) if horizons is None else list(horizons)
     k = _check_k(k, st.dim)
     ltj = long_term_jacobian(st.step, state0.detach(), xs, horizons, jacobian=st.tangent, k=k)
+    # every direction lost (a zero product: all ReLU units dead at some step): σ_1 = σ_D = 0, and log σ_1 − log σ_D
+    # is -inf − -inf = NaN; a zero matrix is singular, κ₂ = ∞ by the usual convention
+    zero = torch.isneginf(ltj["log_sv"][..., 0])
+    for key in ("log_kappa", "log_kappa_k"):
+        ltj[key] = torch.where(zero, torch.tensor(math.inf, dtype=ltj[key].dtype), ltj[key])
     grads = gradient_vs_horizon(st.step, state0.detach(), xs, loss=loss,
                                 generator=torch.Generator().manual_seed(seed))
     out = {"horizons": [int(h) for h in ltj["horizons"]], "log_sv": ltj["log_sv"],
