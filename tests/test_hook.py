@@ -107,7 +107,28 @@ def test_every_module_type_in_train_and_eval_and_no_grad(cls):
         shape = (2, H) if cell else (1, 2, H)
         assert all(v.shape == shape for v in (reg.h0 if lstm else (reg.h0,))) and isinstance(reg.h0, tuple) == lstm
         term = reg()
-        assert term.requires_grad and math.isfinite(float(term))
+        assert term.requires_grad and math.isfinite(float(term.detach()))
+
+
+def test_inference_mode_autocast_and_a_paused_hook():
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(8)
+    lstm = nn.LSTM(C, H)
+    reg = FlossingRegularizer(lstm, k=2, every=1)
+    x = torch.randn(10, 2, C, generator=gen)
+    with torch.inference_mode():                     # Lightning validates so: the window must stay usable
+        lstm(x)
+    assert not reg.inputs.is_inference() and not reg.h0[0].is_inference()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        term = reg()
+    assert term.dtype == torch.float32 and term.requires_grad
+    torch.testing.assert_close(term, 0.1 * A.flossing_loss_term(lstm, x[:, :1], k=2, transient=3))
+    reg.capturing = False
+    lstm(torch.randn(4, 2, C, generator=gen))
+    assert reg.steps() == 10
+    reg.capturing = True
+    lstm(torch.randn(4, 2, C, generator=gen))
+    assert reg.steps() == 4
 
 
 def test_a_cell_keeps_one_unbroken_sequence():
@@ -138,7 +159,7 @@ def test_a_packed_sequence_is_unpacked_and_cut_to_the_shortest_sample():
     gru(pack_padded_sequence(x, torch.tensor([6, 9, 4]), batch_first=True, enforce_sorted=False), h0)
     torch.testing.assert_close(reg.inputs, x[:2, :6], rtol=0, atol=0)       # the batch's own order, T = min(6, 9)
     torch.testing.assert_close(reg.h0, h0[:, :2], rtol=0, atol=0)
-    assert math.isfinite(float(reg()))
+    assert math.isfinite(float(reg().detach()))
 
 
 def test_a_last_shorter_batch_fits_the_transient():
@@ -152,7 +173,7 @@ def test_a_last_shorter_batch_fits_the_transient():
         model(_tokens(35, 4, gen))
         reg()
         model(_tokens(5, 4, gen))                                            # the last, shorter batch
-        assert math.isfinite(float(reg()))
+        assert math.isfinite(float(reg().detach()))
         assert [h["transient"] for h in reg.history] == [fitted_transient(transient, 35), want]
         reg.remove()
 

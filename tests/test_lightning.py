@@ -43,6 +43,10 @@ def _lm(seed=0):
             y = self(tokens)
             return nn.functional.cross_entropy(y[:-1].reshape(-1, V), tokens[1:].reshape(-1))
 
+        def validation_step(self, batch, batch_idx):
+            (tokens,) = batch
+            self(tokens.T)
+
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=LR)
 
@@ -50,19 +54,19 @@ def _lm(seed=0):
     return TinyLM()
 
 
-def _data(n_batches=6, seed=1):
-    tokens = torch.randint(0, V, (n_batches * B, T), generator=torch.Generator().manual_seed(seed))
+def _data(n_batches=6, seed=1, steps=T):
+    tokens = torch.randint(0, V, (n_batches * B, steps), generator=torch.Generator().manual_seed(seed))
     return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(tokens), batch_size=B, shuffle=False)
 
 
-def _fit(model, callbacks, steps, tmp_path):
+def _fit(model, callbacks, steps, tmp_path, val=None, **kwargs):
     L = _lightning()
     trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks,
-                        default_root_dir=tmp_path)
+                        default_root_dir=tmp_path, **kwargs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")                 # the loader's num_workers advice and the like
-        trainer.fit(model, _data())
+        trainer.fit(model, _data(), val)
     return trainer
 
 
@@ -111,6 +115,15 @@ def test_phase_mode_before_and_during_training(tmp_path):
     (p,) = cb.phases
     assert p["at"] == 0 and p["stopped"] == "validation" and p["restored_step"] == 0
     assert trainer.global_step == 1
+
+
+def test_the_phases_floss_training_inputs_never_the_validation_loops(tmp_path):
+    from floss_core.adapters.lightning import FlossingCallback
+    cb = FlossingCallback(k=2, weight=0, phase_steps=2, phase_every_epochs=1, phase_lr=1e-2, stop_tol=None)
+    # 2 training batches of T = 16 steps, validated (sanity check, then at the epoch's end) on windows of 7 steps
+    _fit(_lm(), [cb], 4, tmp_path, val=_data(n_batches=1, steps=7), limit_train_batches=2, max_epochs=2)
+    assert [p["at"] for p in cb.phases] == [2, 4]
+    assert [h["steps"] for h in cb.history] == [T, T]
 
 
 def test_bad_settings_are_refused_when_the_callback_is_made():

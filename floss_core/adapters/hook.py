@@ -65,8 +65,10 @@ class FlossingRegularizer:
       max_steps: the longest window kept, in steps: a full module's forward keeps its first
         ``max_steps`` steps (None: all); a cell (called once per step) its last ``max_steps`` calls
         of one unbroken sequence (None: ``CELL_STEPS``).
-    The hook also runs in eval() mode and under torch.no_grad() (what it keeps is data). A
-    PackedSequence input is unpacked; the window is cut to the shortest sampled sequence.
+    The hook also runs in eval() mode, under torch.no_grad() and torch.inference_mode() (what it keeps
+    is data); set ``reg.capturing = False`` to keep the current window through other forward passes
+    (validation). A PackedSequence input is unpacked; the window is cut to the shortest sampled
+    sequence. The term is computed in the module's dtype, also inside an autocast region.
 
     Attributes: ``inputs`` / ``h0`` (the window kept, in the module's own layout: (T, S, C) or
     (S, T, C) with batch_first, time-major for a cell; h0 as the module takes it, (L, S, H) or (h, c),
@@ -107,16 +109,22 @@ class FlossingRegularizer:
         self.inputs, self.h0 = None, None
         self.calls, self.history = 0, []
         self._warned = False
+        self.capturing = True                            # False: the hook keeps nothing (the window stays)
         self._steps, self._last_out = [], None          # a cell's kept calls: (x_t, hx_t) samples
         self._handle = m.register_forward_hook(self._capture, with_kwargs=True)
 
     # ------------------------------------------------------------------------ the hook
     def _capture(self, module, args, kwargs, output) -> None:
+        if not self.capturing:
+            return
         x = args[0] if args else kwargs.get("input")
         hx = args[1] if len(args) > 1 else kwargs.get("hx")
         if not isinstance(x, (torch.Tensor, PackedSequence)):
             return
-        (self._capture_cell if self._cell else self._capture_seq)(x, hx, output)
+        # copies made outside inference mode: a forward under torch.inference_mode() (Lightning's validation)
+        # gives inference tensors, which no later flossing loss could be differentiated through
+        with torch.inference_mode(False):
+            (self._capture_cell if self._cell else self._capture_seq)(x, hx, output)
 
     def _capture_seq(self, x, hx, output) -> None:
         m, bf = self.module, self.module.batch_first
@@ -185,8 +193,13 @@ class FlossingRegularizer:
                              f"{type(self.module).__name__}'s input is kept from it)")
         transient = fitted_transient(self.transient, self.steps())
         st, xs, state0, _ = _prepare(self.module, self.inputs, self.h0)
-        loss, lam, _ = _window_loss(st, xs, state0, k=self.k, transient=transient, qr_every=self.qr_every,
-                                    target=self.target, Q0=None, seed=self.seed, state_horizon=self.state_horizon)
+        # in the module's own dtype even inside the user's autocast region: QR and the exponents' logs in
+        # half precision would be noise (and torch has no half-precision QR)
+        device = next(self.module.parameters()).device.type
+        with torch.autocast(device_type=device, enabled=False):
+            loss, lam, _ = _window_loss(st, xs, state0, k=self.k, transient=transient, qr_every=self.qr_every,
+                                        target=self.target, Q0=None, seed=self.seed,
+                                        state_horizon=self.state_horizon)
         return loss, lam, transient
 
     def __call__(self) -> torch.Tensor:

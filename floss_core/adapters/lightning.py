@@ -42,9 +42,9 @@ class FlossingCallback(Callback):
       phase_steps, phase_lr: a flossing phase's steps and Adam learning rate (0 steps: no phases).
       phase_every: a phase after every this many training steps (None: none by steps).
       phase_every_epochs: a phase after every this many training epochs (None: none by epochs).
-      pre_steps: a phase of this many steps before training, on ``sampler`` if given, else on the window
-        of the sanity check's forward pass if there was one, else right after the first training step
-        (the first window the hook sees).
+      pre_steps: a phase of this many steps before training: before the first step on ``sampler`` if
+        given, else right after the first training step, on the first window the hook keeps (the
+        hook keeps nothing from the validation loop, sanity check included: flossing sees training inputs).
       sampler: ``i -> inputs`` in the module's layout for the phases instead of the window kept.
       validate: ``pl_module -> float``, your task loss on a validation batch: a phase stops when it rises
         by more than ``max_rise`` and the weights of its last passing check are restored (``floss``'s
@@ -140,12 +140,20 @@ class FlossingCallback(Callback):
         out["at"] = trainer.global_step
         self.phases.append(out)
 
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if self.reg is not None:            # the window stays the last training batch's
+            self.reg.capturing = False
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self.reg is not None:
+            self.reg.capturing = True
+
     def on_train_start(self, trainer, pl_module) -> None:
         if self.pre_steps:
-            if self.sampler is not None or self.reg.inputs is not None:   # a sampler, or the sanity check's window
+            if self.sampler is not None:
                 self._phase(trainer, pl_module, self.pre_steps)
             else:
-                self._pre_pending = True                                  # after the first training step
+                self._pre_pending = True    # no window before the first forward pass: after the first step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self._pre_pending and self.reg.inputs is not None:
