@@ -325,6 +325,10 @@ def test_phase_passes_the_rails_on():
     reg = FlossingRegularizer(gru, k=2)
     gru(torch.randn(15, 2, C))
     start = [p.detach().clone() for p in gru.parameters()]
-    moved = lambda: 1.0 + 100 * sum(float((p - s).norm()) for p, s in zip(gru.parameters(), start))  # noqa: E731
+
+    def moved():                       # a validation loss through the model's forward, growing as the weights move
+        gru(torch.randn(4, 1, C))
+        return 1.0 + 100 * sum(float((p - s).norm()) for p, s in zip(gru.parameters(), start))
     out = reg.phase(steps=10, lr=1e-2, validate=moved, validate_every=2)
     assert out["stopped"] == "validation" and all(torch.equal(p, s) for p, s in zip(gru.parameters(), start))
+    assert reg.steps() == 15 and reg.capturing                      # the validation's forward kept nothing

@@ -248,6 +248,15 @@ class FlossingRegularizer:
             T = first.shape[1 if bf else 0]
             source, h0 = (lambda i: first if i == 0 else sampler(i)), None
         used = fitted_transient(transient if transient is not None else self.transient, T)
+        if validate is not None and callable(validate):
+            user_validate = validate
+
+            def validate():          # the validation forward passes keep the window as it is
+                was, self.capturing = self.capturing, False
+                try:
+                    return user_validate()
+                finally:
+                    self.capturing = was
         floss_kwargs = {"k": self.k, "target": self.target, "state_horizon": self.state_horizon,
                         "qr_every": self.qr_every, "seed": self.seed, **floss_kwargs}
         out = floss(self.module, source, steps=steps, lr=lr, transient=used, h0=h0, validate=validate,
