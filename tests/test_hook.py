@@ -131,6 +131,23 @@ def test_inference_mode_autocast_and_a_paused_hook():
     assert reg.steps() == 4
 
 
+def test_unbatched_inputs_are_kept_as_a_batch_of_one():
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(9)
+    for m, x, h0 in ((nn.LSTM(C, H, num_layers=2), torch.randn(7, C, generator=gen),
+                      (torch.randn(2, H, generator=gen), torch.randn(2, H, generator=gen))),
+                     (nn.GRUCell(C, H), torch.randn(C, generator=gen), torch.randn(H, generator=gen))):
+        reg = FlossingRegularizer(m, k=2, every=1)
+        m(x, h0)
+        if isinstance(m, nn.LSTM):
+            torch.testing.assert_close(reg.inputs, x[:, None], rtol=0, atol=0)                 # (T, 1, C)
+            torch.testing.assert_close(reg.h0[1], h0[1][:, None], rtol=0, atol=0)             # (L, 1, H)
+        else:
+            torch.testing.assert_close(reg.inputs, x[None, None], rtol=0, atol=0)             # (1, 1, C)
+            torch.testing.assert_close(reg.h0, h0[None], rtol=0, atol=0)                      # (1, H)
+        assert math.isfinite(float(reg().detach()))
+
+
 def test_a_cell_keeps_one_unbroken_sequence():
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(4)
@@ -233,7 +250,8 @@ def test_phase_on_the_window_kept_and_on_a_sampler():
     out = reg.phase(steps=4, lr=1e-2, stop_tol=None)
     assert out["steps"] == 4 and out["stopped"] == "steps" and not torch.equal(before, model.rnn.weight_hh_l0)
     assert model.emb.weight.grad is None
-    assert reg.history[-1]["kind"] == "phase" and reg.history[-1]["steps"] == 25 and len(reg.history[-1]["exponents"]) == 3
+    last = reg.history[-1]
+    assert last["kind"] == "phase" and last["steps"] == 25 and len(last["exponents"]) == 3
     calls = []
 
     def sampler(i):
