@@ -2,7 +2,7 @@
 (spectrum, forecast, long-term Jacobian and gradient reach) and ``floss_checkpoint`` (flossing in place,
 with the spectrum before and after).
 
-Both are driven by a sample of the user's own inputs when one is given (``inputs``: a ``inputs.Sample`` from
+Both are driven by a sample of the user's own inputs when one is given (``inputs``: an ``inputs.Sample`` from
 ``load_inputs``, or a tensor in the module's layout), else by random bits on every input channel, which is
 only right for a model whose inputs are bits (issue 17: a trained LSTM has λ1 = −0.076 on bits, −0.223 on its
 real inputs). Each result says which inputs it used (``"inputs"``). Flossing on a sample draws its windows
