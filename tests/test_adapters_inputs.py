@@ -150,6 +150,8 @@ def test_torch_compile_and_data_parallel_are_unwrapped():
 def test_distributed_data_parallel_is_unwrapped(tmp_path):
     import torch.distributed as dist
 
+    if not (dist.is_available() and dist.is_gloo_available()) or dist.is_initialized():
+        pytest.skip("needs torch.distributed with gloo and no process group of its own yet")
     rnn = _lstm()
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     try:
@@ -158,6 +160,12 @@ def test_distributed_data_parallel_is_unwrapped(tmp_path):
         assert torch.equal(A.spectrum(ddp, _x(), k=2), A.spectrum(rnn, _x(), k=2))
     finally:
         dist.destroy_process_group()
+
+
+def test_a_packed_sequence_is_told_to_be_padded():
+    x = nn.utils.rnn.pack_padded_sequence(_x(), [T, T - 2, 3, 1])
+    _refused(lambda: A.spectrum(_lstm(), x, k=2), "got a PackedSequence: pass "
+             "torch.nn.utils.rnn.pad_packed_sequence(x)[0]")
 
 
 def test_token_ids_to_a_whole_model_name_the_embedding():

@@ -351,6 +351,10 @@ def _prepare(module, inputs, h0):
     name = _describe(module)
     batch_first = not cell and module.batch_first
     layout = "(B, T, C)" if batch_first else "(T, B, C)"
+    if isinstance(inputs, nn.utils.rnn.PackedSequence):
+        raise ValueError(f"the {name} is measured on a padded tensor {layout}, got a PackedSequence: pass "
+                         f"torch.nn.utils.rnn.pad_packed_sequence(x{', batch_first=True' if batch_first else ''})[0] "
+                         "(padding steps are stepped too: measure a window without them)")
     if isinstance(inputs, bool) or not isinstance(inputs, (int, torch.Tensor)):
         raise ValueError(f"inputs must be a tensor or an int number of steps, got {type(inputs).__name__}")
     if isinstance(inputs, int):
