@@ -88,6 +88,8 @@ def test_integers_and_bools_are_numbers_in_the_modules_dtype():
     s = load_inputs(_pt(bits), "bits.pt", nn.RNN(2, 3).double())
     assert s.tensor.dtype == torch.float64 and torch.equal(s.tensor, bits.double())
     assert torch.equal(load_inputs(_npy(bits.numpy().astype(bool)), "b.npy", nn.RNN(2, 3)).tensor, bits.float())
+    x = torch.randn(30, 1, 2)        # a half-precision module is measured in float32: its sample keeps float32
+    assert torch.equal(load_inputs(_pt(x), "x.pt", nn.RNN(2, 3).half()).tensor, x)
 
 
 def test_a_file_name_is_sanitised_and_keeps_its_type():

@@ -33,7 +33,7 @@ SUFFIXES = (".pt", ".pth", ".npy", ".csv")
 @dataclass(frozen=True)
 class Sample:
     """A validated sample of a module's inputs."""
-    tensor: torch.Tensor   # (T, B, C), or (B, T, C) when batch_first; the module's dtype, finite
+    tensor: torch.Tensor   # (T, B, C), or (B, T, C) when batch_first; the module's dtype (>= float32), finite
     name: str              # the file's name, sanitised (no folders), as the reports show it
     batch_first: bool      # the layout of ``tensor`` (the module's)
 
@@ -108,7 +108,8 @@ def as_sample(inputs, module, *, name: str = "inputs", min_steps: int = 1) -> Sa
     batch_first = bool(getattr(module, "batch_first", False))
     t = _as_tensor(inputs, name)
     x = _in_layout(t, module_step(module).input_size, batch_first, name=name)
-    x = x.to(dtype=next(iter(module.parameters())).dtype)
+    # the module's dtype, at least float32: a float16 / bfloat16 module is measured in float32 (the stepper's rule)
+    x = x.to(dtype=torch.promote_types(next(iter(module.parameters())).dtype, torch.float32))
     bad = ~torch.isfinite(x)
     if bool(bad.any()):
         where = bad.nonzero()[0].tolist()           # (t, b, c) or (b, t, c)
