@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..files import safe_filename
-from .stepper import _kind, module_step
+from .stepper import _kind
 
 MAX_INPUT_BYTES = 20_000_000
 SUFFIXES = (".pt", ".pth", ".npy", ".csv")
@@ -107,7 +107,7 @@ def as_sample(inputs, module, *, name: str = "inputs", min_steps: int = 1) -> Sa
                          f"{type(module).__name__}")
     batch_first = bool(getattr(module, "batch_first", False))
     t = _as_tensor(inputs, name)
-    x = _in_layout(t, module_step(module).input_size, batch_first, name=name)
+    x = _in_layout(t, module.input_size, batch_first, name=name)   # the module's own field: no stepper built here
     # the module's dtype, at least float32: a float16 / bfloat16 module is measured in float32 (the stepper's rule)
     x = x.to(dtype=torch.promote_types(next(iter(module.parameters())).dtype, torch.float32))
     bad = ~torch.isfinite(x)
