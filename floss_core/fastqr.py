@@ -236,20 +236,39 @@ def rnn_lyapunov_spectrum(Xprev: torch.Tensor, J: torch.Tensor, Q0: torch.Tensor
 
 
 # ------------------------------------------------------------------ any map with explicit Jacobians
-class _JacobianTangentLogs(torch.autograd.Function):
-    """log diag(R_t) of ``Q_t = QR(D_t Q_{t-1})`` (a QR every step) for explicit one-step Jacobians D_t,
-    as ONE autograd node: the forward is ``_RNNTangentLogs``'s with a general D_t, the backward its QR
-    adjoint followed by the adjoint of ``A_t = D_t Q_{t-1}`` (``∂D_t = ∂A_t Q_{t-1}ᵀ``,
-    ``∂Q_{t-1} = D_tᵀ ∂A_t``), no autograd graph per step."""
+class _LayeredTangentLogs(torch.autograd.Function):
+    """log diag(R_t) of ``Q_t = QR(D_t Q_{t-1})`` (a QR every step) for a layered map with explicit
+    per-layer Jacobians, as ONE autograd node.
+
+    The state is layer-major, blocks of n_l rows; the one-step tangent is block lower-triangular: layer
+    l's block is ``X_l = A_l Q_l + B_l X_{l-1}[:H]`` (A_l its own Jacobian (n_l, n_l), B_l (n_l, H) the one
+    through its input, the first H rows of the block below's new tangent: a stacked RNN / GRU / LSTM,
+    driven by the new h of the layer below), so D_t is never formed. The forward is
+    ``_RNNTangentLogs``'s with these products; the backward its QR adjoint followed by the adjoints of
+    the products (``∂A_l = ∂X_l Q_lᵀ``, ``∂B_l = ∂X_l X_{l-1}[:H]ᵀ``, ``∂Q_l = A_lᵀ ∂X_l``,
+    ``∂X_{l-1}[:H] += B_lᵀ ∂X_l``), no autograd graph per step."""
 
     @staticmethod
-    def forward(ctx, Js, Q0, gram_dtype, refine):
-        L, B, N, _ = Js.shape
-        dt = Js.dtype
-        Q = Q0.expand(B, N, Q0.shape[-1])
-        Qs, Rs, diag, fallbacks = [Q], [], [], 0
-        for D in Js.unbind(0):
-            Q, R, fell = _qr_step(torch.bmm(D, Q), gram_dtype, refine)
+    def forward(ctx, Q0, gram_dtype, refine, feed, *mats):
+        L = (len(mats) + 1) // 2
+        As, Bs = mats[:L], (None,) + mats[L:]
+        T, Bn = As[0].shape[:2]
+        sizes = [a.shape[-1] for a in As]
+        dt = As[0].dtype
+        Q = Q0.expand(Bn, *Q0.shape[-2:])
+        At = [a.unbind(0) for a in As]
+        Bt = [None] + [b.unbind(0) for b in Bs[1:]]
+        Qs, Rs, diag, feeds, fallbacks = [Q], [], [], [], 0
+        for t in range(T):
+            Ql, Xs, fed = Q.split(sizes, dim=-2), [], []
+            for l in range(L):
+                X = torch.bmm(At[l][t], Ql[l])
+                if l:
+                    fed.append(Xs[-1][..., :feed, :])
+                    X = torch.baddbmm(X, Bt[l][t], fed[-1])
+                Xs.append(X)
+            feeds.append(fed)
+            Q, R, fell = _qr_step(Xs[0] if L == 1 else torch.cat(Xs, dim=-2), gram_dtype, refine)
             fallbacks += fell
             diag.append(R.diagonal(dim1=-2, dim2=-1).clone())
             Rs.append(R.to(dt))
@@ -257,18 +276,24 @@ class _JacobianTangentLogs(torch.autograd.Function):
             Qs.append(Q)
         tiny = torch.finfo(dt).tiny
         diag = torch.stack(diag)
-        ctx.save_for_backward(Js)
-        ctx.Qs, ctx.Rs, ctx.mask, ctx.fallbacks = Qs, Rs, diag > tiny, fallbacks
+        ctx.save_for_backward(*mats)
+        ctx.Qs, ctx.Rs, ctx.feeds, ctx.mask, ctx.fallbacks = Qs, Rs, feeds, diag > tiny, fallbacks
+        ctx.L, ctx.sizes, ctx.feed = L, sizes, feed
         return torch.log(diag.clamp_min(tiny)).to(dt)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, glogs):
-        Js, = ctx.saved_tensors
-        Qs, Rs = ctx.Qs, ctx.Rs
+        mats = ctx.saved_tensors
+        L, sizes, feed = ctx.L, ctx.sizes, ctx.feed
+        As, Bs = mats[:L], (None,) + mats[L:]
+        Qs, Rs, feeds = ctx.Qs, ctx.Rs, ctx.feeds
         g = (glogs * ctx.mask).unbind(0)
-        gJs = torch.empty_like(Js)
-        Dt, gDt = Js.unbind(0), gJs.unbind(0)
+        gmats = [m.new_empty(m.shape) for m in mats]               # contiguous, whatever the inputs' strides
+        gAt = [m.unbind(0) for m in gmats[:L]]
+        gBt = [None] + [m.unbind(0) for m in gmats[L:]]
+        At = [a.unbind(0) for a in As]
+        Bt = [None] + [b.unbind(0) for b in Bs[1:]]
         gQ = None
         for t in range(len(Rs) - 1, -1, -1):
             Q = Qs[t + 1]
@@ -281,30 +306,54 @@ class _JacobianTangentLogs(torch.autograd.Function):
                 C = torch.add(W, W.mT)
                 C.diagonal(dim1=-2, dim2=-1).sub_(d)
                 X = torch.baddbmm(gQ, Q, C, alpha=-1.0)
-            gA = torch.linalg.solve_triangular(Rs[t].mT, X, upper=False, left=False)   # X R⁻ᵀ
-            torch.bmm(gA, Qs[t].mT, out=gDt[t])                   # ∂D_t = ∂A_t Q_{t-1}ᵀ
+            gX = torch.linalg.solve_triangular(Rs[t].mT, X, upper=False, left=False)   # X R⁻ᵀ
+            gXl = list(gX.split(sizes, dim=-2))
+            Ql = Qs[t].split(sizes, dim=-2)
+            gQl = [None] * L
+            for l in range(L - 1, -1, -1):
+                gl = gXl[l]
+                torch.bmm(gl, Ql[l].mT, out=gAt[l][t])            # ∂A_l = ∂X_l Q_lᵀ
+                if l:
+                    torch.bmm(gl, feeds[t][l - 1].mT, out=gBt[l][t])   # ∂B_l = ∂X_l X_{l-1}[:H]ᵀ
+                    below = gXl[l - 1].clone()
+                    below[..., :feed, :].baddbmm_(Bt[l][t].mT, gl)     # the input's tangent feeds layer l
+                    gXl[l - 1] = below
+                if t:
+                    gQl[l] = torch.bmm(At[l][t].mT, gl)           # ∂Q_l = A_lᵀ ∂X_l
             if t:
-                gQ = torch.bmm(Dt[t].mT, gA)                      # ∂Q_{t-1} = D_tᵀ ∂A_t
-        return gJs, None, None, None
+                gQ = gQl[0] if L == 1 else torch.cat(gQl, dim=-2)
+        return (None, None, None, None, *gmats)
+
+
+def layered_tangent_logs(As, Bs, Q0: torch.Tensor, *, feed: int, gram_dtype: torch.dtype = torch.float64,
+                         refine: bool | None = None) -> torch.Tensor:
+    """log|diag R_t| (T, B, k) of ``(Q_t, R_t) = QR(D_t Q_{t-1})``, t = 1..T, a QR every step, for a
+    layered map given by its per-layer Jacobians (``_LayeredTangentLogs``), differentiable in them.
+
+    Args:
+      As: L tensors (T, B, n_l, n_l), layer l's Jacobian w.r.t. its own block of the (layer-major) state.
+      Bs: L - 1 tensors (T, B, n_l, feed), layer l >= 1's Jacobian w.r.t. its input: the first ``feed``
+        rows of the new tangent of layer l - 1.
+      Q0: (D, k) or (B, D, k) orthonormal start in the layer-major order, D = Σ n_l; not differentiated.
+      gram_dtype, refine: as for ``rnn_tangent_logs`` (CholeskyQR with a float64 Gram; Householder for
+        a step whose Gram is not positive definite).
+    """
+    As, Bs = list(As), list(Bs)
+    if not As or len(Bs) != len(As) - 1:
+        raise ValueError(f"need L >= 1 layer Jacobians and L - 1 input Jacobians, got {len(As)} and {len(Bs)}")
+    d, k = sum(a.shape[-1] for a in As), Q0.shape[-1]
+    if Q0.shape[-2] != d or not 1 <= k <= d:
+        raise ValueError(f"Q0 must be (D, k) or (B, D, k) with D = {d}, 1 <= k <= D, got {tuple(Q0.shape)}")
+    dt = As[0].dtype
+    if refine is None:
+        refine = torch.finfo(gram_dtype).eps >= torch.finfo(dt).eps
+    return _LayeredTangentLogs.apply(Q0.detach().to(dt), gram_dtype, bool(refine), int(feed), *As, *Bs)
 
 
 def jacobian_tangent_logs(Js: torch.Tensor, Q0: torch.Tensor, *, gram_dtype: torch.dtype = torch.float64,
                           refine: bool | None = None) -> torch.Tensor:
-    """log|diag R_t| (L, B, k) of ``(Q_t, R_t) = QR(D_t Q_{t-1})``, t = 1..L, a QR every step,
-    differentiable in the Jacobians.
-
-    Args:
-      Js: (L, B, N, N) one-step Jacobians D_t of B independent systems (e.g. a window's, from
-        ``adapters.tangents.CellTangent.jacobian``).
-      Q0: (N, k) or (B, N, k) orthonormal start; not differentiated.
-      gram_dtype, refine: as for ``rnn_tangent_logs`` (CholeskyQR with a float64 Gram; Householder for
-        a step whose Gram is not positive definite).
-    """
+    """log|diag R_t| (T, B, k) of ``(Q_t, R_t) = QR(D_t Q_{t-1})`` for explicit one-step Jacobians
+    Js (T, B, N, N) (``layered_tangent_logs`` with one layer)."""
     if Js.dim() != 4 or Js.shape[-1] != Js.shape[-2] or Js.shape[0] < 1:
-        raise ValueError(f"Js must be (L, B, N, N) with L >= 1, got shape {tuple(Js.shape)}")
-    N, k = Js.shape[-1], Q0.shape[-1]
-    if Q0.shape[-2] != N or not 1 <= k <= N:
-        raise ValueError(f"Q0 must be (N, k) or (B, N, k) with N = {N}, 1 <= k <= N, got {tuple(Q0.shape)}")
-    if refine is None:
-        refine = torch.finfo(gram_dtype).eps >= torch.finfo(Js.dtype).eps
-    return _JacobianTangentLogs.apply(Js, Q0.detach().to(Js.dtype), gram_dtype, bool(refine))
+        raise ValueError(f"Js must be (T, B, N, N) with T >= 1, got shape {tuple(Js.shape)}")
+    return layered_tangent_logs([Js], [], Q0, feed=0, gram_dtype=gram_dtype, refine=refine)

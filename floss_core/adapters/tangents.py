@@ -35,11 +35,6 @@ def _lin(x, w, b):
     return y if b is None else y + b
 
 
-def _mat(w, v):
-    # w (G, H) applied to tangent columns v (..., H, m)
-    return w @ v
-
-
 class CellTangent:
     """The analytic tangent map of one step of a layered cell over the flat state (see the module doc).
 
@@ -103,32 +98,68 @@ class CellTangent:
         return out
 
     # ------------------------------------------------------------------ tangent columns
+    # The tangent columns are carried as rows (..., m, H) inside: then every weight product is
+    # ``v @ Wᵀ`` with the leading dimensions folded into one matmul (a weight on the left of a batch of
+    # blocks makes torch.matmul copy the weight out to the batch first).
     def apply(self, coeffs, V):
         """D_t V for tangent columns V (..., D, m) (or (D, m), broadcast), from ``coefficients``."""
-        H, L = self.hidden, self.n_layers
+        return torch.cat(self._propagate(coeffs, list(V.mT.split(self.hidden, dim=-1))), dim=-1).mT
+
+    def _propagate(self, coeffs, vs):
+        """The tangent's blocks (h of each layer, then c of each layer) from the input's, each as rows
+        (..., m, H), ``None`` for zero or ``EYE`` for the identity."""
+        L = self.n_layers
         hs, cs, prev = [], [], None        # prev: the tangent of the new h of the layer below
-        for l, ((w_ih, w_hh, _, _), co) in enumerate(zip(self.weights, coeffs)):
-            vh = V[..., l * H:(l + 1) * H, :]
-            if self.kind == "rnn":
-                a = _mat(w_hh, vh) if prev is None else _mat(w_hh, vh) + _mat(w_ih, prev)
-                dh = co[0].unsqueeze(-1) * a
-            elif self.kind == "gru":
-                on_h, on_i, z = co
-                p = on_h.unsqueeze(-1) * _mat(w_hh, vh)
-                if prev is not None:
-                    p = p + on_i.unsqueeze(-1) * _mat(w_ih, prev)
-                dh = p.unflatten(-2, (3, H)).sum(-3) + z.unsqueeze(-1) * vh
-            else:
-                coef, sf, u = co
-                vc = V[..., (L + l) * H:(L + l + 1) * H, :]
-                a = _mat(w_hh, vh) if prev is None else _mat(w_hh, vh) + _mat(w_ih, prev)
-                p = (coef.unsqueeze(-1) * a).unflatten(-2, (4, H))
-                dc = p[..., :3, :, :].sum(-3) + sf.unsqueeze(-1) * vc
-                dh = p[..., 3, :, :] + u.unsqueeze(-1) * dc
-                cs.append(dc)
+        for l, co in enumerate(coeffs):
+            dh, dc = self._layer(l, co, vs[l], vs[L + l] if self.kind == "lstm" else None, prev)
             hs.append(dh)
+            cs += [dc] if self.kind == "lstm" else []
             prev = dh
-        return torch.cat(hs + cs, dim=-2)
+        return hs + cs
+
+    def _layer(self, l, co, vh, vc, prev):
+        """Layer l's new (dh, dc) (dc None but for an LSTM) from its own (vh, vc) and its input's tangent
+        ``prev``, all as rows (..., m, H), ``None`` for zero or ``EYE`` for the identity (so that the
+        explicit Jacobians are built one block at a time without multiplying the zeros of I)."""
+        w_ih, w_hh = self.weights[l][:2]
+        H = self.hidden
+        if self.kind == "rnn":
+            return _cols(co[0], _add(_mm(vh, w_hh), _mm(prev, w_ih))), None
+        if self.kind == "gru":
+            on_h, on_i, z = co
+            p = _add(_cols(on_h, _mm(vh, w_hh)), _cols(on_i, _mm(prev, w_ih)))
+            return _add(None if p is None else p.unflatten(-1, (3, H)).sum(-2), _cols(z, vh)), None
+        coef, sf, u = co
+        p = _cols(coef, _add(_mm(vh, w_hh), _mm(prev, w_ih)))
+        p = None if p is None else p.unflatten(-1, (4, H))
+        dc = _add(None if p is None else p[..., :3, :].sum(-2), _cols(sf, vc))
+        return _add(None if p is None else p[..., 3, :], _cols(u, dc)), dc
+
+    def layers(self, states, xs):
+        """The window's per-layer Jacobians for ``fastqr.layered_tangent_logs``, from ONE batched pass over
+        its states (T, ..., D) (the state each step starts from) and inputs (T, ..., C): ``(As, Bs, order)``
+        with As[l] (T, ..., n, n) layer l's Jacobian w.r.t. its own (h_l[, c_l]) (n = H, or 2H for an
+        LSTM), Bs[l-1] (T, ..., n, H) w.r.t. its input (the new h of layer l-1), and ``order`` the flat
+        state's indices in layer-major order (h_0, c_0, h_1, c_1, ...), None where that is the flat order."""
+        coeffs = self.coefficients(states, xs)
+        H, L, lstm = self.hidden, self.n_layers, self.kind == "lstm"
+        lead = torch.broadcast_shapes(states.shape[:-1], xs.shape[:-1])
+
+        def block_row(blocks):             # the derivatives by one source as a row of Jᵀ (..., H, n)
+            return torch.cat([states.new_zeros(*lead, H, H) if b is None else b.expand(*lead, H, H)
+                              for b in blocks if b is not None or lstm], dim=-1)
+        As, Bs = [], []
+        for l, co in enumerate(coeffs):
+            rows = [block_row(self._layer(l, co, EYE, None, None))]
+            if lstm:
+                rows.append(block_row(self._layer(l, co, None, EYE, None)))
+            As.append(torch.cat(rows, dim=-2).mT if lstm else rows[0].mT)
+            if l:
+                Bs.append(block_row(self._layer(l, co, None, None, EYE)).mT)
+        order = None
+        if lstm and L > 1:
+            order = torch.cat([torch.arange(o * H, (o + 1) * H) for l in range(L) for o in (l, L + l)])
+        return As, Bs, order
 
     def __call__(self, state, x, new, Q):
         return self.apply(self.coefficients(state, x), Q)
@@ -139,19 +170,47 @@ class CellTangent:
         equations and their derivative factors for all steps at once, leaving only the k-column matmuls
         and element-wise products per step. ``explicit``: build each D_t (T, ..., D, D) and apply it as
         one matmul instead."""
-        coeffs = self.coefficients(states, xs)
         if explicit:
-            eye = torch.eye(self.dim, dtype=states.dtype, device=states.device)
-            return [J.__matmul__ for J in self.apply(coeffs, eye).unbind(0)]
+            return [J.__matmul__ for J in self.jacobian(states, xs).unbind(0)]
+        coeffs = self.coefficients(states, xs)
         # unbind, not indexing: one backward node per tensor for the whole window, not one zero-filled
         # (T, ...) gradient per step
         per_step = list(zip(*[tuple(zip(*[c.unbind(0) for c in layer])) for layer in coeffs]))
         return [lambda Q, co=co: self.apply(co, Q) for co in per_step]
 
     def jacobian(self, state, x):
-        """The explicit one-step Jacobians D_t (..., D, D) at (state (..., D), x (..., C) or None)."""
-        return self.apply(self.coefficients(state, x),
-                          torch.eye(self.dim, dtype=state.dtype, device=state.device))
+        """The explicit one-step Jacobians D_t (..., D, D) at (state (..., D), x (..., C) or None), one
+        block (h or c of one layer) of columns at a time (a transposed view of a contiguous Dᵀ)."""
+        coeffs = self.coefficients(state, x)
+        H, nb = self.hidden, self.dim // self.hidden
+        lead = torch.broadcast_shapes(state.shape[:-1], () if x is None else x.shape[:-1])
+        rows = []                          # row j of Dᵀ: the derivatives by block j of the state
+        for j in range(nb):
+            blocks = self._propagate(coeffs, [EYE if i == j else None for i in range(nb)])
+            rows.append(torch.cat([state.new_zeros(*lead, H, H) if r is None else r.expand(*lead, H, H)
+                                   for r in blocks], dim=-1))
+        return torch.cat(rows, dim=-2).mT
+
+
+EYE = object()   # the identity block in CellTangent._propagate
+
+
+def _mm(v, w):
+    # the rows v (..., m, H) of a block through a weight w (G, H): v Wᵀ (..., m, G)
+    if v is None:
+        return None
+    return w.mT if v is EYE else v @ w.mT
+
+
+def _cols(c, v):
+    # v diag(c) for c (..., G) and rows v (..., m, G)
+    if v is None:
+        return None
+    return torch.diag_embed(c) if v is EYE else c.unsqueeze(-2) * v
+
+
+def _add(a, b):
+    return b if a is None else a if b is None else a + b
 
 
 def cell_tangent(kind: str, weights: list, n_in: int, act):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from ..flossing import flossing_loss
-from ..fastqr import jacobian_tangent_logs
+from ..fastqr import layered_tangent_logs
 from ..lyapunov import _check, lyapunov_spectrum, ordered_sum
 from .stepper import Stepper, _check_k, _q0
 from .tangents import CellTangent
@@ -29,6 +29,33 @@ def _trajectory(st: Stepper, xs, state0, state_horizon):
     return torch.stack(states)
 
 
+def _trajectory_batched(st: Stepper, xs, state0, state_horizon):
+    """``_trajectory``'s states and gradient graph with ``state_horizon`` batched step calls instead of T.
+
+    The values come first from a sequential pass without autograd; then the graph of every stretch of
+    ``state_horizon`` steps between two cuts starts from the (detached) value before it, so the j-th step
+    of all stretches is ONE step call over the stretches as a batch. Same states (to rounding: a batched
+    matmul may sum in another order; nothing accumulates, every stretch restarts from the exact value)
+    and the same gradient paths as ``_trajectory``."""
+    T, h = xs.shape[0], state_horizon
+    with torch.no_grad():
+        s, values = state0, []
+        for t in range(0, T - h, h):           # only the states before each cut are needed
+            for x in xs[t:t + h]:
+                s = st.step(s, x)
+            values.append(s)
+    n = -(-T // h)                             # stretches; the last one padded with zero inputs
+    pad = n * h - T
+    xp = torch.cat([xs, xs.new_zeros(pad, *xs.shape[1:])]) if pad else xs
+    xp = xp.unflatten(0, (n, h))               # (n, h, B, C)
+    s = torch.stack([state0.detach()] + values)                 # (n, B, D), no gradient
+    outs = []
+    for j in range(h):
+        s = st.step(s, xp[:, j])
+        outs.append(s)
+    return torch.stack(outs, dim=1).flatten(0, 1)[:T]
+
+
 def _window_loss(st: Stepper, xs, state0, *, k, transient, qr_every, target, Q0, seed, state_horizon=None):
     """Flossing loss of one window from a detached start, and the window's final (detached) state.
 
@@ -45,14 +72,19 @@ def _window_loss(st: Stepper, xs, state0, *, k, transient, qr_every, target, Q0,
     Q0 = _q0(st.dim, k, seed, state0) if Q0 is None else Q0
     start = state0.detach()
     if isinstance(st.tangent, CellTangent) and not isinstance(xs, int):
-        trajectory = _trajectory(st, xs, start, state_horizon)
+        trajectory = _trajectory(st, xs, start, state_horizon) if state_horizon is None or \
+            state_horizon >= xs.shape[0] else _trajectory_batched(st, xs, start, state_horizon)
         # the state each step starts from, as lyapunov_spectrum hands it to a tangent map (not detached: the
         # gradient into it is the one forward-mode AD gives)
         before = torch.cat([start[None], trajectory[:-1]])
-        explicit = EXPLICIT if EXPLICIT is not None else trajectory.numel() * st.dim <= JACOBIAN_ELEMENTS
+        explicit = EXPLICIT if EXPLICIT is not None else \
+            trajectory.numel() * st.dim <= JACOBIAN_ELEMENTS
         if explicit and qr_every == 1:
             _check(k, st.dim, xs.shape[0], transient, qr_every)
-            logs = jacobian_tangent_logs(st.tangent.jacobian(before, xs), Q0.to(start))   # (T, B, k)
+            As, Bs, order = st.tangent.layers(before, xs)
+            Q0 = Q0.to(start)
+            logs = layered_tangent_logs(As, Bs, Q0 if order is None else Q0[..., order, :],   # (T, B, k)
+                                        feed=st.tangent.hidden)
             lam = torch.sort(ordered_sum(logs[transient:].unbind(0)) / (xs.shape[0] - transient),
                              dim=-1, descending=True).values
             end = trajectory[-1]
