@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import torch
 
+from ..models import gru_update, lstm_update
+
 
 def _lin(x, w, b):
     y = x @ w.mT
@@ -130,10 +132,44 @@ class CellTangent:
             p = _add(_cols(on_h, _mm(vh, w_hh)), _cols(on_i, _mm(prev, w_ih)))
             return _add(None if p is None else p.unflatten(-1, (3, H)).sum(-2), _cols(z, vh)), None
         coef, sf, u = co
-        p = _cols(coef, _add(_mm(vh, w_hh), _mm(prev, w_ih)))
-        p = None if p is None else p.unflatten(-1, (4, H))
-        dc = _add(None if p is None else p[..., :3, :].sum(-2), _cols(sf, vc))
-        return _add(None if p is None else p[..., 3, :], _cols(u, dc)), dc
+        a = _add(_mm(vh, w_hh), _mm(prev, w_ih))
+        # split before scaling (a slice of the product would zero-fill a full-size gradient)
+        a_ifg, a_o = (None, None) if a is None else a.split([3 * H, H], dim=-1)
+        c_ifg, c_o = coef.split([3 * H, H], dim=-1)
+        p = _cols(c_ifg, a_ifg)
+        dc = _add(None if p is None else p.unflatten(-1, (3, H)).sum(-2), _cols(sf, vc))
+        return _add(_cols(c_o, a_o), _cols(u, dc)), dc
+
+    @torch.no_grad()
+    def states_at(self, state0, xs, every: int) -> list:
+        """The flat states (B, D) after steps every, 2·every, ... (< T) from state0 (B, D) on inputs xs
+        (T, B, C), without gradient: layer by layer over the whole window, the input drive of a layer as one
+        matmul for all T steps and each step one addmm and the gate update (``models.gru_update`` /
+        ``lstm_update``), a few times fewer calls than T steps of ``stepper``'s map."""
+        H, L, T = self.hidden, self.n_layers, xs.shape[0]
+        cuts = list(range(every - 1, T - 1, every))
+        inp, hs, cs = xs, [], []
+        for l, (w_ih, w_hh, b_ih, b_hh) in enumerate(self.weights):
+            drive = _lin(inp, w_ih, b_ih)                                   # (T, B, G)
+            if self.kind != "gru" and b_hh is not None:
+                drive = drive + b_hh
+            h = state0[..., l * H:(l + 1) * H]
+            c = state0[..., (L + l) * H:(L + l + 1) * H] if self.kind == "lstm" else None
+            seq, cc = [], []
+            for t in range(T):
+                if self.kind == "rnn":
+                    h = (torch.relu if self.relu else torch.tanh)(torch.addmm(drive[t], h, w_hh.mT))
+                elif self.kind == "gru":
+                    h = gru_update(drive[t], _lin(h, w_hh, b_hh), h)
+                else:
+                    h, c = lstm_update(torch.addmm(drive[t], h, w_hh.mT), c)
+                    cc.append(c)
+                seq.append(h)
+            hs.append([seq[t] for t in cuts])
+            cs.append([cc[t] for t in cuts] if cc else [])
+            inp = torch.stack(seq)
+        return [torch.cat([hs[l][j] for l in range(L)] + [cs[l][j] for l in range(L) if cs[l]], dim=-1)
+                for j in range(len(cuts))]
 
     def layers(self, states, xs):
         """The window's per-layer Jacobians for ``fastqr.layered_tangent_logs``, from ONE batched pass over
@@ -199,7 +235,7 @@ def _mm(v, w):
     # the rows v (..., m, H) of a block through a weight w (G, H): v Wᵀ (..., m, G)
     if v is None:
         return None
-    return w.mT if v is EYE else v @ w.mT
+    return w.mT.contiguous() if v is EYE else v @ w.mT   # contiguous: the products with it vectorise
 
 
 def _cols(c, v):

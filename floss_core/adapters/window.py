@@ -38,12 +38,15 @@ def _trajectory_batched(st: Stepper, xs, state0, state_horizon):
     matmul may sum in another order; nothing accumulates, every stretch restarts from the exact value)
     and the same gradient paths as ``_trajectory``."""
     T, h = xs.shape[0], state_horizon
-    with torch.no_grad():
-        s, values = state0, []
-        for t in range(0, T - h, h):           # only the states before each cut are needed
-            for x in xs[t:t + h]:
-                s = st.step(s, x)
-            values.append(s)
+    if isinstance(st.tangent, CellTangent):
+        values = st.tangent.states_at(state0.detach(), xs, h)
+    else:
+        with torch.no_grad():
+            s, values = state0, []
+            for t in range(0, T - h, h):           # only the states before each cut are needed
+                for x in xs[t:t + h]:
+                    s = st.step(s, x)
+                values.append(s)
     n = -(-T // h)                             # stretches; the last one padded with zero inputs
     pad = n * h - T
     xp = torch.cat([xs, xs.new_zeros(pad, *xs.shape[1:])]) if pad else xs
