@@ -326,6 +326,9 @@ def test_relu_rnn_diagnostics_report_infinite_kappa_and_the_gradient_reach():
     torch.testing.assert_close(d["log_sv"][0, 0, :-1].float(), torch.log(torch.linalg.svdvals(jac))[:-1],
                                rtol=0, atol=1e-5)
     assert d["log_sv"][0, 0, -1] == -math.inf
+    # one step alone: the dead unit is found on the tangent, where the QR shows only a roundoff-sized σ_D
+    one = A.diagnostics(rnn, x[:1], horizons=[1])
+    assert torch.isposinf(one["log_kappa"]).all() and torch.equal(one["log_sv"][:, 0], d["log_sv"][:1, 0])
     g = d["grad_norms"]
     assert g.shape == (21, 2) and bool((g[0] > 0).all())
     assert bool((g[17:, 1] == 0).all()) and bool((g[:17, 1] > 0).all())  # nothing reaches behind step 4

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from ..lyapunov import forecast_horizon, gradient_vs_horizon, long_term_jacobian, lyapunov_spectrum
+from ..lyapunov import forecast_horizon, gradient_vs_horizon, jvp_tangent, long_term_jacobian, lyapunov_spectrum
 from .resolve import resolve_module
 from .stepper import _check_k, _prepare, _q0
 
@@ -96,9 +96,11 @@ def diagnostics(module, inputs, *, horizons=None, k: int | None = None, h0=None,
       ``grad_reach`` list of B horizons where the gradient fell below ``tol`` of its start (inf: never).
 
     A singular long-term Jacobian is a result, not an error: where a one-step Jacobian maps a direction
-    exactly to zero (a ReLU RNN's dead units: relu'(a) = 0 for a < 0), σ_D = 0 from then on, so
-    ``log_sv`` holds -inf in the lost directions and ``log_kappa`` is +inf (κ₂ = ∞; ``lyapunov.
-    long_term_jacobian`` counts the lost directions). ``log_kappa_k`` stays finite for k below the rank
+    exactly to zero (a ReLU RNN's dead units: relu'(a) = 0 for a < 0, an exact zero row of D_t), σ_D = 0
+    from then on (rank T_h <= rank D_s for every s <= h), so ``log_sv`` holds -inf in at least as many
+    directions as the most zero rows of one step so far, and ``log_kappa`` is +inf (κ₂ = ∞). The zero
+    rows are counted exactly on the tangents; the QR of the product alone would show a lost direction
+    as a roundoff-sized σ (κ₂ ≈ 1/ε, e^18 in float32). ``log_kappa_k`` stays finite for k below the rank
     that survives; where every direction is lost (a zero product: all units dead at one step) both are
     +inf, a zero matrix being singular. The gradient norms and ``grad_reach`` are measured as for any
     module (the error signal lives in the directions that remain; it is exactly 0 behind a zero step).
@@ -108,12 +110,26 @@ def diagnostics(module, inputs, *, horizons=None, k: int | None = None, h0=None,
     steps = xs if isinstance(xs, int) else xs.shape[0]
     horizons = sorted({h for h in HORIZONS if h <= steps} | {steps}) if horizons is None else list(horizons)
     k = _check_k(k, st.dim)
-    ltj = long_term_jacobian(st.step, state0.detach(), xs, horizons, jacobian=st.tangent, k=k)
-    # every direction lost (a zero product: all ReLU units dead at some step): σ_1 = σ_D = 0, and log σ_1 − log σ_D
+    tangent, zero_rows = st.tangent or jvp_tangent(st.step), []
+
+    def counted(state, x, new, Q):
+        # a zero row of D_t Q (Q orthonormal) is a zero row of D_t: a direction the step maps exactly to 0 (a
+        # dead ReLU unit), found exactly here, where the QR of T_t would only show it as a roundoff-sized σ_D
+        out = tangent(state, x, new, Q)
+        zero_rows.append((out == 0).all(-1).sum(-1).cpu())
+        return out
+
+    ltj = long_term_jacobian(st.step, state0.detach(), xs, horizons, jacobian=counted, k=k)
+    # rank T_h <= min over steps s <= h of rank D_s: the last `lost` singular values of T_h are exactly 0
+    lost = torch.stack(zero_rows).cummax(0).values[ltj["horizons"] - 1]              # (H, ...)
+    log_sv = torch.where(torch.arange(st.dim) >= st.dim - lost[..., None],
+                         torch.tensor(-math.inf, dtype=ltj["log_sv"].dtype), ltj["log_sv"])
+    kappa = {"log_kappa": log_sv[..., 0] - log_sv[..., -1], "log_kappa_k": log_sv[..., 0] - log_sv[..., k - 1]}
+    # every direction lost (a zero product: all units dead at one step): σ_1 = σ_D = 0, and log σ_1 − log σ_D
     # is -inf − -inf = NaN; a zero matrix is singular, κ₂ = ∞ by the usual convention
-    zero = torch.isneginf(ltj["log_sv"][..., 0])
-    for key in ("log_kappa", "log_kappa_k"):
-        ltj[key] = torch.where(zero, torch.tensor(math.inf, dtype=ltj[key].dtype), ltj[key])
+    zero = torch.isneginf(log_sv[..., 0])
+    ltj.update(log_sv=log_sv, **{key: torch.where(zero, torch.tensor(math.inf, dtype=v.dtype), v)
+                                 for key, v in kappa.items()})
     grads = gradient_vs_horizon(st.step, state0.detach(), xs, loss=loss,
                                 generator=torch.Generator().manual_seed(seed))
     out = {"horizons": [int(h) for h in ltj["horizons"]], "log_sv": ltj["log_sv"],
