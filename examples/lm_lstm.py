@@ -7,9 +7,9 @@ generates, with and without gradient flossing (Engelken, NeurIPS 2023). The libr
     OMP_NUM_THREADS=1 python examples/lm_lstm.py --quick    # seconds: the test's run, the figures mean nothing
 
 The corpus (``make_corpus``, deterministic for a seed, nothing downloaded): sentences
-``<name> w w ... w wants <food> .`` where the name (one of 4) fixes the food (its own one of 4) and
+``<name> w w ... w wants <food> .`` where the name (one of 8) fixes the food (its own one of 8) and
 20-60 filler words from a seeded Markov chain stand between them. The food is the long-range token: a
-model that forgot the name gets 25 % of them right, one that remembers 100 %. Besides the validation
+model that forgot the name gets 1 in 8 of them right, one that remembers all. Besides the validation
 perplexity the script prints the accuracy on exactly those positions (split at a gap of 40), and the
 perplexity floors of the generator itself, with and without the long-range memory.
 
@@ -43,29 +43,31 @@ from torch import nn  # noqa: E402
 from floss_core.adapters import floss, spectrum  # noqa: E402
 from floss_core.adapters.hook import FlossingRegularizer  # noqa: E402
 
-N_KEYS, N_FILLER = 4, 24
-GAP = (20, 60)          # filler words between a name and "wants": uniform on 20..60
-KEYS = ["alice", "bob", "carol", "dave"]
-FOODS = ["apples", "bread", "cheese", "dates"]   # FOODS[i] is what KEYS[i] wants
+N_KEYS, N_FILLER = 8, 24
+GAP = (5, 60)           # filler words between a name and "wants": uniform on 5..60 (the food 7-62 tokens on)
+BANDS = ((0, 20), (20, 40), (40, 10**9))   # gaps scored apart: short (a control), long, longest
+LONG = 20               # "long-range accuracy": the foods 20 or more tokens after their name
+KEYS = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"]
+FOODS = ["apples", "bread", "cheese", "dates", "eggs", "figs", "grapes", "honey"]   # FOODS[i] is what KEYS[i] wants
 FILLER = [f"w{i:02d}" for i in range(N_FILLER)]
 VOCAB = KEYS + FOODS + FILLER + ["wants", "."]
 ID = {w: i for i, w in enumerate(VOCAB)}
 
 
 # ------------------------------------------------------------------------------------ the corpus
-def make_corpus(n_sentences: int, seed: int) -> dict:
+def make_corpus(n_sentences: int, seed: int, gap: tuple = GAP) -> dict:
     """``n_sentences`` sentences of the grammar, from ``seed`` alone (a fresh torch.Generator).
 
     Returns dict: ``tokens`` (N,) int64 ids; ``answer`` (N,) bool, True where the token is the food its
     sentence's name fixes; ``gap`` (N,) int64, at those positions the distance back to the name (0
     elsewhere); ``logp`` (N,) float64, the generator's own log-probability of each token given the
-    past (the first token: log 1/4), and ``logp_nomem`` the same for a model that knows the grammar
-    but not which name opened the sentence (the food then has probability 1/4).
+    past (the first token: log 1/8), and ``logp_nomem`` the same for a model that knows the grammar
+    but not which name opened the sentence (the food then has probability 1/8).
     The filler's Markov chain (each word: 3 successors with probabilities 0.6 / 0.3 / 0.1) is drawn
     from ``seed`` too; the same seed gives the same corpus, a train and a validation split use two
     seeds of one chain (``corpora``)."""
     g = torch.Generator().manual_seed(seed)
-    return _sentences(n_sentences, _chain(seed), g)
+    return _sentences(n_sentences, _chain(seed), g, gap)
 
 
 def _chain(seed: int) -> torch.Tensor:
@@ -77,8 +79,8 @@ def _chain(seed: int) -> torch.Tensor:
     return T
 
 
-def _sentences(n: int, T: torch.Tensor, g: torch.Generator) -> dict:
-    lo, hi = GAP
+def _sentences(n: int, T: torch.Tensor, g: torch.Generator, gap: tuple = GAP) -> dict:
+    lo, hi = gap
     toks, answer, gap, logp, nomem = [], [], [], [], []
 
     def emit(tok, lp, ans=False, dist=0, lp_nomem=None):
@@ -105,11 +107,11 @@ def _sentences(n: int, T: torch.Tensor, g: torch.Generator) -> dict:
             "logp": torch.tensor(logp, dtype=torch.float64), "logp_nomem": torch.tensor(nomem, dtype=torch.float64)}
 
 
-def corpora(n_train: int, n_val: int, seed: int) -> tuple[dict, dict]:
+def corpora(n_train: int, n_val: int, seed: int, gap: tuple = GAP) -> tuple[dict, dict]:
     """A training and a validation corpus of one grammar (one filler chain), different sentences."""
     T = _chain(seed)
-    return (_sentences(n_train, T, torch.Generator().manual_seed(seed)),
-            _sentences(n_val, T, torch.Generator().manual_seed(seed + 1)))
+    return (_sentences(n_train, T, torch.Generator().manual_seed(seed), gap),
+            _sentences(n_val, T, torch.Generator().manual_seed(seed + 1), gap))
 
 
 def batchify(x: torch.Tensor, columns: int) -> torch.Tensor:
@@ -139,9 +141,11 @@ def detach(hidden):
 
 def evaluate(model: LM, val: dict, *, bptt: int, columns: int = 8) -> dict:
     """Validation perplexity over the whole stream (state carried across windows) and the accuracy of
-    the argmax prediction on the long-range positions, all / gap < 40 / gap >= 40."""
+    the argmax prediction on the foods: ``acc`` those >= LONG tokens after their name, ``bands`` per
+    gap band of BANDS, ``n_long`` foods scored in all."""
     data, ans, gap = (batchify(val[k], columns) for k in ("tokens", "answer", "gap"))
-    nll, count, hits, far_hits, far_n, near_n, near_hits, hidden = 0.0, 0, 0, 0, 0, 0, 0, None
+    nll, count, hidden = 0.0, 0, None
+    hits, seen = [0] * len(BANDS), [0] * len(BANDS)
     model.eval()
     with torch.no_grad():
         for i in range(0, data.shape[0] - 1, bptt):
@@ -152,13 +156,18 @@ def evaluate(model: LM, val: dict, *, bptt: int, columns: int = 8) -> dict:
             count += y.numel()
             mask, g = ans[i + 1: i + 1 + bptt], gap[i + 1: i + 1 + bptt]
             right = logits.argmax(-1) == y
-            far, near = mask & (g >= 40), mask & (g < 40)
-            far_hits, far_n = far_hits + int(right[far].sum()), far_n + int(far.sum())
-            near_hits, near_n = near_hits + int(right[near].sum()), near_n + int(near.sum())
+            for b, (lo, hi) in enumerate(BANDS):
+                band = mask & (g >= lo) & (g < hi)
+                hits[b] += int(right[band].sum())
+                seen[b] += int(band.sum())
     model.train()
-    hits, n = far_hits + near_hits, far_n + near_n
-    return {"ppl": math.exp(nll / count), "acc": hits / max(n, 1), "acc_near": near_hits / max(near_n, 1),
-            "acc_far": far_hits / max(far_n, 1), "n_long": n}
+    long = [b for b, (lo, _) in enumerate(BANDS) if lo >= LONG]
+    return {"ppl": math.exp(nll / count), "acc": sum(hits[b] for b in long) / max(sum(seen[b] for b in long), 1),
+            "bands": [h / max(n, 1) for h, n in zip(hits, seen)], "n_long": sum(seen)}
+
+
+def by_gap(ev: dict) -> str:
+    return ", ".join(f"{lo}-{hi - 1 if hi < 10**9 else ''}: {v:.2f}" for (lo, hi), v in zip(BANDS, ev["bands"]))
 
 
 def lambda1(model: LM, val: dict, *, steps: int = 600, transient: int = 100) -> float:
@@ -168,13 +177,14 @@ def lambda1(model: LM, val: dict, *, steps: int = 600, transient: int = 100) -> 
     return float(spectrum(model.rnn, x, k=1, transient=transient, dtype=torch.float64)[0, 0])
 
 
-def train(model: LM, data: torch.Tensor, *, steps: int, bptt: int, lr: float, reg=None) -> None:
+def train(model: LM, data: torch.Tensor, *, steps: int, bptt: int, lr: float, reg=None, probe=None) -> float:
     """Plain Adam on next-token cross-entropy, truncated BPTT with the state carried (and detached)
     between windows, gradient norm clipped at 0.25 (word_language_model's default); the stream is
-    reread from the start when it runs out. ``reg``: a FlossingRegularizer, added to the loss."""
+    reread from the start when it runs out. ``reg``: a FlossingRegularizer, added to the loss.
+    ``probe(step)`` is called at each quarter of the run; returns the seconds spent outside probes."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    hidden, i = None, 0
-    for _ in range(steps):
+    hidden, i, probed, t0 = None, 0, 0.0, time.perf_counter()
+    for step in range(steps):
         if i + bptt + 1 > data.shape[0]:
             hidden, i = None, 0
         x, y = data[i: i + bptt], data[i + 1: i + 1 + bptt]
@@ -187,6 +197,11 @@ def train(model: LM, data: torch.Tensor, *, steps: int, bptt: int, lr: float, re
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 0.25)
         opt.step()
+        if probe is not None and (step + 1) % max(1, steps // 4) == 0 and step + 1 < steps:
+            tp = time.perf_counter()
+            probe(step + 1)
+            probed += time.perf_counter() - tp
+    return time.perf_counter() - t0 - probed
 
 
 def pre_floss(model: LM, data: torch.Tensor, *, k: int, steps: int, lr: float, window: int, seed: int,
@@ -220,8 +235,8 @@ def val_loss(model: LM, batch: dict):
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description="an nn.LSTM language model with and without gradient flossing")
     p.add_argument("--quick", action="store_true", help="tiny sizes: runs in seconds (for the tests)")
-    p.add_argument("--steps", type=int, default=1200, help="training steps (windows of --bptt tokens)")
-    p.add_argument("--bptt", type=int, default=70)
+    p.add_argument("--steps", type=int, default=3000, help="training steps (windows of --bptt tokens)")
+    p.add_argument("--bptt", type=int, default=100)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--emb", type=int, default=32)
     p.add_argument("--hidden", type=int, default=64)
@@ -235,6 +250,8 @@ def main(argv=None) -> None:
     p.add_argument("--every", type=int, default=10, help="(c): M, the term every M steps")
     p.add_argument("--trained-floss", default="30,60", help="(d): flossing steps on the trained model")
     p.add_argument("--arms", default="none,pre,reg,trained", help="which of none,pre,reg,trained to run")
+    p.add_argument("--gap", type=lambda v: tuple(int(x) for x in v.split(",")), default=GAP,
+                   help="LO,HI: filler words between a name and 'wants' (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     a = p.parse_args(argv)
@@ -243,16 +260,16 @@ def main(argv=None) -> None:
         a.trained_floss, a.every = "5", 5
     torch.set_num_threads(a.threads)
     arms = a.arms.split(",")
-    train_c, val_c = corpora(a.sentences, max(a.sentences // 6, 20), a.seed)
+    train_c, val_c = corpora(a.sentences, max(a.sentences // 6, 20), a.seed, a.gap)
     data = batchify(train_c["tokens"], a.batch)
-    rail_c = _sentences(40, _chain(a.seed), torch.Generator().manual_seed(a.seed + 2))   # (d)'s validate= batch
+    rail_c = _sentences(40, _chain(a.seed), torch.Generator().manual_seed(a.seed + 2), a.gap)   # (d)'s validate= batch
     floor = math.exp(-float(val_c["logp"][1:].mean()))
     floor_nomem = math.exp(-float(val_c["logp_nomem"][1:].mean()))
     print(f"corpus (seed {a.seed}): {len(train_c['tokens'])} training tokens, {len(val_c['tokens'])} validation "
           f"tokens, vocabulary {len(VOCAB)}, {int(val_c['answer'].sum())} long-range positions in validation "
-          f"(gap {GAP[0] + 2}-{GAP[1] + 2} tokens)")
+          f"(the food {a.gap[0] + 2}-{a.gap[1] + 2} tokens after its name)")
     print(f"validation perplexity of the grammar itself: {floor:.3f} with the long-range memory, "
-          f"{floor_nomem:.3f} without (long-range accuracy 1.00 / 0.25)")
+          f"{floor_nomem:.3f} without (long-range accuracy 1.00 / {1 / N_KEYS:.3f})")
     print(f"model: Embedding({len(VOCAB)}, {a.emb}) -> LSTM({a.emb}, {a.hidden}, 2 layers, sequence-first) -> "
           f"Linear; {a.steps} steps of {a.batch} x {a.bptt} tokens, Adam lr {a.lr}, clip 0.25; "
           f"flossing k = {a.k} of {4 * a.hidden}")
@@ -263,20 +280,25 @@ def main(argv=None) -> None:
     train(copy.deepcopy(init), data, steps=3, bptt=a.bptt, lr=a.lr)   # one-off first-call costs, not timed
     models, base_s = {}, None
 
-    def report(name, model, seconds, extra=""):
+    def curve(model):
+        """The long-range accuracy at each quarter of training (a probe, not timed)."""
+        accs = []
+        return accs, lambda step: accs.append(evaluate(model, val_c, bptt=a.bptt)["acc"])
+
+    def report(name, model, seconds, accs, extra=""):
         nonlocal base_s
         ev = evaluate(model, val_c, bptt=a.bptt)
         base_s = seconds if base_s is None else base_s
-        print(f"{name:<14} val ppl {ev['ppl']:8.3f}   long-range acc {ev['acc']:.3f} (gap < 40: {ev['acc_near']:.3f}, "
-              f">= 40: {ev['acc_far']:.3f})   λ_1 {lambda1(model, val_c):+.4f}   {seconds:6.1f} s   "
-              f"x{seconds / base_s:.2f} of (a){extra}", flush=True)
+        path = " ".join(f"{v:.2f}" for v in accs + [ev["acc"]])
+        print(f"{name:<15} val ppl {ev['ppl']:7.3f}   long-range acc {ev['acc']:.3f} (by gap {by_gap(ev)}; "
+              f"by quarter {path})   λ_1 {lambda1(model, val_c):+.4f}   "
+              f"{seconds:6.1f} s   x{seconds / base_s:.2f} of (a){extra}", flush=True)
         return ev
 
     if "none" in arms:
         model = copy.deepcopy(init)
-        t0 = time.perf_counter()
-        train(model, data, steps=a.steps, bptt=a.bptt, lr=a.lr)
-        report("(a) none", model, time.perf_counter() - t0)
+        accs, probe = curve(model)
+        report("(a) none", model, train(model, data, steps=a.steps, bptt=a.bptt, lr=a.lr, probe=probe), accs)
         models["none"] = model
     if "pre" in arms:
         model = copy.deepcopy(init)
@@ -284,31 +306,31 @@ def main(argv=None) -> None:
         r = pre_floss(model, data, k=a.k, steps=a.floss_steps, lr=a.floss_lr, window=a.floss_window, seed=a.seed)
         fs = time.perf_counter() - t0
         lam = lambda1(model, val_c)                     # a measurement, not part of the arm's time
-        t0 = time.perf_counter()
-        train(model, data, steps=a.steps, bptt=a.bptt, lr=a.lr)
-        report("(b) pre", model, fs + time.perf_counter() - t0,
+        accs, probe = curve(model)
+        seconds = fs + train(model, data, steps=a.steps, bptt=a.bptt, lr=a.lr, probe=probe)
+        report("(b) pre", model, seconds, accs,
                f"; {r['steps']} flossing steps (stopped: {r['stopped']}, {fs:.1f} s), λ_1 {lam:+.4f} after them")
     if "reg" in arms:
         model = copy.deepcopy(init)
-        t0 = time.perf_counter()
+        accs, probe = curve(model)
         reg = FlossingRegularizer(model.rnn, k=a.k, every=a.every, weight=a.weight, max_steps=a.floss_window)
-        train(model, data, steps=a.steps, bptt=a.bptt, lr=a.lr, reg=reg)
+        seconds = train(model, data, steps=a.steps, bptt=a.bptt, lr=a.lr, reg=reg, probe=probe)
         reg.remove()
-        seconds = time.perf_counter() - t0
         lam = [h["exponents"][0] for h in reg.history]
-        report("(c) regularizer", model, seconds,
+        report("(c) regularizer", model, seconds, accs,
                f"; weight {a.weight}, M = {a.every}: {len(reg.history)} terms, window λ_1 "
                f"{lam[0]:+.4f} first, {lam[-1]:+.4f} last")
     if "trained" in arms and "none" in models:
         print("(d) flossing the trained model (a) on its training text, the same phase as (b):")
         before = evaluate(models["none"], val_c, bptt=a.bptt)
-        print(f"    before       val ppl {before['ppl']:8.3f}   long-range acc {before['acc']:.3f}")
+        print(f"    before       val ppl {before['ppl']:8.3f}   long-range acc {before['acc']:.3f} (by gap {by_gap(before)})")
         model, marks = copy.deepcopy(models["none"]), sorted(int(s) for s in a.trained_floss.split(","))
 
         def at_mark(i, _loss):
             if i + 1 in marks:
                 ev = evaluate(model, val_c, bptt=a.bptt)
-                print(f"    {i + 1:>3} steps    val ppl {ev['ppl']:8.3f}   long-range acc {ev['acc']:.3f}   "
+                print(f"    {i + 1:>3} steps    val ppl {ev['ppl']:8.3f}   long-range acc {ev['acc']:.3f} "
+                      f"(by gap {by_gap(ev)})   "
                       f"λ_1 {lambda1(model, val_c):+.4f}", flush=True)
         pre_floss(model, data, k=a.k, steps=marks[-1], lr=a.floss_lr, window=a.floss_window, seed=a.seed,
                   stop_tol=None, on_step=at_mark)
@@ -318,7 +340,8 @@ def main(argv=None) -> None:
                       stop_tol=None, validate=val_loss(model, rail_c), validate_every=max(1, min(10, n // 3)))
         ev = evaluate(model, val_c, bptt=a.bptt)
         print(f"    with validate=: stopped ({r['stopped']}) after {r['steps']} steps, weights of step "
-              f"{r['restored_step']} kept: val ppl {ev['ppl']:8.3f}   long-range acc {ev['acc']:.3f}   "
+              f"{r['restored_step']} kept: val ppl {ev['ppl']:8.3f}   long-range acc {ev['acc']:.3f} "
+              f"(by gap {by_gap(ev)})   "
               f"λ_1 {lambda1(model, val_c):+.4f}", flush=True)
 
 

@@ -56,7 +56,7 @@ def test_the_grammars_own_probabilities(lm):
     lp, nomem, ans = c["logp"], c["logp_nomem"], c["answer"]
     assert bool((lp <= 0).all()) and bool(lp.isfinite().all())
     assert bool((lp[ans] == 0).all())                       # the food is certain given the name ...
-    assert torch_close(nomem[ans], -math.log(4))           # ... and 1 in 4 without it
+    assert torch_close(nomem[ans], -math.log(lm.N_KEYS))  # ... and 1 in N_KEYS without it
     assert bool((nomem[~ans] == lp[~ans]).all())
 
 
