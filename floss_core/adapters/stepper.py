@@ -27,7 +27,7 @@ from torch import nn
 
 from ..lyapunov import random_orthonormal
 from ..models import gru_update, lstm_update
-from .resolve import recurrent_modules, resolve_module, supported_type, unwrap
+from .resolve import resolve_module, supported_type, unwrap
 from .tangents import cell_tangent
 
 # module class -> (cell kind, is a single cell)
