@@ -227,11 +227,11 @@ def test_wrong_h0_shapes_are_named_in_the_modules_own_terms():
 def test_a_batch_that_differs_from_the_inputs_batch_names_both_and_the_slices():
     rnn, x = _lstm(), _x(b=5)
     text = _refused(lambda: A.spectrum(rnn, x, k=2, h0=_h0(b=2)))
-    assert text == ("h0 has batch 2 but the inputs have batch 5 (the LSTM sequence-first takes x as (T, B, C)): "
+    assert text == ("h0 has batch 2 but the inputs have batch 5 (a sequence-first LSTM takes x as (T, B, C)): "
                     "give both one batch, e.g. x[:, :2] and (h0[:, :2], c0[:, :2])")
     gru = nn.GRU(C, H, batch_first=True)
     text = _refused(lambda: A.spectrum(gru, _x(b=5, batch_first=True), k=2, h0=torch.zeros(1, 2, H)))
-    assert text.endswith("(the GRU batch-first takes x as (B, T, C)): give both one batch, e.g. x[:2] and h0[:, :2]")
+    assert text.endswith("(a batch-first GRU takes x as (B, T, C)): give both one batch, e.g. x[:2] and h0[:, :2]")
     # and the suggested slices are accepted
     A.spectrum(rnn, x[:, :2], k=2, h0=_h0(b=2))
     A.spectrum(gru, _x(b=5, batch_first=True)[:2], k=2, h0=torch.zeros(1, 2, H))

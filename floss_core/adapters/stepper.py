@@ -308,9 +308,9 @@ def _check_layout(st: Stepper, module, inputs: torch.Tensor, h_batch: int | None
     hs = f"h0[:{b}]" if cell else f"h0[:, :{b}]"
     if len(parts) == 2:
         hs = f"({hs}, {hs.replace('h0', 'c0')})"
-    kind = "is stepped over" if cell else "batch-first takes" if batch_first else "sequence-first takes"
-    raise ValueError(f"h0 has batch {h_batch} but the inputs have batch {inputs.shape[b_axis]} (the {name} {kind} "
-                     f"x as {'(B, T, C)' if batch_first else '(T, B, C)'}): give both one batch, e.g. {xs} and {hs}")
+    who = f"the {name} steps over" if cell else f"a {'batch' if batch_first else 'sequence'}-first {name} takes"
+    raise ValueError(f"h0 has batch {h_batch} but the inputs have batch {inputs.shape[b_axis]} ({who} x as "
+                     f"{'(B, T, C)' if batch_first else '(T, B, C)'}): give both one batch, e.g. {xs} and {hs}")
 
 
 def _embedding_hint(passed) -> str:
