@@ -268,9 +268,14 @@ class _LayeredTangentLogs(torch.autograd.Function):
                     X = torch.baddbmm(X, Bt[l][t], fed[-1])
                 Xs.append(X)
             feeds.append(fed)
-            Q, R, fell = _qr_step(Xs[0] if L == 1 else torch.cat(Xs, dim=-2), gram_dtype, refine)
-            fallbacks += fell
-            diag.append(R.diagonal(dim1=-2, dim2=-1).clone())
+            A = Xs[0] if L == 1 else torch.cat(Xs, dim=-2)
+            if gram_dtype is None:                                # LAPACK's Householder in A's dtype
+                Q, R = torch.linalg.qr(A)
+                diag.append(R.diagonal(dim1=-2, dim2=-1).abs())
+            else:
+                Q, R, fell = _qr_step(A, gram_dtype, refine)
+                fallbacks += fell
+                diag.append(R.diagonal(dim1=-2, dim2=-1).clone())
             Rs.append(R.to(dt))
             Q = Q.to(dt)
             Qs.append(Q)
@@ -284,6 +289,7 @@ class _LayeredTangentLogs(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, glogs):
+        # the QR adjoint holds for any signs of diag R: ∂log|R_ii| = ∂R_ii / R_ii, so R gRᵀ has diagonal g
         mats = ctx.saved_tensors
         L, sizes, feed = ctx.L, ctx.sizes, ctx.feed
         As, Bs = mats[:L], (None,) + mats[L:]
@@ -336,7 +342,8 @@ def layered_tangent_logs(As, Bs, Q0: torch.Tensor, *, feed: int, gram_dtype: tor
         rows of the new tangent of layer l - 1.
       Q0: (D, k) or (B, D, k) orthonormal start in the layer-major order, D = Σ n_l; not differentiated.
       gram_dtype, refine: as for ``rnn_tangent_logs`` (CholeskyQR with a float64 Gram; Householder for
-        a step whose Gram is not positive definite).
+        a step whose Gram is not positive definite); ``gram_dtype=None``: LAPACK's Householder QR in the
+        Jacobians' dtype every step.
     """
     As, Bs = list(As), list(Bs)
     if not As or len(Bs) != len(As) - 1:
@@ -346,7 +353,7 @@ def layered_tangent_logs(As, Bs, Q0: torch.Tensor, *, feed: int, gram_dtype: tor
         raise ValueError(f"Q0 must be (D, k) or (B, D, k) with D = {d}, 1 <= k <= D, got {tuple(Q0.shape)}")
     dt = As[0].dtype
     if refine is None:
-        refine = torch.finfo(gram_dtype).eps >= torch.finfo(dt).eps
+        refine = gram_dtype is not None and torch.finfo(gram_dtype).eps >= torch.finfo(dt).eps
     return _LayeredTangentLogs.apply(Q0.detach().to(dt), gram_dtype, bool(refine), int(feed), *As, *Bs)
 
 

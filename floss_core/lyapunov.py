@@ -211,6 +211,8 @@ def lyapunov_spectrum(step, state0: torch.Tensor, inputs, k: int, *, jacobian=No
     _check(k, d, steps, transient, qr_every)
     if qr not in QR_METHODS:
         raise ValueError(f"unknown qr {qr!r}; choose one of {', '.join(QR_METHODS)}")
+    if step_tangents is not None and len(step_tangents) != steps:
+        raise ValueError(f"step_tangents must hold one map per step ({steps}), got {len(step_tangents)}")
     orth = QR_METHODS[qr]
     tangent = jacobian or jvp_tangent(step)
     if Q0 is None:
