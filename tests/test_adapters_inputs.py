@@ -373,9 +373,6 @@ def test_floss_updates_a_bfloat16_modules_own_parameters():
     _floss_half(torch.bfloat16)
 
 
-@pytest.mark.xfail(strict=True, reason="floss's torch.optim.Adam on float16 tensors: eps = 1e-8 and small squared "
-                   "gradients underflow to 0 in float16, the first step writes inf/NaN into the weights; needs "
-                   "float32 master copies in regularizer.floss (reported to the lead)")
 def test_floss_updates_a_float16_modules_own_parameters():
     _floss_half(torch.float16)
 

@@ -165,7 +165,10 @@ def floss(module, inputs_or_sampler, *, k: int, steps: int, lr: float = 1e-3, tr
     tensors = list(module_step(module, params=params).params)
     if not tensors:
         raise ValueError("nothing to floss: a plain step function needs params=[the tensors to update]")
-    opt = torch.optim.Adam(tensors, lr=lr)
+    # Adam on float32 copies of float16 / bfloat16 tensors (in float16 its eps = 1e-8 and small squared gradients
+    # underflow to 0: the first step wrote inf / NaN into the weights); copied back after every step
+    masters = {id(t): t.detach().float().requires_grad_() for t in tensors if t.dtype in (torch.float16, torch.bfloat16)}
+    opt = torch.optim.Adam([masters.get(id(t), t) for t in tensors], lr=lr)
     history, diverged, carried, lam, top = [], None, None, None, None
     recent = deque(maxlen=stop_window)                 # the last windows' exponents, (k,) each
     stopped = "steps"
@@ -181,6 +184,8 @@ def floss(module, inputs_or_sampler, *, k: int, steps: int, lr: float = 1e-3, tr
             with torch.no_grad():
                 for t, s in zip(tensors, saved[1]):
                     t.copy_(s)
+                    if id(t) in masters:
+                        masters[id(t)].copy_(s)
             restored = saved[0]
             return False
         saved = (len(history), [t.detach().clone() for t in tensors])
@@ -213,7 +218,14 @@ def floss(module, inputs_or_sampler, *, k: int, steps: int, lr: float = 1e-3, tr
             for t in tensors:   # per tensor, as the lab's training does per parameter array
                 if t.grad is not None:
                     torch.nn.utils.clip_grad_norm_([t], clip)
+        for t in tensors:
+            if id(t) in masters:
+                masters[id(t)].grad = None if t.grad is None else t.grad.float()
         opt.step()
+        with torch.no_grad():
+            for t in tensors:
+                if id(t) in masters:
+                    t.copy_(masters[id(t)])
         history.append(float(loss.detach()))
         if on_step:
             on_step(i, history[-1])
