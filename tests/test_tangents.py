@@ -193,6 +193,25 @@ def test_batched_trajectory_equals_the_step_loop():
         torch.testing.assert_close(gb, ga, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", ["rnn2_relu", "rnn1_tanh", "gru2_nobias", "lstm2", "lstmcell_nobias", "grucell"])
+def test_states_at_the_cuts_equal_the_step_loop(name):
+    """The no-grad states the truncated trajectory restarts from: torch's fused op and the Python cell
+    equations both give the step loop's."""
+    m, gen = _module(name), torch.Generator().manual_seed(10)
+    st = module_step(m)
+    s0 = _state(st, gen, B)
+    xs = torch.randn(10, B, C, generator=gen, dtype=torch.float64)
+    s, ref = s0, []
+    for t in range(10):
+        s = st.step(s, xs[t])
+        if t % 3 == 2 and t < 9:
+            ref.append(s.detach())
+    for got in (st.tangent.states_at(s0, xs, 3), st.tangent._states_at(s0, xs, 3)):
+        assert len(got) == len(ref) == 3
+        for a, b in zip(got, ref):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)
+
+
 # ------------------------------------------------------------------ gradcheck, float64, tiny
 def test_gradcheck_window_kernels():
     gen = torch.Generator().manual_seed(7)

@@ -143,9 +143,36 @@ class CellTangent:
     @torch.no_grad()
     def states_at(self, state0, xs, every: int) -> list:
         """The flat states (B, D) after steps every, 2·every, ... (< T) from state0 (B, D) on inputs xs
-        (T, B, C), without gradient: layer by layer over the whole window, the input drive of a layer as one
-        matmul for all T steps and each step one addmm and the gate update (``models.gru_update`` /
-        ``lstm_update``), a few times fewer calls than T steps of ``stepper``'s map."""
+        (T, B, C), without gradient: torch's own fused sequence op (what nn.RNN / GRU / LSTM.forward call,
+        ``torch.rnn_tanh`` / ``rnn_relu`` / ``gru`` / ``lstm``) over each stretch of ``every`` steps, all
+        layers at once; where that op is missing, ``_states_at`` (the cell equations in Python)."""
+        H, L, T = self.hidden, self.n_layers, xs.shape[0]
+        op = getattr(torch, {"rnn": "rnn_relu" if self.relu else "rnn_tanh"}.get(self.kind, self.kind), None)
+        if op is None or xs.dim() != 3:
+            return self._states_at(state0, xs, every)
+        bias = self.weights[0][2] is not None
+        flat = [w for layer in self.weights for w in (layer if bias else layer[:2])]
+
+        def layered(flat_part):          # (B, L·H) -> (L, B, H), the module's own layout
+            return flat_part.unflatten(-1, (L, H)).movedim(-2, 0).contiguous()
+        h = layered(state0[..., :L * H])
+        c = layered(state0[..., L * H:]) if self.kind == "lstm" else None
+        out = []
+        for t in range(0, T - every, every):
+            chunk = xs[t:t + every]
+            if self.kind == "lstm":
+                _, h, c = op(chunk, (h, c), flat, bias, L, 0.0, False, False, False)
+                out.append(torch.cat([h.movedim(0, -2).flatten(-2), c.movedim(0, -2).flatten(-2)], dim=-1))
+            else:
+                _, h = op(chunk, h, flat, bias, L, 0.0, False, False, False)
+                out.append(h.movedim(0, -2).flatten(-2))
+        return out
+
+    @torch.no_grad()
+    def _states_at(self, state0, xs, every: int) -> list:
+        """``states_at`` from the cell equations: layer by layer over the whole window, the input drive of
+        a layer as one matmul for all T steps and each step one addmm and the gate update
+        (``models.gru_update`` / ``lstm_update``)."""
         H, L, T = self.hidden, self.n_layers, xs.shape[0]
         cuts = list(range(every - 1, T - 1, every))
         inp, hs, cs = xs, [], []
