@@ -10,8 +10,6 @@ import streamlit as st
 
 import dashboard as ui
 from floss_core import adapters
-from floss_core.adapters.inputs import MAX_INPUT_BYTES, load_inputs
-from floss_core.adapters.reports import FLOSS_MIN_STEPS, REPORT_MIN_STEPS
 from floss_core.views.figures import log_axis   # ticks in powers of ten, a decade or a few apart
 
 st.title("Your model")
@@ -53,11 +51,11 @@ data = upload.getvalue()
 st.subheader("Inputs")
 sample = st.file_uploader(
     "A sample of your model's inputs (.pt / .npy / .csv)", type=["pt", "pth", "npy", "csv"], key="sample",
-    help=f"real inputs of your model, at most {MAX_INPUT_BYTES // 1_000_000} MB, C = input_size channels: a tensor "
+    help=f"real inputs of your model, at most {adapters.MAX_INPUT_BYTES // 1_000_000} MB, C = input_size channels: a tensor "
          "(torch.save, loaded with weights_only=True) or an array (numpy.save, no pickles) of shape (T, C) for one "
          "sequence, (T, B, C) for several, or (B, T, C) with batch_first; a CSV is one sequence, rows = time steps, "
-         f"columns = channels, a header row allowed. At least {REPORT_MIN_STEPS} steps for the report and "
-         f"{FLOSS_MIN_STEPS} for flossing, whose second half is held out to measure before and after.")
+         f"columns = channels, a header row allowed. At least {adapters.REPORT_MIN_STEPS} steps for the report and "
+         f"{adapters.FLOSS_MIN_STEPS} for flossing, whose second half is held out to measure before and after.")
 if sample is None and not st.checkbox("My model's inputs are bits (0 or 1)", key="inputs_are_bits",
                                       help="then random bits are its right inputs and no sample is needed"):
     st.warning("No sample of your inputs: the model is driven by random bits (0 or 1) on every input channel, "
@@ -70,7 +68,7 @@ sample_file = None if sample is None else (sample.getvalue(), sample.name)
 @st.cache_data(show_spinner="Measuring the spectrum, κ₂ and the gradient reach...", max_entries=16)
 def report(data: bytes, settings: dict, delay: int, k: int, sample_file: tuple | None) -> dict:
     module = adapters.load_checkpoint(data, **settings)
-    inputs = None if sample_file is None else load_inputs(*sample_file, module)
+    inputs = None if sample_file is None else adapters.load_inputs(*sample_file, module)
     return adapters.checkpoint_report(module, delay=delay, k=min(k, adapters.module_step(module).dim), inputs=inputs)
 
 
@@ -152,6 +150,9 @@ elif done and done["job"] == job:
     out = done["out"]
     if out["diverged_step"] is not None:
         st.error(f"The flossing loss became non-finite at step {out['diverged_step']}; lower the learning rate.")
+    elif out.get("stopped") == "target":
+        st.info(f"Flossing reached its target after {out['steps']} of {int(floss_steps)} steps (the mean of its last "
+                f"windows' exponents came within {adapters.STOP_TOL} of 0) and stopped there.")
     fig = go.Figure([go.Scatter(x=list(range(1, len(out[s]) + 1)), y=out[s], mode="lines+markers", name=s)
                      for s in ("before", "after")])
     fig.update_layout(title="First k exponents on a long window, before and after flossing", xaxis_title="index i",

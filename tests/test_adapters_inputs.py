@@ -384,3 +384,20 @@ def test_a_later_dead_step_does_not_change_earlier_horizons():
     dead_later[2:, 0, 1] = 0                              # unit 2 dies at step 3: T_1 = T_2 = I, T_3 singular
     d = A.diagnostics(lambda s, x: torch.relu(s) * x, dead_later, horizons=[1, 2, 3], h0=torch.ones(1, 2))
     assert torch.equal(d["log_kappa"][:, 0], torch.tensor([0.0, 0.0, math.inf], dtype=torch.float64))
+
+
+def test_the_reports_take_a_whole_model_whose_lstm_is_batch_first():
+    """The Your model reports read batch_first from the resolved module, not the whole model (the model has
+    none: its batch-first LSTM got sequence-first bits and failed with 'steps (1) must exceed the transient')."""
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.rnn = nn.LSTM(C, H, batch_first=True)
+    model = Model()
+    whole = A.checkpoint_report(model, delay=10, k=2, steps=40, transient=10, diag_steps=20)
+    alone = A.checkpoint_report(model.rnn, delay=10, k=2, steps=40, transient=10, diag_steps=20)
+    assert whole["exponents"] == alone["exponents"]
+    assert A.bit_inputs(model, 7).shape == (1, 7, C)
+    csv = "\n".join(",".join(["0.5"] * C) for _ in range(200)).encode()
+    assert A.load_inputs(csv, "x.csv", model).tensor.shape == (1, 200, C)   # (B, T, C): the LSTM's layout

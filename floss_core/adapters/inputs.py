@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..files import safe_filename
+from .resolve import resolve_module
 from .stepper import _kind
 
 MAX_INPUT_BYTES = 20_000_000
@@ -102,6 +103,7 @@ def as_sample(inputs, module, *, name: str = "inputs", min_steps: int = 1) -> Sa
     against ``module`` as a ``Sample``; a Sample keeps its name."""
     if isinstance(inputs, Sample):
         name, inputs = inputs.name, inputs.tensor
+    module = resolve_module(module)
     if _kind(module) is None:
         raise ValueError(f"a sample drives a torch.nn.RNN / GRU / LSTM or one of their Cells, got "
                          f"{type(module).__name__}")

@@ -19,11 +19,13 @@ from ..tasks import random_bits
 from .inputs import as_sample, check_steps
 from .measure import _check_forecast, diagnostics, forecast, spectrum, trajectory
 from .regularizer import _check_floss, floss
+from .resolve import resolve_module
 from .stepper import _check_k, module_step
 
 
 def bit_inputs(module, steps: int, *, batch: int = 1, seed: int = 0) -> torch.Tensor:
     """Random input bits in the module's own layout ((T, B, C), or (B, T, C) with batch_first)."""
+    module = resolve_module(module)   # a whole model's batch_first is its recurrent module's
     st = module_step(module)
     x = random_bits((steps, batch, st.input_size), torch.Generator().manual_seed(seed),
                     next(iter(module.parameters())).dtype)
@@ -74,6 +76,7 @@ def checkpoint_report(module, *, delay: int, k: int | None = None, steps: int = 
                              ("max_sequences", max_sequences, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    module = resolve_module(module)
     st = module_step(module)
     k = _check_k(k, st.dim)
     if inputs is None:
@@ -127,6 +130,7 @@ def floss_checkpoint(module, *, k: int, steps: int, lr: float = 1e-3, window: in
     ``split``: None on bits, else {"floss": [0, split], "measure": [split, end]}, the steps (zero-based, end
     excluded) of every sequence that gave the windows and the measurement.
     """
+    module = resolve_module(module)
     st = module_step(module)
     _check_k(k, st.dim)
     _check_floss(steps, lr)
