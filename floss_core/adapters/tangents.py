@@ -9,9 +9,11 @@ is driven by the NEW h of layer l-1, so its tangent adds W_ih_l (tangent of the 
 Each step is split in two: ``coefficients(state, x)`` re-runs the cell equations (one batch-1 matmul per
 weight) and keeps the element-wise derivative factors of every gate; ``apply(coeffs, V)`` pushes tangent
 columns V (..., D, m) through them. Both broadcast over any leading dimensions, so a whole window's
-factors come from one batched pass over its T steps, and ``apply`` to the identity gives the explicit
-one-step Jacobians D_t (T, ..., D, D): ``jacobian(states, xs)``, which ``window._window_loss`` uses to make
-each step of the flossing window one matmul (bench/RESULTS.md, "Flossing a user's module").
+factors come from one batched pass over its T steps: ``layers(states, xs)`` gives every step's per-layer
+Jacobians (a layer's own block and its input block, built one block of the identity at a time), which
+``window._window_loss`` hands to ``fastqr.layered_tangent_logs``; ``jacobian`` gives the full D_t;
+``window`` the per-step maps for ``lyapunov_spectrum``; ``states_at`` the trajectory's no-grad restart
+states (bench/RESULTS.md, "Flossing a user's module").
 
 Derivatives (σ' = σ(1-σ), tanh' = 1 - tanh²; gates as in the PyTorch docs, ``models.gru_update`` /
 ``models.lstm_update``), with dgi = W_ih d(input), dgh = W_hh dh:
@@ -26,6 +28,8 @@ Derivatives (σ' = σ(1-σ), tanh' = 1 - tanh²; gates as in the PyTorch docs, `
 Tested against ``torch.func.jacrev`` of the step and the forward-mode path in tests/test_tangents.py.
 """
 from __future__ import annotations
+
+import warnings
 
 import torch
 
@@ -146,7 +150,7 @@ class CellTangent:
         (T, B, C), without gradient: torch's own fused sequence op (what nn.RNN / GRU / LSTM.forward call,
         ``torch.rnn_tanh`` / ``rnn_relu`` / ``gru`` / ``lstm``) over each stretch of ``every`` steps, all
         layers at once; where that op is missing, ``_states_at`` (the cell equations in Python)."""
-        H, L, T = self.hidden, self.n_layers, xs.shape[0]
+        H, L = self.hidden, self.n_layers
         op = getattr(torch, {"rnn": "rnn_relu" if self.relu else "rnn_tanh"}.get(self.kind, self.kind), None)
         if op is None or xs.dim() != 3:
             return self._states_at(state0, xs, every)
@@ -157,7 +161,13 @@ class CellTangent:
             return flat_part.unflatten(-1, (L, H)).movedim(-2, 0).contiguous()
         h = layered(state0[..., :L * H])
         c = layered(state0[..., L * H:]) if self.kind == "lstm" else None
-        out = []
+        with warnings.catch_warnings():   # cuDNN: "weights are not part of single contiguous chunk" (a copy)
+            warnings.filterwarnings("ignore", message=".*contiguous chunk.*")
+            return self._fused(op, xs, h, c, flat, bias, every)
+
+    def _fused(self, op, xs, h, c, flat, bias, every):
+        # the states after each stretch of ``every`` steps: all layers' (h_n[, c_n]) in the flat layout
+        L, T, out = self.n_layers, xs.shape[0], []
         for t in range(0, T - every, every):
             chunk = xs[t:t + every]
             if self.kind == "lstm":

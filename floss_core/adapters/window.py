@@ -1,21 +1,40 @@
 """The flossing loss of one window of a user's module (``_window_loss``): the one place the flossing term
 and the flossing phase compute it, and where its speed is decided (issue 17, item 4).
+
+For the standard cells (``tangents.CellTangent``) a window costs a few batched passes and one kernel call
+instead of an autograd graph per step:
+1. the state trajectory: its no-grad restart states from torch's fused sequence op, then its graph with
+   ``state_horizon`` batched step calls (``_trajectory_batched``);
+2. every step's per-layer Jacobians from one batched pass over the trajectory (``CellTangent.layers``);
+3. tangents and QRs of all steps as ONE autograd node with a hand-written backward
+   (``fastqr.layered_tangent_logs``: CholeskyQR with a float64 Gram, Householder where it fails).
+With ``qr_every`` > 1, or where the per-layer Jacobians would exceed ``JACOBIAN_ELEMENTS``, step 3 is
+``lyapunov_spectrum`` with the analytic tangent applied to the k columns (``CellTangent.window``) and the
+fused CholeskyQR. Same loss and gradients as forward-mode tangents through Householder QR, to rounding
+(tests/test_tangents.py); the cost is in bench/RESULTS.md, "Flossing a user's module".
 """
 from __future__ import annotations
+
+import warnings
 
 import torch
 
 from ..flossing import flossing_loss
 from ..fastqr import layered_tangent_logs
-from ..lyapunov import _check, lyapunov_spectrum, ordered_sum
+from ..lyapunov import LyapunovAccuracyWarning, _check, lyapunov_spectrum, ordered_sum
 from .stepper import Stepper, _check_k, _q0
 from .tangents import CellTangent
 
-
-# Explicit per-step Jacobians are kept for the whole window: T·B·D² numbers (and as many gradients). Above
-# this many, the analytic tangent is applied to the k columns step by step instead.
+# The per-layer Jacobians are kept for the whole window (and as many gradients): above this many numbers
+# the analytic tangent is applied to the k columns step by step instead (memory, not speed: 2^23 float32
+# numbers are 32 MiB; hidden 64 LSTM, 2 layers, 35 steps: 1.4 million).
 JACOBIAN_ELEMENTS = 1 << 23
-EXPLICIT = None
+EXPLICIT = None   # tests and benches: True / False force one mode, None chooses by JACOBIAN_ELEMENTS
+
+
+def _jacobian_elements(tangent: CellTangent, steps: int, batch: int) -> int:
+    n = tangent.dim // tangent.n_layers                     # H, or 2H for an LSTM
+    return steps * batch * tangent.n_layers * (n * n + n * tangent.hidden)
 
 
 def _trajectory(st: Stepper, xs, state0, state_horizon):
@@ -66,11 +85,8 @@ def _window_loss(st: Stepper, xs, state0, *, k, transient, qr_every, target, Q0,
     trajectory is detached every state_horizon steps; the lab's default design, bench/floss_study.py);
     None: through the whole window (the reference code).
 
-    For the standard cells (an analytic ``tangents.CellTangent``) the window's one-step Jacobians come from
-    one batched pass over its T steps and each step is a single matmul and a float64 CholeskyQR with a
-    hand-written backward ('cholesky64_fused'); the same loss and gradient as forward-mode tangents
-    through Householder QR to rounding (tests/test_tangents.py), at a fraction of the cost
-    (bench/bench_adapter_cost.py). Anything else: forward-mode tangents and Householder, step by step."""
+    The standard cells (an analytic ``tangents.CellTangent``) take the fast path of the module docstring;
+    anything else forward-mode tangents and Householder QR, step by step (the path before issue 17)."""
     k = _check_k(k, st.dim)
     Q0 = _q0(st.dim, k, seed, state0) if Q0 is None else Q0
     start = state0.detach()
@@ -81,7 +97,7 @@ def _window_loss(st: Stepper, xs, state0, *, k, transient, qr_every, target, Q0,
         # gradient into it is the one forward-mode AD gives)
         before = torch.cat([start[None], trajectory[:-1]])
         explicit = EXPLICIT if EXPLICIT is not None else \
-            trajectory.numel() * st.dim <= JACOBIAN_ELEMENTS
+            _jacobian_elements(st.tangent, xs.shape[0], trajectory.shape[1]) <= JACOBIAN_ELEMENTS
         if explicit and qr_every == 1:
             _check(k, st.dim, xs.shape[0], transient, qr_every)
             As, Bs, order = st.tangent.layers(before, xs)
@@ -91,10 +107,14 @@ def _window_loss(st: Stepper, xs, state0, *, k, transient, qr_every, target, Q0,
             lam = torch.sort(ordered_sum(logs[transient:].unbind(0)) / (xs.shape[0] - transient),
                              dim=-1, descending=True).values
             end = trajectory[-1]
-        else:
+            if not bool(torch.isfinite(lam).all()) and not bool(torch.isfinite(end.detach()).all()):
+                warnings.warn("the exponents are not finite because the state overflowed (left the float "
+                              "range); rescale the module's weights or its inputs", LyapunovAccuracyWarning,
+                              stacklevel=3)
+        else:   # the k columns step by step (explicit D_t only when a test asks: D² per step)
             lam, end = lyapunov_spectrum(st.step, start, xs, k, transient=transient, qr_every=qr_every, Q0=Q0,
                                          qr="cholesky64_fused", trajectory=trajectory, return_state=True,
-                                         step_tangents=st.tangent.window(before, xs, explicit=explicit))
+                                         step_tangents=st.tangent.window(before, xs, explicit=EXPLICIT is True))
         return flossing_loss(lam, target=target).mean(), lam.detach(), end.detach()
     trajectory = None
     if state_horizon is not None:
