@@ -260,7 +260,8 @@ class _LayeredTangentLogs(torch.autograd.Function):
         Bt = [None] + [b.unbind(0) for b in Bs[1:]]
         Qs, Rs, diag, feeds, fallbacks = [Q], [], [], [], 0
         for t in range(T):
-            Ql, Xs, fed = Q.split(sizes, dim=-2), [], []
+            # split_with_sizes: Tensor.split's Python wrapper costs more than the split itself here
+            Ql, Xs, fed = (Q,) if L == 1 else Q.split_with_sizes(sizes, dim=-2), [], []
             for l in range(L):
                 X = torch.bmm(At[l][t], Ql[l])
                 if l:
@@ -313,8 +314,8 @@ class _LayeredTangentLogs(torch.autograd.Function):
                 C.diagonal(dim1=-2, dim2=-1).sub_(d)
                 X = torch.baddbmm(gQ, Q, C, alpha=-1.0)
             gX = torch.linalg.solve_triangular(Rs[t].mT, X, upper=False, left=False)   # X R⁻ᵀ
-            gXl = list(gX.split(sizes, dim=-2))
-            Ql = Qs[t].split(sizes, dim=-2)
+            gXl = [gX] if L == 1 else list(gX.split_with_sizes(sizes, dim=-2))
+            Ql = (Qs[t],) if L == 1 else Qs[t].split_with_sizes(sizes, dim=-2)
             gQl = [None] * L
             for l in range(L - 1, -1, -1):
                 gl = gXl[l]
