@@ -2,6 +2,7 @@
 
     python bench/bench_adapter_cost.py [--hidden 64] [--k 32] [--T 35] [--batch 20] [--reps 15]
                                        [--configs rnn:1,rnn:2,gru:1,gru:2,lstm:1,lstm:2] [--threads 1]
+                                       [--parts]
 
 For each configuration (nn.RNN / nn.GRU / nn.LSTM, input and hidden size ``--hidden``):
 1. the module's own forward + backward on a batch of ``--batch`` sequences of ``--T`` steps (its fused
@@ -13,7 +14,8 @@ For each configuration (nn.RNN / nn.GRU / nn.LSTM, input and hidden size ``--hid
    step), for before / after.
 The three alternate within every repetition (so a slow phase of a shared machine hits all of them);
 medians of ``--reps``, and the ratio flossing / module. With CUDA available the same runs on the GPU
-(``torch.cuda.synchronize()`` around each) in extra columns. Results: bench/RESULTS.md, "Flossing a
+(``torch.cuda.synchronize()`` around each) in extra rows. ``--parts``: the fast path's stages timed
+cumulatively (trajectory; + per-layer Jacobians; + window kernel), fwd + bwd each. Results: bench/RESULTS.md, "Flossing a
 user's module".
 """
 from __future__ import annotations
@@ -84,6 +86,41 @@ def measure(kind: str, layers: int, *, hidden: int, k: int, T: int, batch: int, 
             "ratio": floss_ms / own_ms, "old_ratio": old_ms / own_ms}
 
 
+def parts(kind: str, layers: int, *, hidden: int, k: int, T: int, reps: int, device: torch.device) -> dict:
+    """Where the time of the fast path goes (ms, fwd + bwd, medians): the trajectory alone, then with the
+    per-layer Jacobians, then with the window kernel (each stage's output summed and backpropagated)."""
+    from floss_core.adapters.stepper import _prepare
+    from floss_core.adapters.window import _q0, _trajectory_batched
+    from floss_core.fastqr import layered_tangent_logs
+    torch.manual_seed(0)
+    m = KINDS[kind](hidden, hidden, num_layers=layers).to(device)
+    x1 = torch.randn(T, 1, hidden, device=device)
+
+    def upto(stage):
+        def go():
+            m.zero_grad(set_to_none=True)
+            st, xs, s0, _ = _prepare(m, x1, None)
+            tr = _trajectory_batched(st, xs, s0, 3)
+            out = tr.sum()
+            if stage > 0:
+                As, Bs, order = st.tangent.layers(torch.cat([s0[None], tr[:-1]]), xs)
+                out = sum(a.sum() for a in As + Bs)
+            if stage > 1:
+                Q0 = _q0(st.dim, k, 0, s0)
+                out = layered_tangent_logs(As, Bs, Q0 if order is None else Q0[order], feed=hidden).sum()
+            out.backward()
+        return go
+    fns = [_timer(upto(i), device) for i in range(3)]
+    for f in fns:
+        f()
+    times = [[] for _ in fns]
+    for _ in range(reps):
+        for f, ts in zip(fns, times):
+            ts.append(f())
+    a, b, c = (1e3 * statistics.median(ts) for ts in times)
+    return {"kind": kind, "layers": layers, "trajectory": a, "jacobians": b - a, "kernel": c - b, "total": c}
+
+
 def _name(r):
     return f"nn.{KINDS[r['kind']].__name__}, {r['layers']} layer{'s' if r['layers'] > 1 else ''}"
 
@@ -97,6 +134,7 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0: leave torch's default)")
     ap.add_argument("--configs", default="rnn:1,rnn:2,gru:1,gru:2,lstm:1,lstm:2")
+    ap.add_argument("--parts", action="store_true", help="also: where the fast path's time goes")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -119,6 +157,13 @@ def main(argv=None) -> list[dict]:
         print(f"| {_name(r)} | {r['device']} | {r['module_ms']:.2f} ms | {r['floss_ms']:.2f} ms | "
               f"**{r['ratio']:.1f}×** | {r['old_ms']:.1f} ms | {r['old_ratio']:.1f}× | "
               f"{r['old_ms'] / r['floss_ms']:.1f}× |")
+    if a.parts:
+        print("\n| module | trajectory (with the input checks) | + per-layer Jacobians | + window kernel (tangents, QRs) | sum |")
+        print("|---|---|---|---|---|")
+        for kind, layers in configs:
+            p = parts(kind, layers, hidden=a.hidden, k=a.k, T=a.T, reps=a.reps, device=devices[0])
+            print(f"| {_name(p)} | {p['trajectory']:.2f} ms | {p['jacobians']:.2f} ms | {p['kernel']:.2f} ms | "
+                  f"{p['total']:.2f} ms |")
     return rows
 
 

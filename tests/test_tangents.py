@@ -281,8 +281,8 @@ def test_cost_bench_runs_on_tiny_sizes(capsys):
     sys.modules["bench_adapter_cost"] = bench
     spec.loader.exec_module(bench)
     rows = bench.main(["--hidden", "4", "--k", "2", "--T", "5", "--batch", "2", "--reps", "1",
-                       "--configs", "rnn:1,lstm:2"])
+                       "--configs", "rnn:1,lstm:2", "--parts"])
     out = capsys.readouterr().out
-    assert len(rows) == 2 and "| nn.LSTM, 2 layers |" in out
+    assert len(rows) == 2 and "| nn.LSTM, 2 layers |" in out and "+ window kernel" in out
     for r in rows:
         assert r["module_ms"] > 0 and r["floss_ms"] > 0 and r["old_ms"] > 0 and r["ratio"] > 0
