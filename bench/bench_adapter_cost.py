@@ -103,11 +103,12 @@ def parts(kind: str, layers: int, *, hidden: int, k: int, T: int, reps: int, dev
             tr = _trajectory_batched(st, xs, s0, 3)
             out = tr.sum()
             if stage > 0:
-                As, Bs, order = st.tangent.layers(torch.cat([s0[None], tr[:-1]]), xs)
-                out = sum(a.sum() for a in As + Bs)
+                As, Bs, cells, order = st.tangent.layers(torch.cat([s0[None], tr[:-1]]), xs)
+                out = sum(a.sum() for a in As + Bs + (cells or []))
             if stage > 1:
                 Q0 = _q0(st.dim, k, 0, s0)
-                out = layered_tangent_logs(As, Bs, Q0 if order is None else Q0[order], feed=hidden).sum()
+                out = layered_tangent_logs(As, Bs, Q0 if order is None else Q0[order], feed=hidden,
+                                           cells=cells).sum()
             out.backward()
         return go
     fns = [_timer(upto(i), device) for i in range(3)]

@@ -249,11 +249,12 @@ class _LayeredTangentLogs(torch.autograd.Function):
     ``∂X_{l-1}[:H] += B_lᵀ ∂X_l``), no autograd graph per step."""
 
     @staticmethod
-    def forward(ctx, Q0, gram_dtype, refine, feed, *mats):
-        L = (len(mats) + 1) // 2
-        As, Bs = mats[:L], (None,) + mats[L:]
+    def forward(ctx, Q0, gram_dtype, refine, feed, cells, *mats):
+        L = (len(mats) + 1) // 3 if cells else (len(mats) + 1) // 2
+        As, Bs, Cs = mats[:L], (None,) + mats[L:2 * L - 1], mats[2 * L - 1:]
         T, Bn = As[0].shape[:2]
-        sizes = [a.shape[-1] for a in As]
+        sizes = [a.shape[-2] for a in As]
+        Ct = [c.unsqueeze(-1).unbind(0) for c in Cs]              # (B, 2, H, 1) per step
         dt = As[0].dtype
         Q = Q0.expand(Bn, *Q0.shape[-2:])
         At = [a.unbind(0) for a in As]
@@ -263,7 +264,11 @@ class _LayeredTangentLogs(torch.autograd.Function):
             # split_with_sizes: Tensor.split's Python wrapper costs more than the split itself here
             Ql, Xs, fed = (Q,) if L == 1 else Q.split_with_sizes(sizes, dim=-2), [], []
             for l in range(L):
-                X = torch.bmm(At[l][t], Ql[l])
+                if cells:                                         # h columns dense, c columns diagonal
+                    X = torch.bmm(At[l][t], Ql[l][..., :feed, :])
+                    X.view(Bn, 2, feed, -1).addcmul_(Ct[l][t], Ql[l][..., None, feed:, :])
+                else:
+                    X = torch.bmm(At[l][t], Ql[l])
                 if l:
                     fed.append(Xs[-1][..., :feed, :])
                     X = torch.baddbmm(X, Bt[l][t], fed[-1])
@@ -284,7 +289,7 @@ class _LayeredTangentLogs(torch.autograd.Function):
         diag = torch.stack(diag)
         ctx.save_for_backward(*mats)
         ctx.Qs, ctx.Rs, ctx.feeds, ctx.mask, ctx.fallbacks = Qs, Rs, feeds, diag > tiny, fallbacks
-        ctx.L, ctx.sizes, ctx.feed = L, sizes, feed
+        ctx.L, ctx.sizes, ctx.feed, ctx.cells = L, sizes, feed, cells
         return torch.log(diag.clamp_min(tiny)).to(dt)
 
     @staticmethod
@@ -292,15 +297,17 @@ class _LayeredTangentLogs(torch.autograd.Function):
     def backward(ctx, glogs):
         # the QR adjoint holds for any signs of diag R: ∂log|R_ii| = ∂R_ii / R_ii, so R gRᵀ has diagonal g
         mats = ctx.saved_tensors
-        L, sizes, feed = ctx.L, ctx.sizes, ctx.feed
-        As, Bs = mats[:L], (None,) + mats[L:]
+        L, sizes, feed, cells = ctx.L, ctx.sizes, ctx.feed, ctx.cells
+        As, Bs, Cs = mats[:L], (None,) + mats[L:2 * L - 1], mats[2 * L - 1:]
         Qs, Rs, feeds = ctx.Qs, ctx.Rs, ctx.feeds
         g = (glogs * ctx.mask).unbind(0)
         gmats = [m.new_empty(m.shape) for m in mats]               # contiguous, whatever the inputs' strides
         gAt = [m.unbind(0) for m in gmats[:L]]
-        gBt = [None] + [m.unbind(0) for m in gmats[L:]]
+        gBt = [None] + [m.unbind(0) for m in gmats[L:2 * L - 1]]
+        gCt = [m.unbind(0) for m in gmats[2 * L - 1:]]
         At = [a.unbind(0) for a in As]
         Bt = [None] + [b.unbind(0) for b in Bs[1:]]
+        Ct = [c.unsqueeze(-1).unbind(0) for c in Cs]
         gQ = None
         for t in range(len(Rs) - 1, -1, -1):
             Q = Qs[t + 1]
@@ -319,21 +326,29 @@ class _LayeredTangentLogs(torch.autograd.Function):
             gQl = [None] * L
             for l in range(L - 1, -1, -1):
                 gl = gXl[l]
-                torch.bmm(gl, Ql[l].mT, out=gAt[l][t])            # ∂A_l = ∂X_l Q_lᵀ
+                if cells:
+                    Qh, Qc = Ql[l][..., :feed, :], Ql[l][..., None, feed:, :]
+                    g2 = gl.view(gl.shape[0], 2, feed, -1)
+                    torch.bmm(gl, Qh.mT, out=gAt[l][t])           # ∂A_l = ∂X_l Q_hᵀ
+                    torch.linalg.vecdot(g2, Qc, dim=-1, out=gCt[l][t])   # ∂ of the diagonal c columns
+                else:
+                    torch.bmm(gl, Ql[l].mT, out=gAt[l][t])        # ∂A_l = ∂X_l Q_lᵀ
                 if l:
                     torch.bmm(gl, feeds[t][l - 1].mT, out=gBt[l][t])   # ∂B_l = ∂X_l X_{l-1}[:H]ᵀ
                     below = gXl[l - 1].clone()
                     below[..., :feed, :].baddbmm_(Bt[l][t].mT, gl)     # the input's tangent feeds layer l
                     gXl[l - 1] = below
-                if t:
+                if t and cells:
+                    gQl[l] = torch.cat([torch.bmm(At[l][t].mT, gl), (Ct[l][t] * g2).sum(-3)], dim=-2)
+                elif t:
                     gQl[l] = torch.bmm(At[l][t].mT, gl)           # ∂Q_l = A_lᵀ ∂X_l
             if t:
                 gQ = gQl[0] if L == 1 else torch.cat(gQl, dim=-2)
-        return (None, None, None, None, *gmats)
+        return (None, None, None, None, None, *gmats)
 
 
-def layered_tangent_logs(As, Bs, Q0: torch.Tensor, *, feed: int, gram_dtype: torch.dtype = torch.float64,
-                         refine: bool | None = None) -> torch.Tensor:
+def layered_tangent_logs(As, Bs, Q0: torch.Tensor, *, feed: int, cells=None,
+                         gram_dtype: torch.dtype = torch.float64, refine: bool | None = None) -> torch.Tensor:
     """log|diag R_t| (T, B, k) of ``(Q_t, R_t) = QR(D_t Q_{t-1})``, t = 1..T, a QR every step, for a
     layered map given by its per-layer Jacobians (``_LayeredTangentLogs``), differentiable in them.
 
@@ -341,21 +356,27 @@ def layered_tangent_logs(As, Bs, Q0: torch.Tensor, *, feed: int, gram_dtype: tor
       As: L tensors (T, B, n_l, n_l), layer l's Jacobian w.r.t. its own block of the (layer-major) state.
       Bs: L - 1 tensors (T, B, n_l, feed), layer l >= 1's Jacobian w.r.t. its input: the first ``feed``
         rows of the new tangent of layer l - 1.
+      cells: for LSTM layers (blocks [h; c] of 2·feed rows): L tensors (T, B, 2, feed); then As[l] is
+        (T, B, 2·feed, feed), the Jacobian w.r.t. the block's h rows only, and the one w.r.t. its c rows
+        is diagonal, ``[diag(cells[l][..., 0, :]); diag(cells[l][..., 1, :])]`` (h' and c' depend on c
+        element-wise): half the products of a dense A_l.
       Q0: (D, k) or (B, D, k) orthonormal start in the layer-major order, D = Σ n_l; not differentiated.
       gram_dtype, refine: as for ``rnn_tangent_logs`` (CholeskyQR with a float64 Gram; Householder for
         a step whose Gram is not positive definite); ``gram_dtype=None``: LAPACK's Householder QR in the
         Jacobians' dtype every step.
     """
-    As, Bs = list(As), list(Bs)
-    if not As or len(Bs) != len(As) - 1:
-        raise ValueError(f"need L >= 1 layer Jacobians and L - 1 input Jacobians, got {len(As)} and {len(Bs)}")
-    d, k = sum(a.shape[-1] for a in As), Q0.shape[-1]
+    As, Bs, Cs = list(As), list(Bs), [] if cells is None else list(cells)
+    if not As or len(Bs) != len(As) - 1 or (cells is not None and len(Cs) != len(As)):
+        raise ValueError(f"need L >= 1 layer Jacobians, L - 1 input Jacobians (and L cell diagonals), got "
+                         f"{len(As)}, {len(Bs)} (and {len(Cs)})")
+    d, k = sum(a.shape[-2] for a in As), Q0.shape[-1]
     if Q0.shape[-2] != d or not 1 <= k <= d:
         raise ValueError(f"Q0 must be (D, k) or (B, D, k) with D = {d}, 1 <= k <= D, got {tuple(Q0.shape)}")
     dt = As[0].dtype
     if refine is None:
         refine = gram_dtype is not None and torch.finfo(gram_dtype).eps >= torch.finfo(dt).eps
-    return _LayeredTangentLogs.apply(Q0.detach().to(dt), gram_dtype, bool(refine), int(feed), *As, *Bs)
+    return _LayeredTangentLogs.apply(Q0.detach().to(dt), gram_dtype, bool(refine), int(feed), cells is not None,
+                                     *As, *Bs, *Cs)
 
 
 def jacobian_tangent_logs(Js: torch.Tensor, Q0: torch.Tensor, *, gram_dtype: torch.dtype = torch.float64,

@@ -88,10 +88,13 @@ def test_per_layer_jacobians_compose_to_the_full_jacobian(name):
     T = 3
     states = _state(st, gen, T, B, relu="relu" in name)
     xs = torch.randn(T, B, C, generator=gen, dtype=torch.float64)
-    As, Bs, order = st.tangent.layers(states, xs)
+    As, Bs, cells, order = st.tangent.layers(states, xs)
     full = st.tangent.jacobian(states, xs)
     if order is not None:
         full = full[..., order, :][..., order]
+    if cells is not None:             # an LSTM layer's c columns are diagonal: [diag(cells[0]); diag(cells[1])]
+        As = [torch.cat([A, torch.cat([torch.diag_embed(c[..., 0, :]), torch.diag_embed(c[..., 1, :])], dim=-2)],
+                        dim=-1) for A, c in zip(As, cells)]
     n = As[0].shape[-1]
     rows, col = [], 0
     for l, A in enumerate(As):        # layer l's rows: its own block, plus B_l (rows of the new h below)
@@ -224,6 +227,11 @@ def test_gradcheck_window_kernels():
     assert torch.autograd.gradcheck(lambda a, b, c: layered_tangent_logs([a, b], [c], Q0, feed=2), (A0, A1, B1))
     assert torch.autograd.gradcheck(lambda a, b, c: layered_tangent_logs([a, b], [c], Q0, feed=2,
                                                                          gram_dtype=None), (A0, A1, B1))
+    C0, C1, D0 = r(T, 2, 2, 2), r(T, 2, 2, 2), r(T, 2, 4, 2)       # two LSTM-like layers, feed 2
+    Q4 = torch.linalg.qr(torch.randn(8, k, generator=gen, dtype=torch.float64))[0]
+    assert torch.autograd.gradcheck(lambda a, b, c, d, e: layered_tangent_logs([a, b], [c], Q4, feed=2,
+                                                                               cells=[d, e]),
+                                    (D0, r(T, 2, 4, 2), r(T, 2, 4, 2), C0, C1))
     J = r(T, 2, 5, 5)
     assert torch.autograd.gradcheck(lambda j: jacobian_tangent_logs(j, Q0[:5]), (J,))
 

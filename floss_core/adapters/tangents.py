@@ -210,29 +210,27 @@ class CellTangent:
 
     def layers(self, states, xs):
         """The window's per-layer Jacobians for ``fastqr.layered_tangent_logs``, from ONE batched pass over
-        its states (T, ..., D) (the state each step starts from) and inputs (T, ..., C): ``(As, Bs, order)``
-        with As[l] (T, ..., n, n) layer l's Jacobian w.r.t. its own (h_l[, c_l]) (n = H, or 2H for an
-        LSTM), Bs[l-1] (T, ..., n, H) w.r.t. its input (the new h of layer l-1), and ``order`` the flat
-        state's indices in layer-major order (h_0, c_0, h_1, c_1, ...), None where that is the flat order."""
+        its states (T, ..., D) (the state each step starts from) and inputs (T, ..., C):
+        ``(As, Bs, cells, order)``. As[l] (T, ..., n, H): layer l's Jacobian w.r.t. its own h (n = H, or 2H
+        for an LSTM: rows h' then c'); Bs[l-1] (T, ..., n, H) w.r.t. its input (the new h of layer l-1);
+        cells (LSTM, else None): cells[l] (T, ..., 2, H), the diagonal Jacobians of h' and c' w.r.t. the
+        layer's c (σ_o tanh'(c') σ_f and σ_f); ``order``: the flat state's indices in the layer-major order
+        (h_0, c_0, h_1, c_1, ...), None where that is the flat order."""
         coeffs = self.coefficients(states, xs)
         H, L, lstm = self.hidden, self.n_layers, self.kind == "lstm"
         lead = torch.broadcast_shapes(states.shape[:-1], xs.shape[:-1])
 
-        def block_row(blocks):             # the derivatives by one source as a row of Jᵀ (..., H, n)
-            return torch.cat([states.new_zeros(*lead, H, H) if b is None else b.expand(*lead, H, H)
-                              for b in blocks if b is not None or lstm], dim=-1)
-        As, Bs = [], []
-        for l, co in enumerate(coeffs):
-            rows = [block_row(self._layer(l, co, EYE, None, None))]
-            if lstm:
-                rows.append(block_row(self._layer(l, co, None, EYE, None)))
-            As.append(torch.cat(rows, dim=-2).mT if lstm else rows[0].mT)
-            if l:
-                Bs.append(block_row(self._layer(l, co, None, None, EYE)).mT)
+        def column(blocks):                # the derivatives by one source (rows of Jᵀ) -> (..., n, H)
+            return torch.cat([b.expand(*lead, H, H) for b in blocks if b is not None], dim=-1).mT
+        As = [column(self._layer(l, co, EYE, None, None)) for l, co in enumerate(coeffs)]
+        Bs = [column(self._layer(l, co, None, None, EYE)) for l, co in enumerate(coeffs) if l]
+        if not lstm:
+            return As, Bs, None, None
+        cells = [torch.stack([u * sf, sf], dim=-2).expand(*lead, 2, H) for _, sf, u in coeffs]
         order = None
-        if lstm and L > 1:
+        if L > 1:
             order = torch.cat([torch.arange(o * H, (o + 1) * H) for l in range(L) for o in (l, L + l)])
-        return As, Bs, order
+        return As, Bs, cells, order
 
     def __call__(self, state, x, new, Q):
         return self.apply(self.coefficients(state, x), Q)

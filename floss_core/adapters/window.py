@@ -27,14 +27,14 @@ from .tangents import CellTangent
 
 # The per-layer Jacobians are kept for the whole window (and as many gradients): above this many numbers
 # the analytic tangent is applied to the k columns step by step instead (memory, not speed: 2^23 float32
-# numbers are 32 MiB; hidden 64 LSTM, 2 layers, 35 steps: 1.4 million).
+# numbers are 32 MiB; hidden 64 LSTM, 2 layers, 35 steps: 1.1 million).
 JACOBIAN_ELEMENTS = 1 << 23
 EXPLICIT = None   # tests and benches: True / False force one mode, None chooses by JACOBIAN_ELEMENTS
 
 
 def _jacobian_elements(tangent: CellTangent, steps: int, batch: int) -> int:
     n = tangent.dim // tangent.n_layers                     # H, or 2H for an LSTM
-    return steps * batch * tangent.n_layers * (n * n + n * tangent.hidden)
+    return steps * batch * tangent.n_layers * 2 * n * tangent.hidden
 
 
 def _trajectory(st: Stepper, xs, state0, state_horizon):
@@ -100,10 +100,10 @@ def _window_loss(st: Stepper, xs, state0, *, k, transient, qr_every, target, Q0,
             _jacobian_elements(st.tangent, xs.shape[0], trajectory.shape[1]) <= JACOBIAN_ELEMENTS
         if explicit and qr_every == 1:
             _check(k, st.dim, xs.shape[0], transient, qr_every)
-            As, Bs, order = st.tangent.layers(before, xs)
+            As, Bs, cells, order = st.tangent.layers(before, xs)
             Q0 = Q0.to(start)
             logs = layered_tangent_logs(As, Bs, Q0 if order is None else Q0[..., order, :],   # (T, B, k)
-                                        feed=st.tangent.hidden)
+                                        feed=st.tangent.hidden, cells=cells)
             lam = torch.sort(ordered_sum(logs[transient:].unbind(0)) / (xs.shape[0] - transient),
                              dim=-1, descending=True).values
             end = trajectory[-1]
