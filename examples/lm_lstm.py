@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from floss_core.adapters import floss, spectrum  # noqa: E402
+from floss_core.adapters import floss, spectrum, trajectory  # noqa: E402
 from floss_core.adapters.hook import FlossingRegularizer  # noqa: E402
 
 N_KEYS, N_FILLER = 8, 24
@@ -177,13 +177,31 @@ def lambda1(model: LM, val: dict, *, steps: int = 600, transient: int = 100) -> 
     return float(spectrum(model.rnn, x, k=1, transient=transient, dtype=torch.float64)[0, 0])
 
 
+def forget_gate(model: LM, val: dict, *, steps: int = 600) -> float:
+    """Mean forget-gate activation of the LSTM (all layers, units and steps) driven by held-out text: how
+    much of its cell state it keeps per token (1: all of it; the gates flossing is said to saturate)."""
+    rnn, H, L = model.rnn, model.rnn.hidden_size, model.rnn.num_layers
+    with torch.no_grad():
+        x = model.emb(val["tokens"][:steps][:, None])                  # (T, 1, E)
+        hs = trajectory(rnn, x)[:, 0, : L * H].unflatten(-1, (L, H))    # (T, L, H): every layer's h_t
+        prev = torch.cat([hs.new_zeros(1, L, H), hs[:-1]])               # h_{t-1}
+        gates = []
+        for layer in range(L):
+            inp = x[:, 0] if layer == 0 else hs[:, layer - 1]
+            z = (inp @ getattr(rnn, f"weight_ih_l{layer}").T + getattr(rnn, f"bias_ih_l{layer}")
+                 + prev[:, layer] @ getattr(rnn, f"weight_hh_l{layer}").T + getattr(rnn, f"bias_hh_l{layer}"))
+            gates.append(torch.sigmoid(z[:, H: 2 * H]))                  # gate order i, f, g, o
+    return float(torch.stack(gates).mean())
+
+
 def train(model: LM, data: torch.Tensor, *, steps: int, bptt: int, lr: float, reg=None, probe=None) -> float:
     """Plain Adam on next-token cross-entropy, truncated BPTT with the state carried (and detached)
     between windows, gradient norm clipped at 0.25 (word_language_model's default); the stream is
     reread from the start when it runs out. ``reg``: a FlossingRegularizer, added to the loss.
-    ``probe(step)`` is called at each quarter of the run; returns the seconds spent outside probes."""
+    ``probe(step)`` is called at each quarter of the run. Returns the seconds spent outside probes and
+    those spent in reg() (its forward part; its backward is in loss.backward)."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    hidden, i, probed, t0 = None, 0, 0.0, time.perf_counter()
+    hidden, i, probed, in_reg, t0 = None, 0, 0.0, 0.0, time.perf_counter()
     for step in range(steps):
         if i + bptt + 1 > data.shape[0]:
             hidden, i = None, 0
@@ -192,7 +210,9 @@ def train(model: LM, data: torch.Tensor, *, steps: int, bptt: int, lr: float, re
         logits, hidden = model(x, None if hidden is None else detach(hidden))
         loss = nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
         if reg is not None:
+            tr = time.perf_counter()
             loss = loss + reg()               # weight * flossing loss every M-th call, else 0
+            in_reg += time.perf_counter() - tr
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 0.25)
@@ -201,7 +221,7 @@ def train(model: LM, data: torch.Tensor, *, steps: int, bptt: int, lr: float, re
             tp = time.perf_counter()
             probe(step + 1)
             probed += time.perf_counter() - tp
-    return time.perf_counter() - t0 - probed
+    return time.perf_counter() - t0 - probed, in_reg
 
 
 def pre_floss(model: LM, data: torch.Tensor, *, k: int, steps: int, lr: float, window: int, seed: int,
@@ -276,7 +296,7 @@ def main(argv=None) -> None:
 
     torch.manual_seed(a.seed)
     init = LM(len(VOCAB), a.emb, a.hidden)
-    print(f"untrained: λ_1 {lambda1(init, val_c):+.4f} on held-out text")
+    print(f"untrained: λ_1 {lambda1(init, val_c):+.4f}, forget gate {forget_gate(init, val_c):.2f} on held-out text")
     train(copy.deepcopy(init), data, steps=3, bptt=a.bptt, lr=a.lr)   # one-off first-call costs, not timed
     models, base_s = {}, None
 
@@ -291,34 +311,34 @@ def main(argv=None) -> None:
         base_s = seconds if base_s is None else base_s
         path = " ".join(f"{v:.2f}" for v in accs + [ev["acc"]])
         print(f"{name:<15} val ppl {ev['ppl']:7.3f}   long-range acc {ev['acc']:.3f} (by gap {by_gap(ev)}; "
-              f"by quarter {path})   λ_1 {lambda1(model, val_c):+.4f}   "
+              f"by quarter {path})   λ_1 {lambda1(model, val_c):+.4f}   forget gate {forget_gate(model, val_c):.2f}   "
               f"{seconds:6.1f} s   x{seconds / base_s:.2f} of (a){extra}", flush=True)
         return ev
 
     if "none" in arms:
         model = copy.deepcopy(init)
         accs, probe = curve(model)
-        report("(a) none", model, train(model, data, steps=a.steps, bptt=a.bptt, lr=a.lr, probe=probe), accs)
+        report("(a) none", model, train(model, data, steps=a.steps, bptt=a.bptt, lr=a.lr, probe=probe)[0], accs)
         models["none"] = model
     if "pre" in arms:
         model = copy.deepcopy(init)
         t0 = time.perf_counter()
         r = pre_floss(model, data, k=a.k, steps=a.floss_steps, lr=a.floss_lr, window=a.floss_window, seed=a.seed)
         fs = time.perf_counter() - t0
-        lam = lambda1(model, val_c)                     # a measurement, not part of the arm's time
+        lam, gate = lambda1(model, val_c), forget_gate(model, val_c)   # measurements, not part of the arm's time
         accs, probe = curve(model)
-        seconds = fs + train(model, data, steps=a.steps, bptt=a.bptt, lr=a.lr, probe=probe)
+        seconds = fs + train(model, data, steps=a.steps, bptt=a.bptt, lr=a.lr, probe=probe)[0]
         report("(b) pre", model, seconds, accs,
-               f"; {r['steps']} flossing steps (stopped: {r['stopped']}, {fs:.1f} s), λ_1 {lam:+.4f} after them")
+               f"; {r['steps']} flossing steps (stopped: {r['stopped']}, {fs:.1f} s), λ_1 {lam:+.4f} and forget gate {gate:.2f} after them")
     if "reg" in arms:
         model = copy.deepcopy(init)
         accs, probe = curve(model)
         reg = FlossingRegularizer(model.rnn, k=a.k, every=a.every, weight=a.weight, max_steps=a.floss_window)
-        seconds = train(model, data, steps=a.steps, bptt=a.bptt, lr=a.lr, reg=reg, probe=probe)
+        seconds, in_reg = train(model, data, steps=a.steps, bptt=a.bptt, lr=a.lr, reg=reg, probe=probe)
         reg.remove()
         lam = [h["exponents"][0] for h in reg.history]
         report("(c) regularizer", model, seconds, accs,
-               f"; weight {a.weight}, M = {a.every}: {len(reg.history)} terms, window λ_1 "
+               f"; weight {a.weight}, M = {a.every}: {len(reg.history)} terms ({in_reg:.1f} s in reg()), window λ_1 "
                f"{lam[0]:+.4f} first, {lam[-1]:+.4f} last")
     if "trained" in arms and "none" in models:
         print("(d) flossing the trained model (a) on its training text, the same phase as (b):")
@@ -331,7 +351,7 @@ def main(argv=None) -> None:
                 ev = evaluate(model, val_c, bptt=a.bptt)
                 print(f"    {i + 1:>3} steps    val ppl {ev['ppl']:8.3f}   long-range acc {ev['acc']:.3f} "
                       f"(by gap {by_gap(ev)})   "
-                      f"λ_1 {lambda1(model, val_c):+.4f}", flush=True)
+                      f"λ_1 {lambda1(model, val_c):+.4f}   forget gate {forget_gate(model, val_c):.2f}", flush=True)
         pre_floss(model, data, k=a.k, steps=marks[-1], lr=a.floss_lr, window=a.floss_window, seed=a.seed,
                   stop_tol=None, on_step=at_mark)
         model = copy.deepcopy(models["none"])
@@ -342,7 +362,7 @@ def main(argv=None) -> None:
         print(f"    with validate=: stopped ({r['stopped']}) after {r['steps']} steps, weights of step "
               f"{r['restored_step']} kept: val ppl {ev['ppl']:8.3f}   long-range acc {ev['acc']:.3f} "
               f"(by gap {by_gap(ev)})   "
-              f"λ_1 {lambda1(model, val_c):+.4f}", flush=True)
+              f"λ_1 {lambda1(model, val_c):+.4f}   forget gate {forget_gate(model, val_c):.2f}", flush=True)
 
 
 if __name__ == "__main__":

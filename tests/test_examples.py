@@ -75,6 +75,24 @@ def test_evaluation_scores_every_long_range_position(lm):
     assert 0 <= ev["acc"] <= 1
 
 
+def test_the_forget_gate_is_the_lstms_second_gate(lm):
+    import torch
+    torch.manual_seed(0)
+    model, val = lm.LM(len(lm.VOCAB), 4, 8), lm.make_corpus(10, seed=0)
+    H = model.rnn.hidden_size
+    with torch.no_grad():
+        for name, p in model.rnn.named_parameters():
+            if name.startswith("bias"):
+                p.zero_()
+                p[H: 2 * H] = 10.0                      # only the forget gate's biases (order i, f, g, o)
+    assert lm.forget_gate(model, val, steps=50) > 0.99
+    with torch.no_grad():
+        for name, p in model.rnn.named_parameters():
+            if name.startswith("bias"):
+                p[H: 2 * H] = -10.0
+    assert lm.forget_gate(model, val, steps=50) < 0.01
+
+
 NUMBER = r"([-+]?(?:\d+\.\d*|\d+|nan|inf))"
 
 
@@ -91,10 +109,10 @@ def test_lm_lstm_quick_prints_every_arm():
         line = next((ln for ln in out.splitlines() if ln.startswith(arm)), None)
         assert line is not None, f"no line for {arm}:\n{out}"
         m = re.search(r"val ppl\s+" + NUMBER + r"\s+long-range acc " + NUMBER + r".*λ_1 " + NUMBER +
-                      r"\s+" + NUMBER + r" s\s+x" + NUMBER + " of", line)
+                      r"\s+forget gate " + NUMBER + r"\s+" + NUMBER + r" s\s+x" + NUMBER + " of", line)
         assert m, line
-        ppl, acc, lam, secs, ratio = (float(v) for v in m.groups())
+        ppl, acc, lam, gate, secs, ratio = (float(v) for v in m.groups())
         assert math.isfinite(ppl) and ppl >= float(floors[1]) * 0.99, line   # no model beats the grammar
-        assert 0 <= acc <= 1 and math.isfinite(lam) and secs > 0 and ratio > 0, line
+        assert 0 <= acc <= 1 and math.isfinite(lam) and 0 < gate < 1 and secs > 0 and ratio > 0, line
     trained = re.findall(r"^\s+(\d+) steps\s+val ppl\s+" + NUMBER, out, flags=re.M)
     assert trained and all(math.isfinite(float(p)) for _, p in trained), out
