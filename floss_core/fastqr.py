@@ -259,34 +259,48 @@ class _LayeredTangentLogs(torch.autograd.Function):
         Q = Q0.expand(Bn, *Q0.shape[-2:])
         At = [a.unbind(0) for a in As]
         Bt = [None] + [b.unbind(0) for b in Bs[1:]]
-        Qs, Rs, diag, feeds, fallbacks = [Q], [], [], [], 0
+        Qs, Rs, feeds, fallbacks = [Q], [], [], 0
+        bmm, baddbmm, chol, solve = torch.bmm, torch.baddbmm, torch.linalg.cholesky_ex, torch.linalg.solve_triangular
+        plain = L == 1 and not cells
+        A0t = At[0]
+        cpu = Q.device.type == "cpu"
+        # the loop is written flat: at hidden 64 the interpreter's time per step is of the order of the
+        # arithmetic's (bench/RESULTS.md, "Flossing a user's module")
         for t in range(T):
-            # split_with_sizes: Tensor.split's Python wrapper costs more than the split itself here
-            Ql, Xs, fed = (Q,) if L == 1 else Q.split_with_sizes(sizes, dim=-2), [], []
-            for l in range(L):
-                if cells:                                         # h columns dense, c columns diagonal
-                    X = torch.bmm(At[l][t], Ql[l][..., :feed, :])
-                    X.view(Bn, 2, feed, -1).addcmul_(Ct[l][t], Ql[l][..., None, feed:, :])
-                else:
-                    X = torch.bmm(At[l][t], Ql[l])
-                if l:
-                    fed.append(Xs[-1][..., :feed, :])
-                    X = torch.baddbmm(X, Bt[l][t], fed[-1])
-                Xs.append(X)
-            feeds.append(fed)
-            A = Xs[0] if L == 1 else torch.cat(Xs, dim=-2)
+            if plain:
+                A = bmm(A0t[t], Q)
+            else:
+                # split_with_sizes: Tensor.split's Python wrapper costs more than the split itself here
+                Ql, Xs, fed = (Q,) if L == 1 else Q.split_with_sizes(sizes, dim=-2), [], []
+                for l in range(L):
+                    if cells:                                     # h columns dense, c columns diagonal
+                        X = bmm(At[l][t], Ql[l][..., :feed, :])
+                        X.view(Bn, 2, feed, -1).addcmul_(Ct[l][t], Ql[l][..., None, feed:, :])
+                    else:
+                        X = bmm(At[l][t], Ql[l])
+                    if l:
+                        fed.append(Xs[-1][..., :feed, :])
+                        X = baddbmm(X, Bt[l][t], fed[-1])
+                    Xs.append(X)
+                feeds.append(fed)
+                A = Xs[0] if L == 1 else torch.cat(Xs, dim=-2)
             if gram_dtype is None:                                # LAPACK's Householder in A's dtype
                 Q, R = torch.linalg.qr(A)
-                diag.append(R.diagonal(dim1=-2, dim2=-1).abs())
-            else:
-                Q, R, fell = _qr_step(A, gram_dtype, refine)
-                fallbacks += fell
-                diag.append(R.diagonal(dim1=-2, dim2=-1).clone())
-            Rs.append(R.to(dt))
+            else:                                                 # CholeskyQR, inline (_qr_step's first pass)
+                Ag = A.to(gram_dtype)
+                R, info = chol(bmm(Ag.mT, Ag), upper=True)
+                if refine or (bool(info.numpy().any()) if cpu else bool(info.any())):
+                    Q, R, fell = _qr_step(A, gram_dtype, refine)  # CholeskyQR2, or Householder
+                    fallbacks += fell
+                else:
+                    Q = solve(R, Ag, upper=True, left=False)
             Q = Q.to(dt)
+            Rs.append(R)
             Qs.append(Q)
         tiny = torch.finfo(dt).tiny
-        diag = torch.stack(diag)
+        Rs = torch.stack(Rs)                                      # conversions and diagonals once, batched
+        diag = Rs.diagonal(dim1=-2, dim2=-1).abs()                # abs: Householder's signs
+        Rs = Rs.to(dt).unbind(0)
         ctx.save_for_backward(*mats)
         ctx.Qs, ctx.Rs, ctx.feeds, ctx.mask, ctx.fallbacks = Qs, Rs, feeds, diag > tiny, fallbacks
         ctx.L, ctx.sizes, ctx.feed, ctx.cells = L, sizes, feed, cells
@@ -309,18 +323,26 @@ class _LayeredTangentLogs(torch.autograd.Function):
         Bt = [None] + [b.unbind(0) for b in Bs[1:]]
         Ct = [c.unsqueeze(-1).unbind(0) for c in Cs]
         gQ = None
+        bmm, solve = torch.bmm, torch.linalg.solve_triangular
+        plain = L == 1 and not cells
+        A0t, gA0t = At[0], gAt[0]
         for t in range(len(Rs) - 1, -1, -1):
             Q = Qs[t + 1]
             if gQ is None:
                 X = Q * g[t].unsqueeze(-2)
             else:                                                 # X = gQ + Q copyltu(R gRᵀ - gQᵀ Q)
-                W = torch.bmm(gQ.mT, Q)
+                W = bmm(gQ.mT, Q)
                 d = g[t] - W.diagonal(dim1=-2, dim2=-1)
                 W.tril_(-1)
                 C = torch.add(W, W.mT)
                 C.diagonal(dim1=-2, dim2=-1).sub_(d)
                 X = torch.baddbmm(gQ, Q, C, alpha=-1.0)
-            gX = torch.linalg.solve_triangular(Rs[t].mT, X, upper=False, left=False)   # X R⁻ᵀ
+            gX = solve(Rs[t].mT, X, upper=False, left=False)     # X R⁻ᵀ
+            if plain:
+                bmm(gX, Qs[t].mT, out=gA0t[t])                    # ∂A = ∂X Q_{t-1}ᵀ
+                if t:
+                    gQ = bmm(A0t[t].mT, gX)                       # ∂Q_{t-1} = Aᵀ ∂X
+                continue
             gXl = [gX] if L == 1 else list(gX.split_with_sizes(sizes, dim=-2))
             Ql = (Qs[t],) if L == 1 else Qs[t].split_with_sizes(sizes, dim=-2)
             gQl = [None] * L

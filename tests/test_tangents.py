@@ -236,6 +236,20 @@ def test_gradcheck_window_kernels():
     assert torch.autograd.gradcheck(lambda j: jacobian_tangent_logs(j, Q0[:5]), (J,))
 
 
+def test_window_kernel_falls_back_to_householder_where_a_gram_is_singular():
+    """A step that maps a tangent direction to zero (a dead relu unit): no Cholesky; that step takes
+    Householder and the logs equal the all-Householder kernel's (the lost direction at log(tiny))."""
+    gen = torch.Generator().manual_seed(11)
+    A = torch.randn(3, 1, 4, 4, generator=gen, dtype=torch.float64)
+    A[1] = 0.0                                            # step 2 maps every direction to zero
+    A.requires_grad_(True)
+    Q0 = torch.eye(4, 2, dtype=torch.float64)
+    fast = layered_tangent_logs([A], [], Q0, feed=4)
+    assert fast.grad_fn.fallbacks == 1
+    torch.testing.assert_close(fast, layered_tangent_logs([A], [], Q0, feed=4, gram_dtype=None))
+    assert torch.isfinite(fast).all() and bool((fast[1] < -700).all())
+
+
 def test_gradcheck_fused_cholesky_qr():
     gen = torch.Generator().manual_seed(8)
     A = torch.randn(2, 5, 3, generator=gen, dtype=torch.float64, requires_grad=True)
