@@ -266,9 +266,14 @@ class _LayeredTangentLogs(torch.autograd.Function):
         cpu = Q.device.type == "cpu"
         # the loop is written flat: at hidden 64 the interpreter's time per step is of the order of the
         # arithmetic's (bench/RESULTS.md, "Flossing a user's module")
+        one_cell = L == 1 and cells                               # one LSTM layer
+        C0t = Ct[0] if cells else None
         for t in range(T):
             if plain:
                 A = bmm(A0t[t], Q)
+            elif one_cell:
+                A = bmm(A0t[t], Q[..., :feed, :])
+                A.view(Bn, 2, feed, -1).addcmul_(C0t[t], Q[..., None, feed:, :])
             else:
                 # split_with_sizes: Tensor.split's Python wrapper costs more than the split itself here
                 Ql, Xs, fed = (Q,) if L == 1 else Q.split_with_sizes(sizes, dim=-2), [], []
@@ -342,6 +347,14 @@ class _LayeredTangentLogs(torch.autograd.Function):
                 bmm(gX, Qs[t].mT, out=gA0t[t])                    # ∂A = ∂X Q_{t-1}ᵀ
                 if t:
                     gQ = bmm(A0t[t].mT, gX)                       # ∂Q_{t-1} = Aᵀ ∂X
+                continue
+            if L == 1:                                            # one LSTM layer: the general case's steps
+                Qp = Qs[t]
+                g2 = gX.view(gX.shape[0], 2, feed, -1)
+                bmm(gX, Qp[..., :feed, :].mT, out=gA0t[t])
+                torch.linalg.vecdot(g2, Qp[..., None, feed:, :], dim=-1, out=gCt[0][t])
+                if t:
+                    gQ = torch.cat([bmm(A0t[t].mT, gX), (Ct[0][t] * g2).sum(-3)], dim=-2)
                 continue
             gXl = [gX] if L == 1 else list(gX.split_with_sizes(sizes, dim=-2))
             Ql = (Qs[t],) if L == 1 else Qs[t].split_with_sizes(sizes, dim=-2)

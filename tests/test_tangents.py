@@ -232,6 +232,9 @@ def test_gradcheck_window_kernels():
     assert torch.autograd.gradcheck(lambda a, b, c, d, e: layered_tangent_logs([a, b], [c], Q4, feed=2,
                                                                                cells=[d, e]),
                                     (D0, r(T, 2, 4, 2), r(T, 2, 4, 2), C0, C1))
+    Q2 = torch.linalg.qr(torch.randn(4, k, generator=gen, dtype=torch.float64))[0]  # one LSTM-like layer
+    assert torch.autograd.gradcheck(lambda a, c: layered_tangent_logs([a], [], Q2, feed=2, cells=[c]),
+                                    (r(T, 2, 4, 2), r(T, 2, 2, 2)))
     J = r(T, 2, 5, 5)
     assert torch.autograd.gradcheck(lambda j: jacobian_tangent_logs(j, Q0[:5]), (J,))
 
