@@ -20,6 +20,10 @@ Householder QR, but with its own forward and a hand-written backward (the style 
 
 Shapes: E networks, b sequences each, N units, k tangent vectors, L steps; every (E, b) pair is an
 independent system, flattened to one batch dimension B = E·b inside.
+
+The same QR and adjoint serve any map whose one-step Jacobians are given explicitly:
+``layered_tangent_logs`` (a stacked cell, layer by layer, from per-layer Jacobians: the flossing window of
+a user's nn.RNN / GRU / LSTM, ``adapters.window``) and ``jacobian_tangent_logs`` (one dense D_t per step).
 """
 from __future__ import annotations
 
