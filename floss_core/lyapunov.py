@@ -330,6 +330,7 @@ def long_term_jacobian(step, state0: torch.Tensor, inputs, horizons, *, jacobian
     U = torch.eye(d, dtype=torch.float64).expand(*batch, d, d)
     state, out, want = state0, [], set(horizons)
     dead = torch.zeros(batch, dtype=torch.long)  # directions a step mapped exactly to zero (rank lost)
+    dead_at = []
     for t in range(1, steps + 1):
         x = None if isinstance(inputs, int) else inputs[t - 1]
         new = step(state, x)
@@ -347,11 +348,12 @@ def long_term_jacobian(step, state0: torch.Tensor, inputs, horizons, *, jacobian
         U = M / torch.where(dm == 0, torch.ones_like(dm), dm.abs())[..., :, None]
         if t in want:
             out.append(_graded_log_svdvals(logd, U))
+            dead_at.append(dead.clone())
         if t >= horizons[-1]:
             break
     log_sv = torch.stack(out)
     # an exactly singular product has σ = 0 in the lost directions: -inf, so κ₂ = inf, never a big finite number
-    lost = torch.arange(d) >= (d - dead)[..., None]
+    lost = torch.arange(d) >= (d - torch.stack(dead_at))[..., None]   # per horizon: lost by then, not by the end
     log_sv = torch.where(lost, torch.tensor(-math.inf, dtype=log_sv.dtype), log_sv)
     return {"horizons": torch.tensor(horizons), "log_sv": log_sv,
             "log_kappa": log_sv[..., 0] - log_sv[..., -1],

@@ -377,8 +377,6 @@ def test_floss_updates_a_float16_modules_own_parameters():
     _floss_half(torch.float16)
 
 
-@pytest.mark.xfail(strict=True, reason="lyapunov.long_term_jacobian marks the directions lost by the END of the run "
-                   "as lost at every horizon, also before the step that lost them (reported to the lead)")
 def test_a_later_dead_step_does_not_change_earlier_horizons():
     dead_later = torch.ones(5, 1, 2)
     dead_later[2:, 0, 1] = 0                              # unit 2 dies at step 3: T_1 = T_2 = I, T_3 singular
