@@ -4,7 +4,7 @@
 LSTM, all layers' cell states. It is stepped layer by layer with the module's own weights and the cell
 equations of the PyTorch docs (the GRU and LSTM gates are ``models.gru_update`` / ``models.lstm_update``,
 shared with our own ensemble cells; the fused nn.LSTM kernel has no forward-mode AD on the CPU), and its
-tangent map comes from one forward-mode AD pass. Also here: ``_prepare``, the one boundary where a
+tangent map is analytic for the standard cells (``tangents.cell_tangent``), forward-mode AD otherwise. Also here: ``_prepare``, the one boundary where a
 module's inputs and ``h0`` (in the module's own layout, see the package docstring) are validated and
 made time-major and flat, and the checks of ``k`` every measurement shares.
 
