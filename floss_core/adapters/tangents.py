@@ -220,14 +220,39 @@ class CellTangent:
         coeffs = self.coefficients(states, xs)
         H, L, lstm = self.hidden, self.n_layers, self.kind == "lstm"
         lead = torch.broadcast_shapes(states.shape[:-1], xs.shape[:-1])
+        if lstm:
+            return self._lstm_layers(coeffs, lead)
 
         def column(blocks):                # the derivatives by one source (rows of Jᵀ) -> (..., n, H)
             return torch.cat([b.expand(*lead, H, H) for b in blocks if b is not None], dim=-1).mT
         As = [column(self._layer(l, co, EYE, None, None)) for l, co in enumerate(coeffs)]
         Bs = [column(self._layer(l, co, None, None, EYE)) for l, co in enumerate(coeffs) if l]
-        if not lstm:
-            return As, Bs, None, None
-        cells = [torch.stack([u * sf, sf], dim=-2).expand(*lead, 2, H) for _, sf, u in coeffs]
+        return As, Bs, None, None
+
+    def _lstm_layers(self, coeffs, lead):
+        """``layers`` for an LSTM: every row of a layer's Jacobian w.r.t. a source (its h, or its input) is
+        a combination of the same row of the four gate blocks W_g of that source's weight,
+        ``J[.., r, i, :] = Σ_g K[.., r, g, i] W_g[i, :]`` (rows r: h' then c'; K the gate factors: for c'
+        (c_i, c_f, c_g, 0), for h' (u c_i, u c_f, u c_g, c_o), u = σ_o tanh'(c')): ONE batched matmul over
+        the rows i, (T·2, 4) @ (4, n), instead of element-wise products of the weight by every step's
+        factors (whose autograd backward is a broadcast product and a reduction per factor)."""
+        H, L = self.hidden, self.n_layers
+        n_lead = 1
+        for d in lead:
+            n_lead *= d
+        As, Bs, cells = [], [], []
+        for l, (coef, sf, u) in enumerate(coeffs):
+            c4 = coef.unflatten(-1, (4, H))                                   # (..., 4, H): i, f, g, o
+            k_h = torch.cat([c4[..., :3, :] * u.unsqueeze(-2), c4[..., 3:, :]], dim=-2)
+            k_c = torch.cat([c4[..., :3, :], torch.zeros_like(c4[..., 3:, :])], dim=-2)
+            # (rows i, T·2, gates): the batch of the matmul is the row, contiguous for bmm
+            K = torch.stack([k_h, k_c], dim=-3).expand(*lead, 2, 4, H).reshape(n_lead * 2, 4, H)
+            K = K.permute(2, 0, 1).contiguous()
+            w_ih, w_hh = self.weights[l][:2]
+            As.append(_gate_rows(K, w_hh, lead, H))
+            if l:
+                Bs.append(_gate_rows(K, w_ih, lead, H))
+            cells.append(torch.stack([u * sf, sf], dim=-2).expand(*lead, 2, H))
         order = None
         if L > 1:
             order = torch.cat([torch.arange(o * H, (o + 1) * H) for l in range(L) for o in (l, L + l)])
@@ -279,6 +304,12 @@ def _cols(c, v):
     if v is None:
         return None
     return torch.diag_embed(c) if v is EYE else c.unsqueeze(-2) * v
+
+
+def _gate_rows(K, w, lead, H):
+    # (..., 2H, n): row (r, i) = Σ_g K[i, (.., r), g] W_g[i, :] for K (H, N·2, 4) and w (4H, n)
+    Wp = w.unflatten(0, (4, H)).transpose(0, 1).contiguous()          # (H, 4, n)
+    return torch.bmm(K, Wp).transpose(0, 1).reshape(*lead, 2 * H, w.shape[-1])
 
 
 def _add(a, b):
