@@ -31,7 +31,8 @@ text (embedded validation windows the flossing never saw), wall time and its rat
 
 Measured (3000 steps, defaults; seeds 0 / 1 / 2; long-range accuracy, chance 0.125; wall times on a
 2-core machine shared with other jobs, so ratios between arms are rough):
-  none                                   0.465 / 0.883 / 0.341   (val ppl 2.939 / 2.909 / 2.960; seed 0 floor 2.80, 2.96 without memory)
+  none                                   0.465 / 0.883 / 0.341   (val ppl 2.939 / 2.909 / 2.960;
+                                                                  seed 0's floor 2.80, 2.96 without memory)
   pre, k = 8 (30-36 steps, 1-7 s)        0.137 / 0.957 / 0.113   forget gate 0.51 -> 0.88 / 0.85 / 0.91 after flossing
   pre, k = 32                            0.258 / 0.584 / –
   regularizer k = 8, weight 0.01, M = 10 0.169 / 0.985 / 0.332   (reg(): 10-16 s of 300 terms, ~1.2x training)
@@ -347,7 +348,8 @@ def main(argv=None) -> None:
         accs, probe = curve(model)
         seconds = fs + train(model, data, steps=a.steps, bptt=a.bptt, lr=a.lr, probe=probe)[0]
         report("(b) pre", model, seconds, accs,
-               f"; {r['steps']} flossing steps (stopped: {r['stopped']}, {fs:.1f} s), λ_1 {lam:+.4f} and forget gate {gate:.2f} after them")
+               f"; {r['steps']} flossing steps (stopped: {r['stopped']}, {fs:.1f} s), λ_1 {lam:+.4f} and "
+               f"forget gate {gate:.2f} after them")
     if "reg" in arms:
         model = copy.deepcopy(init)
         accs, probe = curve(model)
@@ -361,7 +363,8 @@ def main(argv=None) -> None:
     if "trained" in arms and "none" in models:
         print("(d) flossing the trained model (a) on its training text, the same phase as (b):")
         before = evaluate(models["none"], val_c, bptt=a.bptt)
-        print(f"    before       val ppl {before['ppl']:8.3f}   long-range acc {before['acc']:.3f} (by gap {by_gap(before)})")
+        print(f"    before       val ppl {before['ppl']:8.3f}   long-range acc {before['acc']:.3f} "
+              f"(by gap {by_gap(before)})")
         model, marks = copy.deepcopy(models["none"]), sorted(int(s) for s in a.trained_floss.split(","))
 
         def at_mark(i, _loss):
