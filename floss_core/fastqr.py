@@ -386,6 +386,130 @@ class _LayeredTangentLogs(torch.autograd.Function):
         return (None, None, None, None, None, *gmats)
 
 
+class _StackedTangentLogs(torch.autograd.Function):
+    """``_LayeredTangentLogs`` for more than one layer or LSTM layers, the per-step work cut to what the
+    recursion needs: every step's tangent before its QR (X_t), its Q_t and, in the backward, ∂X_t are
+    written into three (T, B, D, k) buffers (per-layer views of them made once per call, ``out=`` and
+    in-place products, no split or cat per step); the gradients w.r.t. the Jacobians, which nothing in
+    the recursion reads (``∂A_l = ∂X_l Q_lᵀ``, ``∂B_l = ∂X_l X_{l-1}[:H]ᵀ``, the diagonal c columns'),
+    are then ONE batched product each over all steps after the loop."""
+
+    @staticmethod
+    def forward(ctx, Q0, gram_dtype, refine, feed, cells, *mats):
+        L = (len(mats) + 1) // 3 if cells else (len(mats) + 1) // 2
+        As, Bs, Cs = mats[:L], (None,) + mats[L:2 * L - 1], mats[2 * L - 1:]
+        T, Bn = As[0].shape[:2]
+        sizes = [a.shape[-2] for a in As]
+        offs = list(itertools.accumulate([0] + sizes))
+        k, dt = Q0.shape[-1], As[0].dtype
+        Xb = As[0].new_empty((T, Bn, offs[-1], k))               # X_t = D_t Q_{t-1}, before its QR
+        Qb = As[0].new_empty((T + 1, Bn, offs[-1], k))           # Q_0 .. Q_T
+        Qb[0].copy_(Q0.expand(Bn, *Q0.shape[-2:]))
+        At = [a.unbind(0) for a in As]
+        Bt = [None] + [b.unbind(0) for b in Bs[1:]]
+        Ct = [c.unsqueeze(-1).unbind(0) for c in Cs]              # (B, 2, H, 1) per step
+        # per layer and step: its rows of X_t, of X_t as (B, 2, H, k) (LSTM), its source rows of Q_{t-1}
+        # (h only for an LSTM: the c rows, (B, 1, H, k), are scaled by the diagonals) and its input's rows
+        Xv = [Xb[:, :, o:o + n].unbind(0) for o, n in zip(offs, sizes)]
+        Qv = [Qb[:T, :, o:o + (feed if cells else n)].unbind(0) for o, n in zip(offs, sizes)]
+        if cells:
+            X4 = [Xb[:, :, o:o + n].unflatten(-2, (2, feed)).unbind(0) for o, n in zip(offs, sizes)]
+            Qc = [Qb[:T, :, None, o + feed:o + n].unbind(0) for o, n in zip(offs, sizes)]
+        Fv = [None] + [Xb[:, :, o:o + feed].unbind(0) for o in offs[:L - 1]]
+        Qt, Xt = Qb.unbind(0), Xb.unbind(0)
+        Rs, fallbacks = [], 0
+        bmm, chol, solve = torch.bmm, torch.linalg.cholesky_ex, torch.linalg.solve_triangular
+        cpu = Xb.device.type == "cpu"
+        for t in range(T):
+            for l in range(L):
+                X = Xv[l][t]
+                bmm(At[l][t], Qv[l][t], out=X)
+                if cells:                                         # h columns dense, c columns diagonal
+                    X4[l][t].addcmul_(Ct[l][t], Qc[l][t])
+                if l:
+                    X.baddbmm_(Bt[l][t], Fv[l][t])
+            A = Xt[t]
+            if gram_dtype is None:                                # LAPACK's Householder in A's dtype
+                Q, R = torch.linalg.qr(A)
+            else:                                                 # CholeskyQR, inline (_qr_step's first pass)
+                Ag = A.to(gram_dtype)
+                R, info = chol(bmm(Ag.mT, Ag), upper=True)
+                if refine or (bool(info.numpy().any()) if cpu else bool(info.any())):
+                    Q, R, fell = _qr_step(A, gram_dtype, refine)  # CholeskyQR2, or Householder
+                    fallbacks += fell
+                else:
+                    Q = solve(R, Ag, upper=True, left=False)
+            Qt[t + 1].copy_(Q)
+            Rs.append(R)
+        tiny = torch.finfo(dt).tiny
+        Rs = torch.stack(Rs)                                      # conversions and diagonals once, batched
+        diag = Rs.diagonal(dim1=-2, dim2=-1).abs()                # abs: Householder's signs
+        ctx.save_for_backward(*mats)
+        ctx.Xb, ctx.Qb, ctx.Rs, ctx.mask, ctx.fallbacks = Xb, Qb, Rs.to(dt).unbind(0), diag > tiny, fallbacks
+        ctx.L, ctx.sizes, ctx.feed, ctx.cells = L, sizes, feed, cells
+        return torch.log(diag.clamp_min(tiny)).to(dt)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, glogs):
+        mats = ctx.saved_tensors
+        L, sizes, feed, cells = ctx.L, ctx.sizes, ctx.feed, ctx.cells
+        As, Bs = mats[:L], (None,) + mats[L:2 * L - 1]
+        Xb, Qb, Rs = ctx.Xb, ctx.Qb, ctx.Rs
+        T, Bn, D, k = Xb.shape
+        offs = list(itertools.accumulate([0] + sizes))
+        g = (glogs * ctx.mask).unbind(0)
+        gXb = torch.empty_like(Xb)                                # ∂X_t, the feeds from above added in
+        gQ = Xb.new_empty((Bn, D, k))                             # ∂Q_{t-1}, rewritten every step
+        At = [a.mT.unbind(0) for a in As]                         # A_lᵀ, B_lᵀ
+        Bt = [None] + [b.mT.unbind(0) for b in Bs[1:]]
+        Ct = [c.unsqueeze(-1).unbind(0) for c in mats[2 * L - 1:]]
+        gXv = [gXb[:, :, o:o + n].unbind(0) for o, n in zip(offs, sizes)]
+        gFv = [None] + [gXb[:, :, o:o + feed].unbind(0) for o in offs[:L - 1]]
+        if cells:
+            g4 = [gXb[:, :, o:o + n].unflatten(-2, (2, feed)).unbind(0) for o, n in zip(offs, sizes)]
+            gQh = [gQ[:, o:o + feed] for o in offs[:L]]
+            gQc = [gQ[:, o + feed:o + n] for o, n in zip(offs, sizes)]
+        else:
+            gQh = [gQ[:, o:o + n] for o, n in zip(offs, sizes)]
+        Qt, gXt = Qb.unbind(0), gXb.unbind(0)
+        bmm, solve, vecdot = torch.bmm, torch.linalg.solve_triangular, torch.linalg.vecdot
+        first = True                                              # Q_T feeds nothing but its logs
+        for t in range(T - 1, -1, -1):
+            Q = Qt[t + 1]
+            if first:
+                X = Q * g[t].unsqueeze(-2)
+                first = False
+            else:                                                 # X = gQ + Q copyltu(R gRᵀ - gQᵀ Q)
+                W = bmm(gQ.mT, Q)
+                d = g[t] - W.diagonal(dim1=-2, dim2=-1)
+                W.tril_(-1)
+                C = torch.add(W, W.mT)
+                C.diagonal(dim1=-2, dim2=-1).sub_(d)
+                X = torch.baddbmm(gQ, Q, C, alpha=-1.0)
+            solve(Rs[t].mT, X, upper=False, left=False, out=gXt[t])   # ∂X = X R⁻ᵀ
+            for l in range(L - 1, -1, -1):                        # layer l's ∂X is complete once l+1 fed it
+                gl = gXv[l][t]
+                if l:                                             # the input's tangent feeds layer l
+                    gFv[l][t].baddbmm_(Bt[l][t], gl)
+                if t:
+                    bmm(At[l][t], gl, out=gQh[l])                 # ∂Q_l = A_lᵀ ∂X_l
+                    if cells:                                     # the diagonal c columns
+                        vecdot(Ct[l][t], g4[l][t], dim=-3, out=gQc[l])
+        gmats = []
+        for l, (o, n) in enumerate(zip(offs, sizes)):             # ∂A_l = ∂X_l Q_lᵀ, all steps at once
+            gl = gXb[:, :, o:o + n].flatten(0, 1)
+            gmats.append(bmm(gl, Qb[:T, :, o:o + (feed if cells else n)].flatten(0, 1).mT).view(As[l].shape))
+        for l in range(1, L):                                     # ∂B_l = ∂X_l X_{l-1}[:H]ᵀ
+            gl = gXb[:, :, offs[l]:offs[l + 1]].flatten(0, 1)
+            gmats.append(bmm(gl, Xb[:, :, offs[l - 1]:offs[l - 1] + feed].flatten(0, 1).mT).view(Bs[l].shape))
+        if cells:                                                 # the diagonals: Σ_k ∂X ⊙ Q_c
+            for o, n in zip(offs, sizes):
+                gmats.append(vecdot(gXb[:, :, o:o + n].unflatten(-2, (2, feed)), Qb[:T, :, None, o + feed:o + n],
+                                    dim=-1))
+        return (None, None, None, None, None, *gmats)
+
+
 def layered_tangent_logs(As, Bs, Q0: torch.Tensor, *, feed: int, cells=None,
                          gram_dtype: torch.dtype = torch.float64, refine: bool | None = None) -> torch.Tensor:
     """log|diag R_t| (T, B, k) of ``(Q_t, R_t) = QR(D_t Q_{t-1})``, t = 1..T, a QR every step, for a
@@ -414,8 +538,8 @@ def layered_tangent_logs(As, Bs, Q0: torch.Tensor, *, feed: int, cells=None,
     dt = As[0].dtype
     if refine is None:
         refine = gram_dtype is not None and torch.finfo(gram_dtype).eps >= torch.finfo(dt).eps
-    return _LayeredTangentLogs.apply(Q0.detach().to(dt), gram_dtype, bool(refine), int(feed), cells is not None,
-                                     *As, *Bs, *Cs)
+    fn = _LayeredTangentLogs if len(As) == 1 and cells is None else _StackedTangentLogs
+    return fn.apply(Q0.detach().to(dt), gram_dtype, bool(refine), int(feed), cells is not None, *As, *Bs, *Cs)
 
 
 def jacobian_tangent_logs(Js: torch.Tensor, Q0: torch.Tensor, *, gram_dtype: torch.dtype = torch.float64,
