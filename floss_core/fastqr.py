@@ -241,100 +241,56 @@ def rnn_lyapunov_spectrum(Xprev: torch.Tensor, J: torch.Tensor, Q0: torch.Tensor
 
 # ------------------------------------------------------------------ any map with explicit Jacobians
 class _LayeredTangentLogs(torch.autograd.Function):
-    """log diag(R_t) of ``Q_t = QR(D_t Q_{t-1})`` (a QR every step) for a layered map with explicit
-    per-layer Jacobians, as ONE autograd node.
-
-    The state is layer-major, blocks of n_l rows; the one-step tangent is block lower-triangular: layer
-    l's block is ``X_l = A_l Q_l + B_l X_{l-1}[:H]`` (A_l its own Jacobian (n_l, n_l), B_l (n_l, H) the one
-    through its input, the first H rows of the block below's new tangent: a stacked RNN / GRU / LSTM,
-    driven by the new h of the layer below), so D_t is never formed. The forward is
-    ``_RNNTangentLogs``'s with these products; the backward its QR adjoint followed by the adjoints of
-    the products (``∂A_l = ∂X_l Q_lᵀ``, ``∂B_l = ∂X_l X_{l-1}[:H]ᵀ``, ``∂Q_l = A_lᵀ ∂X_l``,
-    ``∂X_{l-1}[:H] += B_lᵀ ∂X_l``), no autograd graph per step."""
+    """log diag(R_t) of ``Q_t = QR(D_t Q_{t-1})`` (a QR every step) for ONE layer with explicit Jacobians
+    ``D_t = As[0][t]`` (an nn.RNN / GRU layer, or ``jacobian_tangent_logs``), as ONE autograd node; more
+    layers and LSTM layers: ``_StackedTangentLogs``. The forward is ``_RNNTangentLogs``'s with ``A_t Q``;
+    the backward its QR adjoint followed by the adjoint of the product (``∂A = ∂X Q_{t-1}ᵀ``,
+    ``∂Q_{t-1} = Aᵀ ∂X``), no autograd graph per step."""
 
     @staticmethod
-    def forward(ctx, Q0, gram_dtype, refine, feed, cells, *mats):
-        L = (len(mats) + 1) // 3 if cells else (len(mats) + 1) // 2
-        As, Bs, Cs = mats[:L], (None,) + mats[L:2 * L - 1], mats[2 * L - 1:]
-        T, Bn = As[0].shape[:2]
-        sizes = [a.shape[-2] for a in As]
-        Ct = [c.unsqueeze(-1).unbind(0) for c in Cs]              # (B, 2, H, 1) per step
-        dt = As[0].dtype
+    def forward(ctx, Q0, gram_dtype, refine, A):
+        T, Bn = A.shape[:2]
+        dt = A.dtype
         Q = Q0.expand(Bn, *Q0.shape[-2:])
-        At = [a.unbind(0) for a in As]
-        Bt = [None] + [b.unbind(0) for b in Bs[1:]]
-        Qs, Rs, feeds, fallbacks = [Q], [], [], 0
-        bmm, baddbmm, chol, solve = torch.bmm, torch.baddbmm, torch.linalg.cholesky_ex, torch.linalg.solve_triangular
-        plain = L == 1 and not cells
-        A0t = At[0]
+        At = A.unbind(0)
+        Qs, Rs, fallbacks = [Q], [], 0
+        bmm, chol, solve = torch.bmm, torch.linalg.cholesky_ex, torch.linalg.solve_triangular
         cpu = Q.device.type == "cpu"
         # the loop is written flat: at hidden 64 the interpreter's time per step is of the order of the
         # arithmetic's (bench/RESULTS.md, "Flossing a user's module")
-        one_cell = L == 1 and cells                               # one LSTM layer
-        C0t = Ct[0] if cells else None
         for t in range(T):
-            if plain:
-                A = bmm(A0t[t], Q)
-            elif one_cell:
-                A = bmm(A0t[t], Q[..., :feed, :])
-                A.view(Bn, 2, feed, -1).addcmul_(C0t[t], Q[..., None, feed:, :])
-            else:
-                # split_with_sizes: Tensor.split's Python wrapper costs more than the split itself here
-                Ql, Xs, fed = (Q,) if L == 1 else Q.split_with_sizes(sizes, dim=-2), [], []
-                for l in range(L):
-                    if cells:                                     # h columns dense, c columns diagonal
-                        X = bmm(At[l][t], Ql[l][..., :feed, :])
-                        X.view(Bn, 2, feed, -1).addcmul_(Ct[l][t], Ql[l][..., None, feed:, :])
-                    else:
-                        X = bmm(At[l][t], Ql[l])
-                    if l:
-                        fed.append(Xs[-1][..., :feed, :])
-                        X = baddbmm(X, Bt[l][t], fed[-1])
-                    Xs.append(X)
-                feeds.append(fed)
-                A = Xs[0] if L == 1 else torch.cat(Xs, dim=-2)
-            if gram_dtype is None:                                # LAPACK's Householder in A's dtype
-                Q, R = torch.linalg.qr(A)
+            X = bmm(At[t], Q)
+            if gram_dtype is None:                                # LAPACK's Householder in X's dtype
+                Q, R = torch.linalg.qr(X)
             else:                                                 # CholeskyQR, inline (_qr_step's first pass)
-                Ag = A.to(gram_dtype)
-                R, info = chol(bmm(Ag.mT, Ag), upper=True)
+                Xg = X.to(gram_dtype)
+                R, info = chol(bmm(Xg.mT, Xg), upper=True)
                 if refine or (bool(info.numpy().any()) if cpu else bool(info.any())):
-                    Q, R, fell = _qr_step(A, gram_dtype, refine)  # CholeskyQR2, or Householder
+                    Q, R, fell = _qr_step(X, gram_dtype, refine)  # CholeskyQR2, or Householder
                     fallbacks += fell
                 else:
-                    Q = solve(R, Ag, upper=True, left=False)
+                    Q = solve(R, Xg, upper=True, left=False)
             Q = Q.to(dt)
             Rs.append(R)
             Qs.append(Q)
         tiny = torch.finfo(dt).tiny
         Rs = torch.stack(Rs)                                      # conversions and diagonals once, batched
         diag = Rs.diagonal(dim1=-2, dim2=-1).abs()                # abs: Householder's signs
-        Rs = Rs.to(dt).unbind(0)
-        ctx.save_for_backward(*mats)
-        ctx.Qs, ctx.Rs, ctx.feeds, ctx.mask, ctx.fallbacks = Qs, Rs, feeds, diag > tiny, fallbacks
-        ctx.L, ctx.sizes, ctx.feed, ctx.cells = L, sizes, feed, cells
+        ctx.save_for_backward(A)
+        ctx.Qs, ctx.Rs, ctx.mask, ctx.fallbacks = Qs, Rs.to(dt).unbind(0), diag > tiny, fallbacks
         return torch.log(diag.clamp_min(tiny)).to(dt)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, glogs):
         # the QR adjoint holds for any signs of diag R: ∂log|R_ii| = ∂R_ii / R_ii, so R gRᵀ has diagonal g
-        mats = ctx.saved_tensors
-        L, sizes, feed, cells = ctx.L, ctx.sizes, ctx.feed, ctx.cells
-        As, Bs, Cs = mats[:L], (None,) + mats[L:2 * L - 1], mats[2 * L - 1:]
-        Qs, Rs, feeds = ctx.Qs, ctx.Rs, ctx.feeds
+        A, = ctx.saved_tensors
+        Qs, Rs = ctx.Qs, ctx.Rs
         g = (glogs * ctx.mask).unbind(0)
-        gmats = [m.new_empty(m.shape) for m in mats]               # contiguous, whatever the inputs' strides
-        gAt = [m.unbind(0) for m in gmats[:L]]
-        gBt = [None] + [m.unbind(0) for m in gmats[L:2 * L - 1]]
-        gCt = [m.unbind(0) for m in gmats[2 * L - 1:]]
-        At = [a.unbind(0) for a in As]
-        Bt = [None] + [b.unbind(0) for b in Bs[1:]]
-        Ct = [c.unsqueeze(-1).unbind(0) for c in Cs]
+        gA = torch.empty_like(A, memory_format=torch.contiguous_format)
+        gAt, At = gA.unbind(0), A.unbind(0)
         gQ = None
         bmm, solve = torch.bmm, torch.linalg.solve_triangular
-        plain = L == 1 and not cells
-        A0t, gA0t = At[0], gAt[0]
         for t in range(len(Rs) - 1, -1, -1):
             Q = Qs[t + 1]
             if gQ is None:
@@ -347,52 +303,26 @@ class _LayeredTangentLogs(torch.autograd.Function):
                 C.diagonal(dim1=-2, dim2=-1).sub_(d)
                 X = torch.baddbmm(gQ, Q, C, alpha=-1.0)
             gX = solve(Rs[t].mT, X, upper=False, left=False)     # X R⁻ᵀ
-            if plain:
-                bmm(gX, Qs[t].mT, out=gA0t[t])                    # ∂A = ∂X Q_{t-1}ᵀ
-                if t:
-                    gQ = bmm(A0t[t].mT, gX)                       # ∂Q_{t-1} = Aᵀ ∂X
-                continue
-            if L == 1:                                            # one LSTM layer: the general case's steps
-                Qp = Qs[t]
-                g2 = gX.view(gX.shape[0], 2, feed, -1)
-                bmm(gX, Qp[..., :feed, :].mT, out=gA0t[t])
-                torch.linalg.vecdot(g2, Qp[..., None, feed:, :], dim=-1, out=gCt[0][t])
-                if t:
-                    gQ = torch.cat([bmm(A0t[t].mT, gX), (Ct[0][t] * g2).sum(-3)], dim=-2)
-                continue
-            gXl = [gX] if L == 1 else list(gX.split_with_sizes(sizes, dim=-2))
-            Ql = (Qs[t],) if L == 1 else Qs[t].split_with_sizes(sizes, dim=-2)
-            gQl = [None] * L
-            for l in range(L - 1, -1, -1):
-                gl = gXl[l]
-                if cells:
-                    Qh, Qc = Ql[l][..., :feed, :], Ql[l][..., None, feed:, :]
-                    g2 = gl.view(gl.shape[0], 2, feed, -1)
-                    torch.bmm(gl, Qh.mT, out=gAt[l][t])           # ∂A_l = ∂X_l Q_hᵀ
-                    torch.linalg.vecdot(g2, Qc, dim=-1, out=gCt[l][t])   # ∂ of the diagonal c columns
-                else:
-                    torch.bmm(gl, Ql[l].mT, out=gAt[l][t])        # ∂A_l = ∂X_l Q_lᵀ
-                if l:
-                    torch.bmm(gl, feeds[t][l - 1].mT, out=gBt[l][t])   # ∂B_l = ∂X_l X_{l-1}[:H]ᵀ
-                    below = gXl[l - 1].clone()
-                    below[..., :feed, :].baddbmm_(Bt[l][t].mT, gl)     # the input's tangent feeds layer l
-                    gXl[l - 1] = below
-                if t and cells:
-                    gQl[l] = torch.cat([torch.bmm(At[l][t].mT, gl), (Ct[l][t] * g2).sum(-3)], dim=-2)
-                elif t:
-                    gQl[l] = torch.bmm(At[l][t].mT, gl)           # ∂Q_l = A_lᵀ ∂X_l
+            bmm(gX, Qs[t].mT, out=gAt[t])                         # ∂A = ∂X Q_{t-1}ᵀ
             if t:
-                gQ = gQl[0] if L == 1 else torch.cat(gQl, dim=-2)
-        return (None, None, None, None, None, *gmats)
+                gQ = bmm(At[t].mT, gX)                            # ∂Q_{t-1} = Aᵀ ∂X
+        return None, None, None, gA
 
 
 class _StackedTangentLogs(torch.autograd.Function):
-    """``_LayeredTangentLogs`` for more than one layer or LSTM layers, the per-step work cut to what the
-    recursion needs: every step's tangent before its QR (X_t), its Q_t and, in the backward, ∂X_t are
-    written into three (T, B, D, k) buffers (per-layer views of them made once per call, ``out=`` and
-    in-place products, no split or cat per step); the gradients w.r.t. the Jacobians, which nothing in
-    the recursion reads (``∂A_l = ∂X_l Q_lᵀ``, ``∂B_l = ∂X_l X_{l-1}[:H]ᵀ``, the diagonal c columns'),
-    are then ONE batched product each over all steps after the loop."""
+    """log diag(R_t) of ``Q_t = QR(D_t Q_{t-1})`` (a QR every step) for a layered map with explicit
+    per-layer Jacobians (stacked layers, LSTM layers), as ONE autograd node.
+
+    The state is layer-major, blocks of n_l rows; the one-step tangent is block lower-triangular: layer
+    l's block is ``X_l = A_l Q_l + B_l X_{l-1}[:H]`` (A_l its own Jacobian (n_l, n_l), B_l (n_l, H) the one
+    through its input, the first H rows of the block below's new tangent: a stacked RNN / GRU / LSTM,
+    driven by the new h of the layer below), so D_t is never formed; an LSTM layer's A_l covers its h
+    columns only, its c columns are two diagonals (``layered_tangent_logs``). The backward is the QR
+    adjoint followed by the adjoints of the products (``∂Q_l = A_lᵀ ∂X_l``, ``∂X_{l-1}[:H] += B_lᵀ ∂X_l``).
+    Per step only what the recursion needs: X_t, Q_t and ∂X_t live in three (T, B, D, k) buffers (per-layer
+    views made once per call, ``out=`` and in-place products, no split or cat per step); the gradients
+    w.r.t. the Jacobians, which the recursion never reads (``∂A_l = ∂X_l Q_lᵀ``, ``∂B_l = ∂X_l X_{l-1}[:H]ᵀ``,
+    the diagonals' ``Σ_k ∂X ⊙ Q_c``), are ONE batched product each over all steps after the loop."""
 
     @staticmethod
     def forward(ctx, Q0, gram_dtype, refine, feed, cells, *mats):
@@ -513,7 +443,8 @@ class _StackedTangentLogs(torch.autograd.Function):
 def layered_tangent_logs(As, Bs, Q0: torch.Tensor, *, feed: int, cells=None,
                          gram_dtype: torch.dtype = torch.float64, refine: bool | None = None) -> torch.Tensor:
     """log|diag R_t| (T, B, k) of ``(Q_t, R_t) = QR(D_t Q_{t-1})``, t = 1..T, a QR every step, for a
-    layered map given by its per-layer Jacobians (``_LayeredTangentLogs``), differentiable in them.
+    layered map given by its per-layer Jacobians (``_StackedTangentLogs``; one plain layer
+    ``_LayeredTangentLogs``), differentiable in them.
 
     Args:
       As: L tensors (T, B, n_l, n_l), layer l's Jacobian w.r.t. its own block of the (layer-major) state.
@@ -538,8 +469,10 @@ def layered_tangent_logs(As, Bs, Q0: torch.Tensor, *, feed: int, cells=None,
     dt = As[0].dtype
     if refine is None:
         refine = gram_dtype is not None and torch.finfo(gram_dtype).eps >= torch.finfo(dt).eps
-    fn = _LayeredTangentLogs if len(As) == 1 and cells is None else _StackedTangentLogs
-    return fn.apply(Q0.detach().to(dt), gram_dtype, bool(refine), int(feed), cells is not None, *As, *Bs, *Cs)
+    if len(As) == 1 and cells is None:
+        return _LayeredTangentLogs.apply(Q0.detach().to(dt), gram_dtype, bool(refine), As[0])
+    return _StackedTangentLogs.apply(Q0.detach().to(dt), gram_dtype, bool(refine), int(feed), cells is not None,
+                                     *As, *Bs, *Cs)
 
 
 def jacobian_tangent_logs(Js: torch.Tensor, Q0: torch.Tensor, *, gram_dtype: torch.dtype = torch.float64,
