@@ -55,7 +55,7 @@ sample = st.file_uploader(
          "(torch.save, loaded with weights_only=True) or an array (numpy.save, no pickles) of shape (T, C) for one "
          "sequence, (T, B, C) for several, or (B, T, C) with batch_first; a CSV is one sequence, rows = time steps, "
          f"columns = channels, a header row allowed. At least {adapters.REPORT_MIN_STEPS} steps for the report and "
-         f"{adapters.FLOSS_MIN_STEPS} for flossing, whose second half is held out to measure before and after.")
+         f"{adapters.FLOSSING_MIN_STEPS} for flossing, whose second half is held out to measure before and after.")
 if sample is None and not st.checkbox("My model's inputs are bits (0 or 1)", key="inputs_are_bits",
                                       help="then random bits are its right inputs and no sample is needed"):
     st.warning("No sample of your inputs: the model is driven by random bits (0 or 1) on every input channel, "

@@ -256,7 +256,7 @@ def test_a_sample_too_short_to_split_is_refused_naming_the_minimum():
         "the sample inputs has 250 steps per sequence; flossing on it needs at least 300: the first half for the "
         "55-step flossing windows, the second half held out for measuring before and after (a 100-step "
         "transient, then at least 50): upload longer sequences")
-    assert reports.FLOSS_MIN_STEPS == 300 and reports.REPORT_MIN_STEPS == 150
+    assert reports.FLOSSING_MIN_STEPS == 300 and reports.REPORT_MIN_STEPS == 150
 
 
 # ------------------------------------------------------------------------------------ the background job

@@ -49,7 +49,7 @@ from .hook import FlossingRegularizer, fitted_transient
 from .inputs import MAX_INPUT_BYTES, Sample, load_inputs
 from .regularizer import (CLIP, CLIP_CHAOTIC_ONLY, MAX_RISE, STATE_HORIZON, STOP_TOL, STOP_WINDOW, VALIDATE_EVERY,
                           floss, flossing_loss_term)
-from .reports import FLOSS_MIN_STEPS, REPORT_MIN_STEPS, bit_inputs, checkpoint_report, floss_checkpoint, floss_split
+from .reports import FLOSSING_MIN_STEPS, REPORT_MIN_STEPS, bit_inputs, checkpoint_report, floss_checkpoint, floss_split
 from .resolve import resolve_module
 from .stepper import Stepper, module_step
 
@@ -59,5 +59,5 @@ __all__ = ["TORCH_MODULES", "MAX_CHECKPOINT_BYTES", "build_module", "load_checkp
            "CLIP", "CLIP_CHAOTIC_ONLY", "MAX_RISE", "STATE_HORIZON", "STOP_TOL", "STOP_WINDOW", "VALIDATE_EVERY",
            "floss", "flossing_loss_term", "FlossingRegularizer", "fitted_transient",
            "MAX_INPUT_BYTES", "Sample", "load_inputs",
-           "FLOSS_MIN_STEPS", "REPORT_MIN_STEPS", "bit_inputs", "checkpoint_report", "floss_checkpoint", "floss_split",
+           "FLOSSING_MIN_STEPS", "REPORT_MIN_STEPS", "bit_inputs", "checkpoint_report", "floss_checkpoint", "floss_split",
            "resolve_module", "Stepper", "module_step"]

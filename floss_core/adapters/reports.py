@@ -37,7 +37,7 @@ MIN_MEASURED = 50        # steps a spectrum on a sample averages over at least, 
 MEASURE_TRANSIENT = 100  # floss_checkpoint's transient before measuring the spectrum before and after
 MAX_SEQUENCES = 8        # a sample's sequences a report uses at most (the first ones): its cost grows with them
 REPORT_MIN_STEPS = 100 + MIN_MEASURED                            # a sample's shortest length, default transient
-FLOSS_MIN_STEPS = 2 * max(55, MEASURE_TRANSIENT + MIN_MEASURED)  # and for flossing (default window): two halves
+FLOSSING_MIN_STEPS = 2 * max(55, MEASURE_TRANSIENT + MIN_MEASURED)  # and for flossing (default window): two halves
 
 
 def _steps(n: int) -> str:
