@@ -34,8 +34,10 @@ Measured (3000 steps, defaults; seeds 0 / 1 / 2; long-range accuracy, chance 0.1
   none                                   0.465 / 0.883 / 0.341   (val ppl 2.939 / 2.909 / 2.960;
                                                                   seed 0's floor 2.80, 2.96 without memory)
   pre, k = 8 (30-36 steps, 1-7 s)        0.137 / 0.957 / 0.113   forget gate 0.51 -> 0.88 / 0.85 / 0.91 after flossing
+  pre, k = 8, 10 steps only              0.135 /   –   / 0.116   forget gate 0.67 / – / 0.61 after flossing
   pre, k = 32                            0.258 / 0.584 / –
-  regularizer k = 8, weight 0.01, M = 10 0.169 / 0.985 / 0.332   (reg(): 10-16 s of 300 terms, ~1.2x training)
+  regularizer k = 8, weight 0.01, M = 10 0.169 / 0.985 / 0.332   (reg(): 10-16 s for 300 terms; x1.16-1.82 of (a))
+  regularizer k = 8, weight 0.01, M = 50 0.267 / 0.830 / –       (reg(): 3 s)
   regularizer k = 32, weight 0.01, M = 10   – / 0.560 / –
   regularizer k = 32, weight 0.1, M = 10 0.147 / 0.145 / –       (at chance: the dependency is never learned)
   regularizer k = 32, weight 0.1, M = 50    – / 0.145 / –
