@@ -196,10 +196,11 @@ def test_batched_trajectory_equals_the_step_loop():
         torch.testing.assert_close(gb, ga, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["rnn2_relu", "rnn1_tanh", "gru2_nobias", "lstm2", "lstmcell_nobias", "grucell"])
+@pytest.mark.parametrize("name", ["rnn2_relu", "rnn1_tanh", "gru2_nobias", "lstm2", "lstm3", "lstm1_nobias",
+                                  "lstmcell_nobias", "grucell"])
 def test_states_at_the_cuts_equal_the_step_loop(name):
-    """The no-grad states the truncated trajectory restarts from: torch's fused op and the Python cell
-    equations both give the step loop's."""
+    """The no-grad states the truncated trajectory restarts from: torch's fused op (one call per layer, an
+    LSTM's c from its gates) and the Python cell equations both give the step loop's."""
     m, gen = _module(name), torch.Generator().manual_seed(10)
     st = module_step(m)
     s0 = _state(st, gen, B)
@@ -213,6 +214,7 @@ def test_states_at_the_cuts_equal_the_step_loop(name):
         assert len(got) == len(ref) == 3
         for a, b in zip(got, ref):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)
+    assert st.tangent.states_at(s0, xs, 10) == [] == st.tangent._states_at(s0, xs, 10)   # no cut before T
 
 
 # ------------------------------------------------------------------ gradcheck, float64, tiny

@@ -149,8 +149,8 @@ class CellTangent:
     def states_at(self, state0, xs, every: int) -> list:
         """The flat states (B, D) after steps every, 2·every, ... (< T) from state0 (B, D) on inputs xs
         (T, B, C), without gradient: torch's own fused sequence op (what nn.RNN / GRU / LSTM.forward call,
-        ``torch.rnn_tanh`` / ``rnn_relu`` / ``gru`` / ``lstm``) over each stretch of ``every`` steps, all
-        layers at once; where that op is missing, ``_states_at`` (the cell equations in Python)."""
+        ``torch.rnn_tanh`` / ``rnn_relu`` / ``gru`` / ``lstm``) over the whole window, one call per layer
+        (``_fused``); where that op is missing, ``_states_at`` (the cell equations in Python)."""
         H, L = self.hidden, self.n_layers
         op = getattr(torch, {"rnn": "rnn_relu" if self.relu else "rnn_tanh"}.get(self.kind, self.kind), None)
         if op is None or xs.dim() != 3:
@@ -167,17 +167,35 @@ class CellTangent:
             return self._fused(op, xs, h, c, flat, bias, every)
 
     def _fused(self, op, xs, h, c, flat, bias, every):
-        # the states after each stretch of ``every`` steps: all layers' (h_n[, c_n]) in the flat layout
-        L, T, out = self.n_layers, xs.shape[0], []
-        for t in range(0, T - every, every):
-            chunk = xs[t:t + every]
+        # layer by layer, ONE call of the fused op over the whole window (its output: every step's h; the
+        # op's cost is mostly per call, ~0.1 ms, so not one call per stretch); an LSTM's c, which the op
+        # returns for the last step only, from the gates of every step (one batched pass over the op's h)
+        # and c_t = σ_f c_{t-1} + σ_i tanh g, one product per step up to the last cut
+        L, T = self.n_layers, xs.shape[0]
+        cuts = list(range(every - 1, T - 1, every))
+        if not cuts:
+            return []
+        per = len(flat) // L
+        inp, hs, cs = xs, [], []
+        for l in range(L):
+            w = flat[l * per:(l + 1) * per]
             if self.kind == "lstm":
-                _, h, c = op(chunk, (h, c), flat, bias, L, 0.0, False, False, False)
-                out.append(torch.cat([h.movedim(0, -2).flatten(-2), c.movedim(0, -2).flatten(-2)], dim=-1))
+                seq = op(inp, (h[l:l + 1], c[l:l + 1]), w, bias, 1, 0.0, False, False, False)[0]
+                w_ih, w_hh, b_ih, b_hh = self.weights[l]
+                prev = torch.cat([h[l][None], seq[:cuts[-1]]])              # h before steps 0..last cut
+                gi, gf, gg, _ = (_lin(inp[:cuts[-1] + 1], w_ih, b_ih) + _lin(prev, w_hh, b_hh)).chunk(4, dim=-1)
+                f, ig = torch.sigmoid(gf), torch.sigmoid(gi) * torch.tanh(gg)
+                cc, cl = c[l], []
+                for t in range(cuts[-1] + 1):
+                    cc = torch.addcmul(ig[t], f[t], cc)
+                    cl.append(cc)
+                cs.append([cl[t] for t in cuts])
             else:
-                _, h = op(chunk, h, flat, bias, L, 0.0, False, False, False)
-                out.append(h.movedim(0, -2).flatten(-2))
-        return out
+                seq = op(inp, h[l:l + 1], w, bias, 1, 0.0, False, False, False)[0]
+            hs.append(seq[cuts].unbind(0))
+            inp = seq
+        return [torch.cat([hs[l][j] for l in range(L)] + [cs[l][j] for l in range(len(cs))], dim=-1)
+                for j in range(len(cuts))]
 
     @torch.no_grad()
     def _states_at(self, state0, xs, every: int) -> list:
