@@ -217,6 +217,17 @@ def test_states_at_the_cuts_equal_the_step_loop(name):
     assert st.tangent.states_at(s0, xs, 10) == [] == st.tangent._states_at(s0, xs, 10)   # no cut before T
 
 
+def test_the_tangent_start_is_kept_between_calls_and_is_the_seeded_one():
+    from floss_core.adapters.stepper import _q0
+    like = torch.zeros(2, dtype=torch.float64)
+    a = window._q0_cached(8, 3, 0, like)
+    assert window._q0_cached(8, 3, 0, like) is a
+    assert torch.equal(a, _q0(8, 3, 0, like))
+    assert not torch.equal(window._q0_cached(8, 3, 1, like), a)               # the seed is part of the key
+    m, x = _module("lstm2"), torch.randn(6, 1, C, dtype=torch.float64)
+    assert torch.equal(flossing_loss_term(m, x, k=3), flossing_loss_term(m, x, k=3))
+
+
 # ------------------------------------------------------------------ gradcheck, float64, tiny
 def test_gradcheck_window_kernels():
     gen = torch.Generator().manual_seed(7)

@@ -32,6 +32,23 @@ JACOBIAN_ELEMENTS = 1 << 23
 EXPLICIT = None   # tests and benches: True / False force one mode, None chooses by JACOBIAN_ELEMENTS
 
 
+_Q0_CACHE: dict = {}   # (d, k, seed, dtype, device) -> the tangent start (never written to)
+
+
+def _q0_cached(d: int, k: int, seed: int, like: torch.Tensor) -> torch.Tensor:
+    """``_q0`` kept between calls: the same start every call (a seeded Gaussian's QR, ~0.25 ms; a flossing
+    term is evaluated every few training steps). Nothing writes into it (the kernels copy it)."""
+    key = (d, k, seed, like.dtype, like.device)
+    Q0 = _Q0_CACHE.get(key)
+    if Q0 is None:
+        Q0 = _q0(d, k, seed, like)
+        if not torch.is_inference_mode_enabled():
+            if len(_Q0_CACHE) >= 16:
+                _Q0_CACHE.clear()
+            _Q0_CACHE[key] = Q0
+    return Q0
+
+
 def _jacobian_elements(tangent: CellTangent, steps: int, batch: int) -> int:
     n = tangent.dim // tangent.n_layers                     # H, or 2H for an LSTM
     return steps * batch * tangent.n_layers * 2 * n * tangent.hidden
@@ -88,9 +105,9 @@ def _window_loss(st: Stepper, xs, state0, *, k, transient, qr_every, target, Q0,
     The standard cells (an analytic ``tangents.CellTangent``) take the fast path of the module docstring;
     anything else forward-mode tangents and Householder QR, step by step (the path before issue 17)."""
     k = _check_k(k, st.dim)
-    Q0 = _q0(st.dim, k, seed, state0) if Q0 is None else Q0
     start = state0.detach()
     if isinstance(st.tangent, CellTangent) and not isinstance(xs, int):
+        Q0 = _q0_cached(st.dim, k, seed, state0) if Q0 is None else Q0
         trajectory = _trajectory(st, xs, start, state_horizon) if state_horizon is None or \
             state_horizon >= xs.shape[0] else _trajectory_batched(st, xs, start, state_horizon)
         # the state each step starts from, as lyapunov_spectrum hands it to a tangent map (not detached: the
@@ -116,6 +133,7 @@ def _window_loss(st: Stepper, xs, state0, *, k, transient, qr_every, target, Q0,
                                          qr="cholesky64_fused", trajectory=trajectory, return_state=True,
                                          step_tangents=st.tangent.window(before, xs, explicit=EXPLICIT is True))
         return flossing_loss(lam, target=target).mean(), lam.detach(), end.detach()
+    Q0 = _q0(st.dim, k, seed, state0) if Q0 is None else Q0
     trajectory = None
     if state_horizon is not None:
         trajectory = _trajectory(st, xs, start, state_horizon)
