@@ -34,6 +34,8 @@ Measured (3000 steps, defaults; seeds 0 / 1 / 2; long-range accuracy, chance 0.1
   none                                   0.465 / 0.883 / 0.341   (val ppl 2.939 / 2.909 / 2.960;
                                                                   seed 0's floor 2.80, 2.96 without memory)
   pre, k = 8 (30-36 steps, 1-7 s)        0.137 / 0.957 / 0.113   forget gate 0.51 -> 0.88 / 0.85 / 0.91 after flossing
+                                         (seed 0 again on a later library commit, same λ_1 and gate after
+                                         flossing to 4 digits: 0.388 — the outcome turns on rounding)
   pre, k = 8, 10 steps only              0.135 /   –   / 0.116   forget gate 0.67 / – / 0.61 after flossing
   pre, k = 32                            0.258 / 0.584 / –
   regularizer k = 8, weight 0.01, M = 10 0.169 / 0.985 / 0.332   (reg(): 10-16 s for 300 terms; x1.16-1.82 of (a))
@@ -45,7 +47,8 @@ Measured (3000 steps, defaults; seeds 0 / 1 / 2; long-range accuracy, chance 0.1
   0.141 -> 0.037); validate= stopped it at step 30 with step 20's weights (3.157) at max_rise 1.25, at step 20
   with step 10's (2.988, acc 0.409) at 1.02. With k = 32: 2.939 -> 4.846 -> 8.843 (seed 1: 2.909 -> 6.676 -> 23.9).
 Flossing helped one seed in three here (seed 1, both modes), hurt seed 0 in both and seed 2's pre-flossing;
-it is no reliable win on this model, and flossing a trained one wrecks it.
+it is no reliable win on this model, and flossing a trained one wrecks it. When the dependency is learned
+is chaotic in the weights (see seed 0's two pre-flossing runs): compare arms over seeds, not one run.
 """
 from __future__ import annotations
 
