@@ -50,7 +50,7 @@ def test_the_window_kept_is_the_modules_real_input_and_h0(cls, batch_first):
     gen = torch.Generator().manual_seed(1)
     model = LM(cls(C, H, num_layers=2, batch_first=batch_first))
     reg = FlossingRegularizer(model, k=3, sample=2)          # the whole model: its one recurrent module
-    assert reg.module is model.rnn
+    assert reg.module is model.rnn and reg.weight == 0.01   # the default: 0.1 kept an LM at chance (README)
     h0 = _h0(model.rnn, 4, gen)
     model(_tokens(9, 4, gen, batch_first), h0)
     b = 0 if batch_first else 1
@@ -122,7 +122,7 @@ def test_inference_mode_autocast_and_a_paused_hook():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         term = reg()
     assert term.dtype == torch.float32 and term.requires_grad
-    torch.testing.assert_close(term, 0.1 * A.flossing_loss_term(lstm, x[:, :1], k=2, transient=3))
+    torch.testing.assert_close(term, reg.weight * A.flossing_loss_term(lstm, x[:, :1], k=2, transient=3))
     reg.capturing = False
     lstm(torch.randn(4, 2, C, generator=gen))
     assert reg.steps() == 10

@@ -30,7 +30,7 @@ applied (evaluation-mode dynamics; said once for a module in training mode); a f
 is computed in float32 (said once; gradients reach its own parameters). For a custom step map, inputs are
 time-major and h0 is its flat state (..., D).
 
-In a training loop, ``FlossingRegularizer(model.rnn, k=32, every=10, weight=0.1)`` keeps a detached sample
+In a training loop, ``FlossingRegularizer(model.rnn, k=8, every=10, weight=0.01)`` keeps a detached sample
 of the module's real input and initial state from your own forward pass: ``loss = loss + reg()``;
 ``reg.phase(steps=...)`` flosses on the same window. ``floss_core.adapters.lightning.FlossingCallback``
 does both modes in a Lightning Trainer (the ``lightning`` extra).

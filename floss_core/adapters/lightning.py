@@ -1,7 +1,7 @@
 """Gradient flossing in a PyTorch Lightning ``Trainer`` (issue 17, item 2): ``FlossingCallback``, an
 optional extra (``pip install "gradient-flossing-lab[lightning]"``); nothing else in floss_core imports it.
 
-    trainer = Trainer(callbacks=[FlossingCallback(k=8, every=10, weight=0.1)])           # term mode
+    trainer = Trainer(callbacks=[FlossingCallback(k=8, every=10, weight=0.01)])          # term mode
     trainer = Trainer(callbacks=[FlossingCallback(k=8, weight=0, phase_steps=50,         # phase mode
                                                   phase_every=500)])
 
@@ -20,7 +20,7 @@ except ImportError:   # one clear line, naming the extra
     raise ImportError('floss_core.adapters.lightning needs PyTorch Lightning: '
                       'pip install "gradient-flossing-lab[lightning]"') from None
 
-from .hook import FlossingRegularizer
+from .hook import WEIGHT, FlossingRegularizer
 from .regularizer import MAX_RISE, STATE_HORIZON, STOP_TOL, VALIDATE_EVERY
 
 
@@ -57,7 +57,7 @@ class FlossingCallback(Callback):
     all-reduce.
     """
 
-    def __init__(self, module=None, *, k: int, every: int = 10, weight: float = 0.1, sample: int = 1,
+    def __init__(self, module=None, *, k: int, every: int = 10, weight: float = WEIGHT, sample: int = 1,
                  transient: int | None = None, target: float = 0.0, state_horizon: int | None = STATE_HORIZON,
                  max_steps: int | None = None, seed: int = 0,
                  phase_steps: int = 0, phase_lr: float = 1e-3, phase_every: int | None = None,
