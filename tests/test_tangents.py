@@ -266,6 +266,30 @@ def test_window_kernel_falls_back_to_householder_where_a_gram_is_singular():
     assert torch.isfinite(fast).all() and bool((fast[1] < -700).all())
 
 
+def test_stacked_window_kernel_falls_back_to_householder_where_a_gram_is_singular():
+    """The same for the stacked / LSTM kernel: a step that maps everything to zero takes Householder; the
+    logs and the gradients (finite after that step) equal the all-Householder kernel's."""
+    gen = torch.Generator().manual_seed(13)
+
+    def r(*s):
+        return torch.randn(*s, generator=gen, dtype=torch.float64)
+    A0, A1, B1, C0, C1 = r(3, 2, 4, 2), r(3, 2, 4, 2), r(3, 2, 4, 2), r(3, 2, 2, 2), r(3, 2, 2, 2)
+    for m in (A0, A1, B1, C0, C1):
+        m[1] = 0.0                                        # step 2 maps every direction to zero
+    mats = [m.requires_grad_(True) for m in (A0, A1, B1, C0, C1)]
+    Q0 = torch.linalg.qr(r(8, 3))[0]
+    out = []
+    for gram in (torch.float64, None):
+        logs = layered_tangent_logs(mats[:2], mats[2:3], Q0, feed=2, cells=mats[3:], gram_dtype=gram)
+        grads = torch.autograd.grad(logs[2].sum(), mats)   # the last step's logs (finite) drive the gradient
+        out.append((logs, grads))
+    assert out[0][0].grad_fn.fallbacks == 1
+    torch.testing.assert_close(out[0][0], out[1][0])
+    for a, b in zip(out[0][1], out[1][1]):        # through the singular step the gradient is not finite
+        torch.testing.assert_close(a, b, equal_nan=True)
+        assert torch.isfinite(a[2]).all()
+
+
 def test_gradcheck_fused_cholesky_qr():
     gen = torch.Generator().manual_seed(8)
     A = torch.randn(2, 5, 3, generator=gen, dtype=torch.float64, requires_grad=True)
