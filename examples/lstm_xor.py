@@ -10,8 +10,10 @@ Prints, for each run, λ_1 of the LSTM before and after (on a long window of ran
 trainability forecast, the test accuracy on the scored steps and the step at which it reached 0.95.
 
 Measured (defaults: delay 6, 500 steps, k = 16 of 64 exponents flossed for 20 steps at lr 3e-3),
-seeds 0 / 1 / 2: without flossing solved by step 350 / 350 / 200, with flossing by 250 / 400 / 400;
-λ_1 -0.44 -> -0.09 after flossing, back to about -0.2 after training either way. At this delay the
+seeds 0 / 1 / 2: without flossing solved by step 350 / 350 / 200, with flossing by 250 / 350 / 300;
+λ_1 -0.44 / -0.47 / -0.46 -> -0.14 / -0.22 / -0.07 after flossing, back to about -0.2 after training either
+way (measured again after issue 17's analytic tangents and floss()'s stop at the target; before them:
+250 / 400 / 400 and -0.09). At this delay the
 forecast says the untrained LSTM can bridge it (≈ 15 steps), and flossing does not pay: it is as
 the forecast expects. At delays beyond the forecast (--delay 16, 20, 30) neither run escaped the
 XOR plateau (loss 0.693, accuracy 0.5) within 400-600 steps in our tries, flossed with k = 16 for
