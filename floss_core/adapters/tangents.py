@@ -11,7 +11,8 @@ weight) and keeps the element-wise derivative factors of every gate; ``apply(coe
 columns V (..., D, m) through them. Both broadcast over any leading dimensions, so a whole window's
 factors come from one batched pass over its T steps: ``layers(states, xs)`` gives every step's per-layer
 Jacobians (w.r.t. a layer's own h and its input, built one block of the identity at a time; an LSTM's
-cell-state columns are diagonal and travel as two vectors), which
+as one batched matmul of the gate factors with the weight's gate blocks, its cell-state columns diagonal,
+travelling as two vectors), which
 ``window._window_loss`` hands to ``fastqr.layered_tangent_logs``; ``jacobian`` gives the full D_t;
 ``window`` the per-step maps for ``lyapunov_spectrum``; ``states_at`` the trajectory's no-grad restart
 states (bench/RESULTS.md, "Flossing a user's module").
