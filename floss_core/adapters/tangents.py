@@ -237,7 +237,7 @@ class CellTangent:
         layer's c (σ_o tanh'(c') σ_f and σ_f); ``order``: the flat state's indices in the layer-major order
         (h_0, c_0, h_1, c_1, ...), None where that is the flat order."""
         coeffs = self.coefficients(states, xs)
-        H, L, lstm = self.hidden, self.n_layers, self.kind == "lstm"
+        H, lstm = self.hidden, self.kind == "lstm"
         lead = torch.broadcast_shapes(states.shape[:-1], xs.shape[:-1])
         if lstm:
             return self._lstm_layers(coeffs, lead)
