@@ -229,6 +229,8 @@ def option_input(name: str, defaults: dict, prefix: str):
         return st.multiselect(o.label, list(o.choices), default=value, key=key, help=o.page_help)
     if o.choices:
         return st.selectbox(o.label, list(o.choices), index=list(o.choices).index(value), key=key, help=o.page_help)
+    if o.kind == "bool":
+        return st.checkbox(o.label, value=bool(value), key=key, help=o.page_help)
     if o.kind == "ints":   # parsed with ints(), so a typo is an st.error, not a lost value
         return st.text_input(o.label, ", ".join(map(str, value)), key=key, help=o.page_help)
     # no min_value: with one, Streamlit keeps the old value of a field typed below it, and the page would show

@@ -93,6 +93,12 @@ class TrainConfig:
     diag_dtype: str = "float64"  # of those snapshots: float64 (default) keeps the bottom of the spectrum and
                                  # κ₂ exact (float32 is off by up to 2.7 per step there at g = 4); the cheap
                                  # λ_1..monitor_k monitor stays float32, where the top exponents are exact
+    stop_when_solved: bool = False  # a network that met the success criterion (bit tasks: an evaluation at
+                                 # success_acc) stops there: no more training, flossing or snapshots but a
+                                 # final one; its final numbers are those at convergence, and the run ends
+                                 # when every network is solved or diverged. Success and convergence steps
+                                 # are the same as without it; csv tasks (judged at the final evaluation)
+                                 # train the whole budget either way
 
 
 QR_CHOICES = ("auto", "householder", "cholesky")

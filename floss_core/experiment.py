@@ -39,11 +39,13 @@ class ComparisonSpec:
 # The paper preset is the reference protocol (PAPER_NOTES.md); quick shrinks it to about a minute.
 PRESETS = {
     "paper": dict(task=T.TaskConfig(seq_len=300, batch=16), model=ModelConfig(hidden=80, gain=1.0),
-                  train=TrainConfig(steps=3001, eval_every=100, diag_len=300),
+                  train=TrainConfig(steps=3001, eval_every=100, diag_len=300),   # stop_when_solved off: the
+                  #                                 paper trains every network for the fixed budget
                   floss=LAB_FLOSS,                 # floss_design="reference": the paper's code exactly
                   schedule=S.Schedule(pre_steps=500, inter_steps=500, inter_at=(100, 200), every=100)),
     "quick": dict(task=T.TaskConfig(seq_len=60, batch=16), model=ModelConfig(hidden=32, gain=1.0),
-                  train=TrainConfig(steps=400, eval_every=50, diag_len=100, diag_transient=20, lr=3e-3),
+                  train=TrainConfig(steps=400, eval_every=50, diag_len=100, diag_transient=20, lr=3e-3,
+                                    stop_when_solved=True),   # a solved network stops: the same success rates
                   floss=replace(LAB_FLOSS, k=16, seq_len=40, transient=10, lr=3e-3, stop_len=200),
                   schedule=S.Schedule(pre_steps=100, inter_steps=50, inter_at=(50, 100), every=50,
                                       adaptive_steps=25)),

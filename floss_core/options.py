@@ -118,6 +118,14 @@ _TABLE = (
     Option("diag_dtype", "train.diag_dtype", "str", "--diag-dtype",
            "the stored spectra, κ₂ and gradient-vs-horizon snapshots: float64 (default, exact down to strongly "
            "negative exponents) or float32 (faster)", choices=DIAG_DTYPES),
+    Option("stop_when_solved", "train.stop_when_solved", "bool", "--stop-when-solved",
+           "a network that met the success criterion stops training there (its final accuracy is its accuracy "
+           "at convergence) and the comparison ends once every network has succeeded, diverged or reached "
+           "--steps; success rates and convergence steps are the same (--no-stop-when-solved: every network "
+           "trains the whole budget; default: on for quick, off for paper)",
+           label="Stop each network when solved", page="network",
+           page_help="a network that reaches the success criterion trains no further: success rate and "
+                     "convergence steps are the same, the final accuracy is then the accuracy at convergence"),
     Option("device", None, "str", "--device", choices=DEVICES, label="Device", page="network"),
     # schedules and flossing
     Option("schedules", None, "names", "--schedules", "comma-separated: " + ",".join(SCHEDULES),

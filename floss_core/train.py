@@ -7,7 +7,11 @@ the schedules name (or, for ``joint``, adding ``weight * flossing_loss`` to the 
 reader can see it); last, one record per member. Members are independent: every loss is per member and
 summed, the optimiser keeps per-member state, so an ensemble of E seeds gives exactly the numbers of E
 separate runs. A member whose loss or exponents turn NaN/inf is recorded as diverged (step and reason)
-and frozen; the others go on.
+and frozen; the others go on. With ``TrainConfig.stop_when_solved`` a member that has met the success
+criterion (a task judged at its first passing evaluation) stops the same way: it trains and flosses no
+more, and the run ends once every member is solved or diverged (or at the budget). A frozen member is
+dropped from the batched computation (the others are computed on a slice of the stacked parameters, as
+a flossing phase computes only its flossers), so the others' numbers are those of the full run.
 
 The loop asks, never names: each member's schedule says when it flosses (``schedules``), the
 architecture entry says which fast path it has (``models.Arch``). Around it: the configs
@@ -124,11 +128,17 @@ def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, flos
         run.floss("inter", step, [S.inter_steps(s, step) for s in member_schedules])
         if step % train_cfg.eval_every == 0:
             lam = run.evaluate(step).tolist()          # the cheap monitor: each member's top exponents
+            if train_cfg.stop_when_solved:
+                run.stop_solved(step)                  # solved members train no more (their record is ready)
+                if not bool(run.active.any()):
+                    break                              # everyone solved or diverged: the budget is not needed
             run.floss("adaptive", step, [S.adaptive_floss_steps(s, step, x) for s, x in zip(member_schedules, lam)])
         run.train_step(step)
-    if (train_cfg.steps - 1) % train_cfg.eval_every:
+    if (train_cfg.steps - 1) % train_cfg.eval_every and bool(run.active.any()):
         run.evaluate(train_cfg.steps - 1)
-    run.snapshot(train_cfg.steps, "final", everyone)
+    run.snapshot(train_cfg.steps, "final", run.active | run.stopped)   # a stopped member: its weights at convergence
+    if run.done < run.total:                           # the work a stop made unnecessary, as done
+        run.tick(run.total - run.done, "solved")
     run.report_state(done=True)
     return run.records()
 
@@ -140,6 +150,7 @@ class _Member:
     diverged_step: int | None = None
     reason: str | None = None
     convergence_step: int | None = None
+    stopped_at: int | None = None      # stop_when_solved: the step it stopped at (solved there), else None
     metrics: list = field(default_factory=list)
     spectra: list = field(default_factory=list)
     jacobian: list = field(default_factory=list)
@@ -149,7 +160,8 @@ class _Member:
 PARTS = ("train", "floss", "eval", "diag")   # where a run's seconds go (``_Run.records``)
 # What a member is doing now (``_Run.states``; the store keeps it per running run): measured (a spectrum
 # snapshot), training, waiting while ensemble-mates floss or are measured, flossing in a phase, diverged
-# (frozen; its record is handed over at once: ``on_record``), done (its record is ready).
+# (frozen; its record is handed over at once: ``on_record``), done (its record is ready; also a member
+# stopped when solved, ``TrainConfig.stop_when_solved``).
 STATES = ("diagnostics", "training", "waiting", "pre flossing", "inter flossing", "adaptive flossing",
           "diverged", "done")
 STATE_EVERY_S = 0.25    # ``on_state`` at most this often
@@ -189,6 +201,7 @@ class _Run:
         self.diag_transient = min(train_cfg.diag_transient, self.diag_inputs.shape[0] // 2)
         self.members = [_Member(s) for s in seeds]
         self.active = torch.ones(e, dtype=torch.bool, device=dev)
+        self.stopped = torch.zeros(e, dtype=torch.bool, device=dev)   # solved and stopped (stop_when_solved)
         self.seconds = {part: [0.0] * e for part in PARTS}
         self.steps = {"train": torch.zeros(e, dtype=torch.long, device=dev), "floss": [0] * e}
         self.done, self.total, self.on_progress, self.should_stop = 0, total, on_progress, should_stop
@@ -200,6 +213,46 @@ class _Run:
     def _alive(self, who: torch.Tensor) -> list[int]:
         """The members in ``who`` that are still active."""
         return torch.nonzero(who & self.active).flatten().tolist()
+
+    def computed(self) -> list[int] | None:
+        """The members a step computes: None while every member is active (the whole stacked ensemble),
+        else the active ones' indices (a slice of it; a frozen member is dropped from the batch)."""
+        return None if bool(self.active.all()) else self._alive(self.active)
+
+    def _slice(self, idx: list[int] | None) -> dict:
+        """The parameters of the members ``idx`` (None: all): a differentiable slice of the stacked ones."""
+        if idx is None:
+            return self.params
+        at = torch.tensor(idx, device=self.dev)
+        return {k: v[at] for k, v in self.params.items()}
+
+    def _scatter(self, values: torch.Tensor, idx: list[int] | None, fill: float = 0.0) -> torch.Tensor:
+        """Per-member ``values`` of the members ``idx`` as an (E, ...) tensor, ``fill`` for the others."""
+        if idx is None:
+            return values
+        out = torch.full((len(self.members), *values.shape[1:]), fill, dtype=values.dtype, device=values.device)
+        return out.index_copy(0, torch.tensor(idx, device=values.device), values)
+
+    def stop_solved(self, step: int) -> None:
+        """``stop_when_solved``: freeze the active members that have met the success criterion at the
+        evaluation before ``step`` (tasks judged at their first passing evaluation only: a task judged at its
+        final evaluation is never solved before the end). They keep their weights, their final numbers are
+        those at convergence, and ``on_record`` gets their records at once, like a diverged member's."""
+        if T.task_entry(self.task.name).judged != "first":
+            return
+        solved = [i for i in self._alive(self.active) if self.members[i].convergence_step is not None]
+        if not solved:
+            return
+        for i in solved:
+            self.members[i].stopped_at = step
+            self.stopped[i] = True
+            self.active[i] = False
+            self.state[i] = "done"
+        if self.on_record:
+            t0 = time.perf_counter()
+            for i in solved:
+                self.on_record(self.record(i))
+            self.callback_seconds += time.perf_counter() - t0   # nobody's part (``_clock``)
 
     def tick(self, n: int, phase: str) -> None:
         t0 = time.perf_counter()
@@ -275,7 +328,9 @@ class _Run:
 
     # -- the phases
     def snapshot(self, step: int, phase: str, who: torch.Tensor) -> None:
-        """Spectrum, λ_1, κ₂, singular values and gradient-vs-horizon of the active members in ``who``."""
+        """Spectrum, λ_1, κ₂, singular values and gradient-vs-horizon of the active members in ``who`` (and
+        of the stopped ones in it: the final snapshot, of their weights at convergence, at the step they
+        stopped at)."""
         if not self.cfg.diagnostics:
             return
         self.enter("diagnostics", who)
@@ -283,11 +338,12 @@ class _Run:
         snap = D.snapshot(self.model, self.params, self.diag_inputs, transient=self.diag_transient, k=self.fl.k,
                           dtype=DIAG_DTYPES[self.cfg.diag_dtype])
         lam = snap["exponents"]
-        for i in self._alive(who):
+        for i in torch.nonzero(who & (self.active | self.stopped)).flatten().tolist():
             m = self.members[i]
-            m.spectra.append({"step": step, "phase": phase, "exponents": lam[i].tolist()})
+            at = step if m.stopped_at is None else m.stopped_at
+            m.spectra.append({"step": at, "phase": phase, "exponents": lam[i].tolist()})
             for j, h in enumerate(snap["horizons"]):
-                m.jacobian.append({"step": step, "phase": phase, "horizon": h,
+                m.jacobian.append({"step": at, "phase": phase, "horizon": h,
                                    "log_sv": snap["log_sv"][j, i].tolist(),
                                    "log_kappa": float(snap["log_kappa"][j, i]),
                                    "log_kappa_k": float(snap["log_kappa_k"][j, i]),
@@ -342,20 +398,28 @@ class _Run:
 
         The test batch and the score are evaluation time; the monitor is the lab's diagnostics, except for
         a member whose schedule measures now (adaptive): the measurement it flosses by is its flossing time."""
+        idx = self.computed()          # the active members (None: all of them); the others' rows are NaN
+        who = range(len(self.members)) if idx is None else idx
         t0 = self._clock()
-        batch = _to(T.make_test_batch(self.task, self.g_test, self.cfg.eval_batch), self.dev)
-        loss, score = D.evaluate(self.model, self.task, self.params, batch)
+        batch = _to(T.make_test_batch(self.task, [self.g_test[i] for i in who], self.cfg.eval_batch), self.dev)
+        params = self._slice(idx)
+        loss, score = D.evaluate(self.model, self.task, params, batch)
         t1 = self._clock()
-        lam = D.top_exponents(self.model, self.params, self.diag_inputs, min(self.cfg.monitor_k, self.d),
+        inputs = self.diag_inputs if idx is None else self.diag_inputs[:, idx]
+        lam = D.top_exponents(self.model, params, inputs, min(self.cfg.monitor_k, self.d),
                               transient=self.diag_transient)
         monitor = self._clock() - t1
-        measuring = [S.measures_at(s, step) for s in self.schedules]
-        for i, own in enumerate(measuring):
-            self._charge("floss" if own else "diag", monitor / len(self.members), [i])
+        for i in who:
+            own = S.measures_at(self.schedules[i], step)
+            self._charge("floss" if own else "diag", monitor / len(who), [i])
         t2 = self._clock()
         # the success rule is the task's (diagnostics.judge): bit tasks, the first evaluation at the accuracy
         # bar; csv, the final evaluation's skill over the better naive baseline on the same test windows
         logged, recorded, passed = D.judge(self.task, loss, score, self.cfg.success_acc, self.cfg.eval_batch)
+        loss, lam, passed = self._scatter(loss, idx, math.nan), self._scatter(lam, idx, math.nan), \
+            self._scatter(passed, idx, False)
+        logged = {k: self._scatter(v, idx, math.nan) for k, v in logged.items()}
+        recorded = {k: self._scatter(v, idx, math.nan) for k, v in recorded.items()}
         facts = D.run_facts(self.task, self.cfg.success_acc, self.cfg.eval_batch)
         for i in self._alive(self.active):
             m = self.members[i]
@@ -363,7 +427,7 @@ class _Run:
             m.final.update({"test_loss": float(loss[i]), **{k: float(v[i]) for k, v in {**logged, **recorded}.items()},
                             **facts})
             m.convergence_step = D.convergence_step(self.task, m.convergence_step, bool(passed[i]), step)
-        self._charge("eval", t1 - t0 + self._clock() - t2)
+        self._charge("eval", t1 - t0 + self._clock() - t2, who)
         return lam
 
     def train_step(self, step: int) -> None:
@@ -372,11 +436,14 @@ class _Run:
 
         The flossing term's forward and backward are timed as flossing (its graph shares only the leaf
         parameters with the task's, so its backward runs on its own); the rest as task training."""
+        idx = self.computed()          # the active members (None: all); a frozen member's data stream stops
+        who = range(len(self.members)) if idx is None else idx
         t0, flossing = self._clock(), 0.0
-        batch = _to(T.make_ensemble_batch(self.task, self.g_train, split="train"), self.dev)
-        loss, *_ = task_forward(self.model, self.params, batch, self.kind)
+        batch = _to(T.make_ensemble_batch(self.task, [self.g_train[i] for i in who], split="train"), self.dev)
+        loss, *_ = task_forward(self.model, self._slice(idx), batch, self.kind)
+        loss = self._scatter(loss, idx)
         total_loss, term = loss, None
-        now = [i for i, s in enumerate(self.schedules) if S.joint_at(s, step) and self.members[i].diverged_step is None]
+        now = [i for i in who if S.joint_at(self.schedules[i], step) and self.members[i].diverged_step is None]
         if now:
             t1 = self._clock()
             idx = torch.tensor(now, device=self.dev)
@@ -402,7 +469,7 @@ class _Run:
         self.diverge(~torch.isfinite(gnorm), step, "gradient became non-finite")
         self.task_opt.step(self.active.clone())
         self.steps["train"] += self.active               # the members whose update was applied
-        self._charge("train", self._clock() - t0 - flossing)
+        self._charge("train", self._clock() - t0 - flossing, who)
         if now:
             self._charge("floss", flossing, now)
         if step % self.cfg.log_every == 0:
@@ -422,8 +489,10 @@ class _Run:
         ``_Run``) and ``wall_seconds``, the member's share of the ensemble's wall time: its four parts plus
         an equal share of the rest (setting up, the bookkeeping between the parts, the progress
         callbacks), so the members' wall seconds add up to the ensemble's. ``final`` carries the step
-        counts: ``train_steps`` (updates applied: fewer after a divergence) and ``floss_steps`` (flossing
-        steps taken, joint terms included)."""
+        counts: ``train_steps`` (updates applied: fewer after a divergence or a stop) and ``floss_steps``
+        (flossing steps taken, joint terms included), and ``stopped_at``: the step a member solved and
+        stopped at (``stop_when_solved``; None: it trained the whole budget or diverged); its other final
+        numbers are then those at convergence."""
         trained = self.steps["train"].tolist()
         return [self.record(i, trained[i]) for i in range(len(self.members))]
 
@@ -444,7 +513,7 @@ class _Run:
             "status": status, "success": status == "done" and m.convergence_step is not None,
             "convergence_step": m.convergence_step, "diverged_step": m.diverged_step, "reason": m.reason,
             "final": {**m.final, "ensemble_size": e, "train_steps": int(trained),
-                      "floss_steps": self.steps["floss"][i]},
+                      "floss_steps": self.steps["floss"][i], "stopped_at": m.stopped_at},
             **{f"{part}_seconds": sec[part][i] for part in PARTS},
             "wall_seconds": sum(sec[part][i] for part in PARTS) + rest,
             "device": str(self.dev), "versions": versions(),

@@ -114,7 +114,7 @@ OFF_DEFAULT = dict(
     task="parity", delays=[6, 8], channels=2, order=2, seq_len=30, batch=8, arch="gru", hidden=12, gain=1.5,
     orthogonal=True, bias=False, relax_steps=50, seeds=[3, 7], steps=40, lr=0.01, clip=0.0, eval_every=25,
     eval_batch=32, success_acc=0.8, log_every=5, monitor_k=4, diag_len=80, diag_transient=10, diagnostics=False,
-    diag_dtype="float32", device="cpu", schedules=["none", "adaptive"], k=6, qr_every=2, floss_len=30,
+    diag_dtype="float32", stop_when_solved=False, device="cpu", schedules=["none", "adaptive"], k=6, qr_every=2, floss_len=30,
     floss_transient=5, qr="householder", floss_lr=0.01, floss_batch=2, floss_target=0.1, through_states=False,
     pre_steps=20, inter_steps=10, inter_at=[], every=100, threshold=0.2, adaptive_k=3, adaptive_steps=10,
     weight=0.5, floss_design="reference", name="it's \"quoted\"; rm -rf / $HOME")

@@ -1,0 +1,116 @@
+"""Stop when solved (issue 18, item 1): a network that met the success criterion trains no further.
+
+The promise: success and convergence steps are those of the run that trains every network for the whole
+budget, the networks that never stopped have exactly that run's numbers (a stopped network is dropped from
+the batched computation without changing the others'), and a stopped network does no more steps."""
+from dataclasses import replace
+
+import pytest
+
+from floss_core import options as O
+from floss_core.demo import SIZES, quick_demo_spec
+from floss_core.experiment import make_spec, run_comparison, spec_to_dict
+
+SCHEDULES = ["none", "pre", "inter", "adaptive", "joint"]   # every flossing path, the joint term's slice too
+TIMING = {"train_seconds", "floss_seconds", "eval_seconds", "diag_seconds", "wall_seconds"}
+
+
+def _tiny(**options):
+    preset, overrides = SIZES["tiny"]
+    return make_spec(preset, **{**overrides, "seeds": 3, "delays": [4], "steps": 60, "schedules": SCHEDULES,
+                                **options})
+
+
+def _run(spec, stop: bool) -> dict:
+    spec = replace(spec, train=replace(spec.train, stop_when_solved=stop))
+    return {(r["schedule"], r["seed"]): r for r in run_comparison(spec)}
+
+
+@pytest.fixture(scope="module")
+def runs():
+    """The same comparison with and without stopping, at a bar that some networks reach before the last
+    evaluation (they stop early) and some never reach: chosen from a full run's own accuracies (training does
+    not depend on the bar), so the test holds whatever this machine's rounding makes of the networks."""
+    probe = _run(_tiny(success_acc=1.0), stop=False)
+    acc = [[m["value"] for m in r["metrics"] if m["name"] == "test_acc"] for r in probe.values()]
+    early, best = [max(a[:-1]) for a in acc], [max(a) for a in acc]
+    bar = max((c for c in early if sum(e >= c for e in early) >= 2 and min(best) < c), default=None)
+    assert bar is not None, "no bar splits these networks: early solvers and never-solvers"
+    spec = _tiny(success_acc=bar)
+    full, stopped = _run(spec, stop=False), _run(spec, stop=True)
+    early_stops = [k for k, r in stopped.items() if r["final"]["stopped_at"] is not None]
+    assert len(early_stops) >= 2 and not all(r["success"] for r in full.values())
+    return full, stopped
+
+
+def test_success_and_convergence_steps_are_the_same(runs):
+    full, stopped = runs
+    assert full.keys() == stopped.keys()
+    for key, r in full.items():
+        s = stopped[key]
+        assert (s["success"], s["convergence_step"], s["status"]) == (r["success"], r["convergence_step"],
+                                                                      r["status"]), key
+
+
+def test_the_networks_that_never_stopped_have_the_full_runs_numbers(runs):
+    # bit-identical: dropping the solved networks from the batch does not change the others' arithmetic
+    full, stopped = runs
+    for key, r in full.items():
+        s = stopped[key]
+        if s["final"]["stopped_at"] is None:
+            assert {k: v for k, v in s.items() if k not in TIMING} == \
+                   {k: v for k, v in r.items() if k not in TIMING and k != "config"} | {"config": s["config"]}, key
+            assert s["config"]["train"] == {**r["config"]["train"], "stop_when_solved": True}
+
+
+def test_a_stopped_network_does_no_more_steps_and_keeps_its_numbers_at_convergence(runs):
+    full, stopped = runs
+    for key, r in full.items():
+        s = stopped[key]
+        step = r["convergence_step"]
+        if not r["success"] or step == r["final"]["train_steps"] - 1:   # unsolved, or solved at the final evaluation
+            assert s["final"]["stopped_at"] is None and s["final"]["train_steps"] == r["final"]["train_steps"]
+            continue
+        assert s["final"]["stopped_at"] == step                     # stopped at the evaluation that solved it
+        assert s["final"]["train_steps"] == step < r["final"]["train_steps"]
+        assert s["final"]["floss_steps"] <= r["final"]["floss_steps"]
+        # what it logged is what the full run logged up to that evaluation, and nothing after it
+        assert s["metrics"] == r["metrics"][:len(s["metrics"])]
+        assert max(m["step"] for m in s["metrics"]) == step
+        at = {m["name"]: m["value"] for m in r["metrics"] if m["step"] == step and m["name"].startswith("test_")}
+        assert s["final"]["test_acc"] == at["test_acc"]            # its final accuracy: at convergence
+        # diagnostics: one final snapshot, of its weights at convergence, labelled with that step
+        finals = [x for x in s["spectra"] if x["phase"] == "final"]
+        assert [x["step"] for x in finals] == [step]
+        assert all(x["step"] <= step for x in s["spectra"])
+
+
+def test_a_network_that_solves_at_once_and_one_that_never_does():
+    # every network solved at the first evaluation: no training step at all; a bar none reaches: no stop
+    spec = _tiny(success_acc=0.01, schedules=["none"], steps=20)
+    got = _run(spec, stop=True)
+    assert all(r["final"]["stopped_at"] == 0 and r["final"]["train_steps"] == 0 for r in got.values())
+    got = _run(_tiny(success_acc=1.0, schedules=["none"], steps=20), stop=True)
+    assert all(r["final"]["stopped_at"] is None and r["final"]["train_steps"] == 20 for r in got.values())
+
+
+# ------------------------------------------------------------------------------------ the option
+def test_defaults_per_preset_and_the_demo():
+    assert make_spec("quick").train.stop_when_solved is True
+    assert make_spec("paper").train.stop_when_solved is False       # the paper trains a fixed budget
+    assert quick_demo_spec().train.stop_when_solved is True
+    assert _tiny().train.stop_when_solved is True
+    assert O.OPTIONS["stop_when_solved"].page == "network"          # the Launch page's widget
+
+
+@pytest.mark.parametrize("preset", O.PRESETS)
+@pytest.mark.parametrize("stop", [True, False])
+def test_the_option_round_trips_through_the_command_line(preset, stop):
+    spec = make_spec(preset, stop_when_solved=stop)
+    assert spec.train.stop_when_solved is stop
+    args = O.command_args(spec_to_dict(spec))
+    default = make_spec(preset).train.stop_when_solved
+    flag = "--stop-when-solved" if stop else "--no-stop-when-solved"
+    assert (flag in args) == (stop != default)                       # named only off the preset's default
+    assert spec_to_dict(O.parse_command(args)) == spec_to_dict(spec)
+    assert O.parse_command(["--preset", preset, flag]).train.stop_when_solved is stop
