@@ -105,6 +105,21 @@ class _RNNTangentLogs(torch.autograd.Function):
         for t in qr_steps:
             is_qr[t] = True
         Q = Q0.expand(E, b, N, k).reshape(B, N, k)
+        ctx.native = _native_window(Xprev, gram_dtype, refine)
+        if ctx.native:
+            S2 = S.squeeze(-1)
+            Qs, Ps, Rs, diag, failed = torch.ops.floss_window.window_forward(S2, Jb.contiguous(), Q.contiguous(),
+                                                                             list(qr_steps))
+            ctx.native = not failed          # else a Gram that is not positive definite: the loop below
+        if ctx.native:                       # (Householder for that step) runs the window again
+            tiny = torch.finfo(dt).tiny
+            if len(qr_steps) < L:
+                _warn_if_collinear(diag, dt, L // len(qr_steps))
+            logs = torch.log(diag.clamp_min(tiny)).to(dt)
+            ctx.save_for_backward(T, S2, Jb.contiguous())
+            ctx.Qs, ctx.Ps, ctx.Rs, ctx.mask = Qs, Ps, Rs, diag > tiny
+            ctx.shape, ctx.qr_steps, ctx.fallbacks = (L, E, b, N, k), list(qr_steps), 0
+            return logs.view(len(qr_steps), E, b, k)
         Qs, Ps, Rs, diag = [Q], [], [], []                        # Q_0..Q_L, P_1..P_L, R and diag R at QR steps
         fallbacks = 0
         for t in range(1, L + 1):
@@ -132,6 +147,8 @@ class _RNNTangentLogs(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, glogs):
+        if ctx.native:
+            return _RNNTangentLogs._native_backward(ctx, glogs)
         T, S, Jb = ctx.saved_tensors
         Qs, Ps, Rs = ctx.Qs, ctx.Ps, ctx.Rs
         L, E, b, N, k = ctx.shape
@@ -177,6 +194,30 @@ class _RNNTangentLogs(torch.autograd.Function):
         if need_J:
             gJ = gJb if b == 1 else ordered_sum(gJb.view(E, b, N, N).unbind(1))
         return gX, gJ, None, None, None, None
+
+    @staticmethod
+    def _native_backward(ctx, glogs):
+        """The same backward with its loop in C++ (csrc/window_qr.cpp)."""
+        T, S, Jb = ctx.saved_tensors
+        L, E, b, N, k = ctx.shape
+        g = (glogs.reshape(-1, E * b, k) * ctx.mask).contiguous()
+        gS, gJb = torch.ops.floss_window.window_backward(S, Jb, ctx.Qs, ctx.Ps, ctx.Rs, g, ctx.qr_steps)
+        gX = gJ = None
+        if ctx.needs_input_grad[0]:                               # ds/dx = -2 tanh(x) (1 - tanh²(x))
+            gX = gS.mul_(T).mul_(S).mul_(-2.0).view(L, E, b, N)
+        if ctx.needs_input_grad[1]:
+            gJ = gJb if b == 1 else ordered_sum(gJb.view(E, b, N, N).unbind(1))
+        return gX, gJ, None, None, None, None
+
+
+def _native_window(X: torch.Tensor, gram_dtype: torch.dtype, refine: bool) -> bool:
+    """Whether this window runs the compiled loop (native.py, csrc/window_qr.cpp): CPU data in float32 or
+    float64, a float64 Gram and one CholeskyQR pass (the flossing window's case); the Python loop else."""
+    if X.device.type != "cpu" or X.dtype not in (torch.float32, torch.float64) or gram_dtype != torch.float64 \
+            or refine:
+        return False
+    from . import native
+    return native.window_available()
 
 
 def rnn_tangent_logs(Xprev: torch.Tensor, J: torch.Tensor, Q0: torch.Tensor, qr_steps,

@@ -25,19 +25,21 @@ import torch
 from . import settings
 
 SOURCE = Path(__file__).with_name("csrc") / "rnn_loop.cpp"
+WINDOW_SOURCE = Path(__file__).with_name("csrc") / "window_qr.cpp"   # fastqr's window kernel, its own library
 _state: dict = {"loaded": None, "error": None}
+_window_state: dict = {"loaded": None, "error": None}
 log = logging.getLogger(__name__)
 STALE_LOCK_S = 300   # a build takes ~20 s here; torch waits forever on the lock of a build that was killed
 
 
-def build_directory() -> Path:
+def build_directory(name: str = "floss_native", source: Path = SOURCE) -> Path:
     """Where this checkout's loop is built: torch's extension folder, one subfolder per source path (ninja
     rebuilds whenever the path in its build file changes, so two checkouts sharing one folder rebuilt over
     each other, and a process killed mid-build left a lock behind)."""
     from torch.utils.cpp_extension import _get_build_directory
 
-    tag = hashlib.sha256(str(SOURCE.resolve()).encode()).hexdigest()[:10]
-    return Path(_get_build_directory("floss_native", verbose=False)) / tag
+    tag = hashlib.sha256(str(Path(source).resolve()).encode()).hexdigest()[:10]
+    return Path(_get_build_directory(name, verbose=False)) / tag
 
 
 def clear_stale_lock(build_dir: Path, max_age_s: float = STALE_LOCK_S) -> bool:
@@ -79,29 +81,48 @@ def build_lock(build_dir: Path):
         yield
 
 
-def load() -> bool:
-    """Build (once per machine) and load the compiled loop; False, with a warning, if it can't be."""
-    if _state["loaded"] is None:
+def _load(state: dict, name: str, source: Path, probe: str, what: str, fallback: str, opt: str = "-O2") -> bool:
+    """Build (once per machine) and load one library of ours; False, with one warning, if it can't be."""
+    if state["loaded"] is None:
         try:
             from torch.utils.cpp_extension import load as _build
-            folder = build_directory()
+            folder = build_directory(name, source)
             folder.mkdir(parents=True, exist_ok=True)
-            log.info("loading the compiled time loop (built once per machine, ~20 s)")
+            log.info("loading %s (built once per machine, ~20 s)", what)
             with build_lock(folder):
-                _build("floss_native", [str(SOURCE)], extra_cflags=["-O2"], is_python_module=False,
+                _build(name, [str(source)], extra_cflags=[opt], is_python_module=False,
                        verbose=False, build_directory=str(folder))
-            torch.ops.floss_native.rnn_forward_loop  # noqa: B018  (raises if the library did not register)
-            _state["loaded"] = True
+            getattr(getattr(torch.ops, name), probe)  # raises if the library did not register
+            state["loaded"] = True
         except Exception as exc:  # no compiler, no ninja, a read-only cache: the Python loop is exact too
-            _state["loaded"], _state["error"] = False, f"{type(exc).__name__}: {exc}".splitlines()[0]
-            warnings.warn(f"floss_core: the compiled time loop is unavailable ({_state['error']}); using the "
-                          "Python loop (same numbers, ~10% slower training steps)", RuntimeWarning, stacklevel=2)
-    return _state["loaded"]
+            state["loaded"], state["error"] = False, f"{type(exc).__name__}: {exc}".splitlines()[0]
+            warnings.warn(f"floss_core: {what} is unavailable ({state['error']}); using the Python loop "
+                          f"({fallback})", RuntimeWarning, stacklevel=3)
+    return state["loaded"]
+
+
+def load() -> bool:
+    """Build (once per machine) and load the compiled loop; False, with a warning, if it can't be."""
+    return _load(_state, "floss_native", SOURCE, "rnn_forward_loop", "the compiled time loop",
+                 "same numbers, ~10% slower training steps")
+
+
+def load_window() -> bool:
+    """Build (once per machine) and load the compiled flossing window (csrc/window_qr.cpp, its own library:
+    it calls BLAS / LAPACK symbols of torch's CPU library, which a torch built without them lacks, and that
+    must not cost the training loop its compiled path); False, with a warning, if it can't be."""
+    return _load(_window_state, "floss_window", WINDOW_SOURCE, "window_forward", "the compiled flossing window",
+                 "the same numbers to rounding, slower flossing steps", opt="-O3")
 
 
 def available() -> bool:
     """True when training steps will use the compiled loop (enabled and built)."""
     return enabled() and load()
+
+
+def window_available() -> bool:
+    """True when fastqr's RNN window kernel can run its compiled loop (enabled and built; CPU tensors)."""
+    return enabled() and load_window()
 
 
 def status() -> str:

@@ -204,3 +204,81 @@ def test_a_too_long_qr_interval_in_the_window_kernel_warns():
         warnings.simplefilter("error", LyapunovAccuracyWarning)
         rnn_lyapunov_spectrum(X, J, Q0, qr_every=1)
         rnn_lyapunov_spectrum(X, J, Q0[..., :2], qr_every=5)        # the top two stay resolvable
+
+
+# ------------------------------------------------------------------------------ the compiled window loop
+# csrc/window_qr.cpp (native.py): float32 / float64 CPU data, float64 Gram, one CholeskyQR pass. Each test
+# runs the same window through it and through the Python loop (FLOSS_NATIVE=0).
+needs_window = pytest.mark.skipif(not __import__("floss_core.native").native.window_available(),
+                                  reason="the compiled flossing window is not available here")
+
+
+def _logs_and_grads(monkeypatch, native, X, J, Q0, qr_steps, w, **kw):
+    monkeypatch.setenv("FLOSS_NATIVE", "1" if native else "0")
+    x, j = X.clone().requires_grad_(True), J.clone().requires_grad_(True)
+    logs = rnn_tangent_logs(x, j, Q0, qr_steps, **kw)
+    assert logs.grad_fn.native == native
+    return (logs.detach(), *torch.autograd.grad((logs * w).sum(), (x, j)))
+
+
+@needs_window
+@pytest.mark.parametrize("qr_steps", SCHEDULES)
+@pytest.mark.parametrize("dtype,shared", [(F32, False), (F32, True), (F64, False)])
+def test_compiled_window_equals_the_python_loop(monkeypatch, qr_steps, dtype, shared):
+    X, J, Q0 = _inputs(dtype, seed=7)
+    Q0 = Q0[:, :1] if shared else Q0
+    w = torch.randn(len(qr_steps), E, B, K, generator=torch.Generator().manual_seed(8), dtype=dtype)
+    kw = {} if dtype == F32 else {"refine": False}     # float64 data: one pass, the compiled loop's case
+    fast = _logs_and_grads(monkeypatch, True, X, J, Q0, qr_steps, w, **kw)
+    slow = _logs_and_grads(monkeypatch, False, X, J, Q0, qr_steps, w, **kw)
+    tol = 2e-4 if dtype == F32 else 1e-10   # relative: the same operations, summed in another order (QR every
+                                            # 2 steps: one CholeskyQR pass loses cond(A)² · eps)
+    for a, b in zip(fast, slow):
+        assert float((a - b).abs().max() / b.abs().max()) < tol
+
+
+@needs_window
+@pytest.mark.parametrize("qr_steps", SCHEDULES)
+def test_compiled_window_matches_autograd_through_householder(monkeypatch, qr_steps):
+    X, J, Q0 = _inputs(F64, seed=9)
+    w = torch.randn(len(qr_steps), E, B, K, generator=torch.Generator().manual_seed(10), dtype=F64)
+    logs, gx, gj = _logs_and_grads(monkeypatch, True, X, J, Q0, qr_steps, w, refine=False)
+    x, j = X.clone().requires_grad_(True), J.clone().requires_grad_(True)
+    ref = _reference(x, j, Q0, qr_steps)
+    rx, rj = torch.autograd.grad((ref * w).sum(), (x, j))
+    assert torch.allclose(logs, ref.detach(), atol=1e-10, rtol=0)
+    assert torch.allclose(gx, rx, atol=1e-9, rtol=1e-8) and torch.allclose(gj, rj, atol=1e-9, rtol=1e-8)
+
+
+@needs_window
+def test_compiled_window_gradcheck(monkeypatch):
+    monkeypatch.setenv("FLOSS_NATIVE", "1")
+    X, J, Q0 = _inputs(F64, e=1, b=2, n=4, k=3, steps=3, seed=4)
+    X.requires_grad_(True)
+    J.requires_grad_(True)
+    f = lambda x, j: rnn_tangent_logs(x, j, Q0, (1, 2, 3), refine=False)
+    assert f(X, J).grad_fn.native
+    assert torch.autograd.gradcheck(f, (X, J))
+
+
+@needs_window
+def test_compiled_window_hands_a_singular_gram_to_the_python_loop(monkeypatch):
+    # test_fallback_inside_the_kernel's window: Cholesky fails at step 3, the whole window runs in Python
+    monkeypatch.setenv("FLOSS_NATIVE", "1")
+    a = torch.tensor([1.3, -0.4, 0.9, 2.1, -0.15, 0.6])
+    X = torch.zeros(L, 1, 1, N)
+    X[2, ..., 0] = 50.0
+    J, Q0 = torch.diag(a)[None].requires_grad_(True), torch.eye(N).expand(1, 1, N, N)
+    logs = rnn_tangent_logs(X, J, Q0, SCHEDULES[0])
+    assert not logs.grad_fn.native and logs.grad_fn.fallbacks == 1
+    assert torch.allclose(logs, _reference(X, J, Q0, SCHEDULES[0]), atol=1e-5, rtol=0)
+
+
+def test_the_python_loop_runs_where_the_compiled_window_does_not(monkeypatch):
+    X, J, Q0 = _inputs(F32)
+    J.requires_grad_(True)
+    monkeypatch.setenv("FLOSS_NATIVE", "0")
+    assert not rnn_tangent_logs(X, J, Q0, SCHEDULES[0]).grad_fn.native
+    monkeypatch.setenv("FLOSS_NATIVE", "1")
+    assert not rnn_tangent_logs(X, J, Q0, SCHEDULES[0], gram_dtype=F32).grad_fn.native   # not its case
+    assert not rnn_tangent_logs(X.double(), J.double(), Q0.double(), SCHEDULES[0]).grad_fn.native  # refine

@@ -143,3 +143,29 @@ def test_a_killed_holder_of_the_build_lock_releases_it(tmp_path):
             assert not (tmp_path / "lock").exists()
     finally:
         p.kill()
+
+
+@needs_compiler
+def test_the_compiled_flossing_window_builds_here():
+    assert native.load_window(), native._window_state
+    assert native.window_available()
+
+
+def test_a_failed_window_build_warns_once_and_the_python_window_runs(monkeypatch):
+    import torch.utils.cpp_extension as cpp
+
+    from floss_core.fastqr import rnn_tangent_logs
+
+    def broken(*a, **k):
+        raise RuntimeError("Ninja is required to load C++ extensions\nsecond line")
+    monkeypatch.setattr(native, "_window_state", {"loaded": None, "error": None})
+    monkeypatch.setattr(cpp, "load", broken)
+    with pytest.warns(RuntimeWarning, match=r"compiled flossing window is unavailable \(RuntimeError: Ninja"):
+        assert not native.window_available()
+    g = torch.Generator().manual_seed(1)
+    X, J = torch.randn(5, 2, 1, 4, generator=g), (torch.randn(2, 4, 4, generator=g) / 2).requires_grad_(True)
+    Q0 = torch.linalg.qr(torch.randn(2, 1, 4, 3, generator=g))[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # no second warning, no second build attempt
+        logs = rnn_tangent_logs(X, J, Q0, (1, 2, 3, 4, 5))
+    assert not logs.grad_fn.native and torch.isfinite(logs).all()
