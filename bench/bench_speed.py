@@ -130,11 +130,19 @@ def section_steps() -> None:
         t = median_time(engine_train_step(E), reps=5)
         rows.append({"what": "training step", "E": E, "baseline ms/network": 1e3 * b_train, "engine ms/step": 1e3 * t,
                      "engine ms/network": 1e3 * t / E, "speed-up per network": b_train / (t / E)})
-    for E in (1, 9):
-        t = median_time(engine_floss_step(E), reps=5)
-        rows.append({"what": "flossing step (k=75, L=55, QR every step)", "E": E,
-                     "baseline ms/network": 1e3 * b_floss, "engine ms/step": 1e3 * t,
-                     "engine ms/network": 1e3 * t / E, "speed-up per network": b_floss / (t / E)})
+    t = median_time(engine_floss_step(1), reps=5)
+    rows.append({"what": "flossing step (k=75, L=55, QR every step)", "E": 1,
+                 "baseline ms/network": 1e3 * b_floss, "engine ms/step": 1e3 * t,
+                 "engine ms/network": 1e3 * t / 1, "speed-up per network": b_floss / t})
+    # the window kernel's loop compiled (csrc/window_qr.cpp) and in Python, alternating with each other and
+    # with the baseline's flossing step, so all three see the same minutes of this noisy machine
+    for E in (9, 18):
+        win = _time_floss_windows(E)
+        for mode in ("compiled", "python"):
+            t = win[mode] / 1e3
+            rows.append({"what": f"flossing step (k=75, L=55, QR every step), window loop {mode}", "E": E,
+                         "baseline ms/network": win["baseline"], "engine ms/step": 1e3 * t,
+                         "engine ms/network": 1e3 * t / E, "speed-up per network": win["baseline"] / (1e3 * t / E)})
     table(rows[1:])
     if native.available():
         loop = _time_loops(9)
@@ -143,6 +151,31 @@ def section_steps() -> None:
               f"{loop['python'] / loop['compiled']:.2f}x\n")
     else:
         print(f"(compiled time loop unavailable: {native.status()})\n")
+
+
+def _time_floss_windows(E: int, reps: int = 9) -> dict:
+    """Median ms of one engine flossing step with the window kernel's loop compiled and in Python (the
+    fallback, forced here by ``fastqr._native_window``), and of the baseline's flossing step, alternating."""
+    from floss_core import fastqr
+
+    step, native_window = engine_floss_step(E), fastqr._native_window
+    params, Q0, gen = baseline.init_network(0, N=80, k=75)
+    opt = baseline._adam([params["J"], params["b"], params["W_in"]], 1e-3)
+
+    def b_step():                              # what baseline.time_floss_step times, one step
+        baseline.floss_step(params, Q0, opt, gen, L=55, transient=16)
+    times: dict = {"compiled": [], "python": [], "baseline": []}
+    try:
+        for i in range(reps + 1):
+            for mode in times:
+                fastqr._native_window = native_window if mode == "compiled" else (lambda *a: False)
+                t0 = time.perf_counter()
+                (b_step if mode == "baseline" else step)()
+                if i:                                  # the first round warms all three up
+                    times[mode].append(time.perf_counter() - t0)
+    finally:
+        fastqr._native_window = native_window
+    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
 
 
 def _time_loops(E: int, reps: int = 9) -> dict:
