@@ -210,7 +210,8 @@ def _cost(rs: list[dict]) -> dict:
 
 def summarize(records: list[dict]) -> list[dict]:
     """Per (delay, schedule): n, successes, success rate with its 95% interval, median / IQR
-    convergence step (over successful runs), mean final accuracy, mean λ_1 and log10 κ₂ before /
+    convergence step (over successful runs), mean final accuracy (a run stopped when solved: its accuracy
+    at convergence; ``stopped`` counts those runs), mean λ_1 and log10 κ₂ before /
     after, diverged count, wall time (sum over runs) and its flossing share, what a run costs (``_cost``:
     training and flossing, apart from evaluation and the lab's diagnostics); and the time to solution with
     the unsolved runs censored (``stats.time_to_solution``): median_solve_step with median_solve_lo /
@@ -241,6 +242,8 @@ def summarize(records: list[dict]) -> list[dict]:
             "log10_kappa_before": mean(f.get("log10_kappa_before") for f in fin),
             "log10_kappa_after": mean(f.get("log10_kappa_after") for f in fin),
             "diverged": sum(r["status"] == "diverged" for r in rs),
+            # stop_when_solved: runs that stopped at convergence (their final_acc is their accuracy there)
+            "stopped": sum(not is_missing(r["final"].get("stopped_at")) for r in rs),
             "wall_seconds": wall, "floss_share": floss_s / wall if wall else math.nan,
             **_cost(rs),
             **_skill(rs),

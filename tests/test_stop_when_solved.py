@@ -114,3 +114,31 @@ def test_the_option_round_trips_through_the_command_line(preset, stop):
     assert (flag in args) == (stop != default)                       # named only off the preset's default
     assert spec_to_dict(O.parse_command(args)) == spec_to_dict(spec)
     assert O.parse_command(["--preset", preset, flag]).train.stop_when_solved is stop
+
+
+# ------------------------------------------------------------------------------------ records, pages, report
+def test_stopped_at_is_stored_and_the_pages_and_report_label_accuracy_at_convergence(runs, tmp_path):
+    from floss_core import views
+    from floss_core.experiment import summarize
+    from floss_core.report.html import STOPPED_ACC, TABLE_COLUMNS, table_columns
+    from floss_core.store import Store
+
+    full, stopped = runs
+    n_stopped = sum(r["final"]["stopped_at"] is not None for r in stopped.values())
+    rows = summarize(list(stopped.values()))
+    assert sum(r["stopped"] for r in rows) == n_stopped
+    assert dict(table_columns(rows))["final_acc"] == STOPPED_ACC
+    assert table_columns(summarize(list(full.values()))) == TABLE_COLUMNS     # a full run: as before
+    with Store(tmp_path / "floss.db") as store:
+        for name, records in (("stopped", stopped), ("full", full)):
+            i = store.add_experiment({"name": name}, name=name, status="done")
+            store.save_runs(i, [{**r, "metrics": [], "spectra": [], "jacobian": []} for r in records.values()])
+            table = views.runs_table(store.runs(i))
+            if name == "stopped":   # the Runs page: the step each stopped at, the score labelled as at convergence
+                assert "test acc (at convergence where stopped)" in table
+                shown = views.runs_display(table)
+                assert sorted(shown["stopped at"]) == sorted(
+                    [str(r["final"]["stopped_at"]) for r in records.values() if r["final"]["stopped_at"] is not None]
+                    + ["—"] * (len(records) - n_stopped))
+            else:
+                assert "test acc" in table and "stopped at" not in table

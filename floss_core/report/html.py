@@ -194,6 +194,17 @@ TABLE_COLUMNS = [  # (key, header) of the per-schedule table
     ("diag_s_per_run", "Lab diagnostics s / run"), ("diverged", "Diverged")]
 
 
+STOPPED_ACC = "Final accuracy (at convergence where stopped)"   # the final_acc header when runs stopped when solved
+
+
+def table_columns(rows) -> list:
+    """``TABLE_COLUMNS`` for these summary rows: where some runs stopped when solved (``stopped``), their final
+    accuracy is their accuracy at convergence, and the header says so."""
+    if not any(r.get("stopped") for r in rows):
+        return TABLE_COLUMNS
+    return [(k, STOPPED_ACC if k == "final_acc" else h) for k, h in TABLE_COLUMNS]
+
+
 def table_cells(r: dict) -> dict:
     """The formatted cells of one summary row (what the HTML table shows, keyed like TABLE_COLUMNS)."""
     def f(x, nd=3):
@@ -226,15 +237,16 @@ def _tables(parts: list[tuple[str, list[dict]]]) -> str:
         return "<p>No finished runs yet.</p>"
     out = []
     labelled = any(label for label, _ in parts)
+    columns = table_columns([r for _, summary in parts for r in summary])
     head = ("<th>Experiment</th>" if labelled else "") + "".join(
-        f"<th>{_html.escape(h)}</th>" for _, h in TABLE_COLUMNS)
+        f"<th>{_html.escape(h)}</th>" for _, h in columns)
     for d in sorted({r["delay"] for _, summary in parts for r in summary}):
         rows = []
         for label, summary in parts:
             for r in (r for r in summary if r["delay"] == d):
                 cells = table_cells(r)
                 rows.append(_row(d, r["schedule"], label if labelled else None,
-                                 [(k, cells[k]) for k, _ in TABLE_COLUMNS]))
+                                 [(k, cells[k]) for k, _ in columns]))
         out.append(f"<h3>Delay {d}</h3><table class='results'><tr>{head}</tr>{''.join(rows)}</table>")
     out.append("<p class='note'>Convergence: the first evaluation step at which test accuracy reached the "
                "threshold, over solved seeds only. λ₁ (largest Lyapunov exponent, per step) and κ₂ (condition "
@@ -245,6 +257,10 @@ def _tables(parts: list[tuple[str, list[dict]]]) -> str:
                "gradient-vs-horizon snapshots, the λ monitor) are measurement overhead, not a cost of the "
                "schedule; evaluation is not counted either. Not recorded: runs stored before these were "
                "timed apart.</p>")
+    if columns is not TABLE_COLUMNS:
+        out.append("<p class='note'>Stop when solved: a network stopped training at the evaluation where it met "
+                   "the success criterion, so its final accuracy is its accuracy at convergence; success rates "
+                   "and convergence steps are those of training every network for the whole budget.</p>")
     return "".join(out)
 
 

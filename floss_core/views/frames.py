@@ -255,12 +255,16 @@ def run_states(runs: pd.DataFrame) -> dict:
 
 def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs list for display: one row per run with its status, what it is doing now
-    (``run_state_text``), its outcome, λ_1 / κ₂ before and after, timings."""
+    (``run_state_text``), its outcome, λ_1 / κ₂ before and after, timings; where runs stopped when solved,
+    the step each stopped at ('stopped at') and the score column labelled as at convergence there."""
     score = score_column(runs)
     runs = runs.assign(_state=[run_state_text(r) for r in runs.to_dict("records")])
+    # stop_when_solved: a run that stopped at convergence shows its accuracy there, and the header says so
+    stopped = "stopped_at" in runs and bool(runs["stopped_at"].notna().any())
     columns = {"run_id": "run", "experiment_id": "experiment", "task": "task", "delay": "delay",
                "schedule": "schedule", "seed": "seed", "status": "status", "_state": "state", "success": "success",
-               "convergence_step": "converged at", score: score.replace("_", " "),
+               "convergence_step": "converged at", **({"stopped_at": "stopped at"} if stopped else {}),
+               score: score.replace("_", " ") + (" (at convergence where stopped)" if stopped else ""),
                "lambda1_before": "λ1 before", "lambda1_after": "λ1 after",
                "log10_kappa_before": "log10 κ2 before", "log10_kappa_after": "log10 κ2 after",
                "wall_seconds": "wall s", "floss_seconds": "floss s", "reason": "reason"}
@@ -280,12 +284,14 @@ def runs_display(table: pd.DataFrame) -> pd.DataFrame:
     out["success"] = fmt("success", lambda v: "yes" if bool(v) else "no")
     conv = fmt("converged at", lambda v: f"{int(v)}")
     out["converged at"] = conv.where(~(finished & table["converged at"].isna()), "not reached")
+    if "stopped at" in table:      # stop_when_solved: '—' for a run that trained the whole budget
+        out["stopped at"] = fmt("stopped at", lambda v: f"{int(v)}")
     for col in table.columns:
         if col.startswith("λ1"):
             out[col] = fmt(col, lambda v: "∞" if math.isinf(v) else f"{v:+.3f}")
         elif col.startswith("log10") or col.endswith(" s"):
             out[col] = fmt(col, lambda v: "∞" if math.isinf(v) else f"{v:.2f}")
-        elif col not in ("run", "experiment", "delay", "seed", "success", "converged at") and \
+        elif col not in ("run", "experiment", "delay", "seed", "success", "converged at", "stopped at") and \
                 pd.api.types.is_float_dtype(table[col]):
             out[col] = fmt(col, lambda v: f"{v:.3f}")
     return out
