@@ -18,6 +18,12 @@ Householder QR, but with its own forward and a hand-written backward (the style 
 * backward is the QR adjoint (A = QR, m ≥ n) followed by the adjoint of ``A = J (s ⊙ Q)``,
   ``s = 1 - tanh²(x_{t-1})``, with no autograd graph: a handful of batched matmuls per step.
 
+On CPU, for float32 / float64 data with the float64 Gram and one pass (the flossing window's case), the
+per-step loop of forward and backward runs compiled (``csrc/window_qr.cpp``, built by ``native.py`` like
+the training loop's; ``FLOSS_NATIVE=0`` or a failed build: the Python loop): the same algorithm calling
+BLAS / LAPACK on each network's matrices, with ``Q = A R⁻¹`` solved in the data's dtype; equal to the Python
+loop to rounding (tests/test_fastqr.py). A window with a Gram that is not positive definite runs in Python.
+
 Shapes: E networks, b sequences each, N units, k tangent vectors, L steps; every (E, b) pair is an
 independent system, flattened to one batch dimension B = E·b inside.
 

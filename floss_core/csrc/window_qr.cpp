@@ -1,15 +1,18 @@
 // The flossing window kernel of fastqr._RNNTangentLogs (CholeskyQR with a float64 Gram, hand-written
-// backward) with its per-step loop in C++, calling BLAS / LAPACK (sgemm/dgemm, dpotrf, dtrsm/strsm) on
+// backward) with its per-step loop in C++, calling BLAS / LAPACK (sgemm/dgemm, dpotrf, strsm/dtrsm) on
 // each network's matrices directly: no dispatcher, no layout copies (row-major tensors are handed to the
-// column-major routines as their transposes), no triu of the Cholesky factor, the float64 conversion of
-// one N x k block per step and nothing else. Same algorithm and operands as the Python loop, summed in a
-// different order (the weight gradient is ONE gemm over all steps), so equal to it to rounding, not bit
-// for bit. CPU only, float32 / float64 data, float64 Gram, one CholeskyQR pass (no refine); the Python
-// loop runs everything else. Loaded by native.py as torch.ops.floss_window.*.
+// column-major routines as their transposes), no triu of the Cholesky factor; per step one float64 copy of
+// A for its Gram and nothing else in float64 (Q = A R⁻¹ is solved in the data's dtype: its rounding,
+// cond(A)·eps, is the data's own, as Householder's would be). The weight gradient is ONE gemm over all
+// steps. Same algorithm as the Python loop, rounded and summed in a different order: equal to it to
+// rounding, not bit for bit (tests/test_fastqr.py). CPU only, float32 / float64 data, float64 Gram, one
+// CholeskyQR pass (no refine); the Python loop runs everything else, and the whole window where a Gram
+// is not positive definite. Loaded by native.py as torch.ops.floss_window.*.
 //
 // Layouts (row-major, contiguous): S (L, B, N) tanh'(x_{t-1}); Jb (B, N, N); Q0 (B, N, k);
-// Qs (B, N, L+1, k) with Q_t in slot t; Ps (B, N, L, k) with P_t = s_t ⊙ Q_{t-1} in slot t-1;
-// Rs (nq, B, k, k) upper R in the data's dtype; diag (nq, B, k) float64.
+// Qs (B, L+1, N, k) with Q_t in slot t; Ps (B, N, L, k) with P_t = s_t ⊙ Q_{t-1} in slot t-1 (so the
+// weight gradient Σ_t gA_t P_tᵀ is one (N, L·k) product); Rs (nq, B, k, k) R column-major (row-major:
+// Rᵀ) in the data's dtype; diag (nq, B, k) float64.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
@@ -79,7 +82,8 @@ template <typename T>
 int64_t forward_impl(const at::Tensor& S, const at::Tensor& Jb, const at::Tensor& Q0, const std::vector<bool>& is_qr,
                      at::Tensor& Qs, at::Tensor& Ps, at::Tensor& Rs, at::Tensor& diag) {
   const int L = S.size(0), B = S.size(1), N = S.size(2), k = Q0.size(2);
-  const int ldq = (L + 1) * k, ldp = L * k;
+  const int ldq = k, ldp = L * k;
+  const size_t nk = static_cast<size_t>(N) * k;
   const T* s = S.data_ptr<T>();
   const T* J = Jb.data_ptr<T>();
   const T* q0 = Q0.data_ptr<T>();
@@ -87,39 +91,39 @@ int64_t forward_impl(const at::Tensor& S, const at::Tensor& Jb, const at::Tensor
   T* ps = Ps.data_ptr<T>();
   T* rs = Rs.data_ptr<T>();
   double* dg = diag.data_ptr<double>();
-  std::vector<T> A(static_cast<size_t>(N) * k);
   std::vector<double> Ad(static_cast<size_t>(N) * k), G(static_cast<size_t>(k) * k);
   for (int b = 0; b < B; ++b) {                     // one network's J stays in cache for its whole window
     const T* Jn = J + static_cast<size_t>(b) * N * N;
-    T* Q = qs + static_cast<size_t>(b) * N * ldq;
+    T* Q = qs + static_cast<size_t>(b) * (L + 1) * nk;
     T* P = ps + static_cast<size_t>(b) * N * ldp;
-    for (int i = 0; i < N; ++i)
-      std::copy_n(q0 + (static_cast<size_t>(b) * N + i) * k, k, Q + i * ldq);
+    std::copy_n(q0 + b * nk, nk, Q);
     int j = 0;
     for (int t = 1; t <= L; ++t) {
       const T* st = s + (static_cast<size_t>(t - 1) * B + b) * N;
-      const T* Qp = Q + (t - 1) * k;
+      const T* Qp = Q + (t - 1) * nk;
       T* Pt = P + (t - 1) * k;
       for (int i = 0; i < N; ++i) scale_row(Pt + i * ldp, Qp + i * ldq, st[i], k);   // P_t = s_t ⊙ Q_{t-1}
-      T* Qt = Q + t * k;
+      T* Qt = Q + t * nk;
       if (!is_qr[t]) {                              // Q_t = J P_t (row-major: Q_tᵀ = P_tᵀ Jᵀ)
         gemm('N', 'N', k, N, N, T(1), Pt, ldp, Jn, N, T(0), Qt, ldq);
         continue;
       }
-      gemm('N', 'N', k, N, N, T(1), Pt, ldp, Jn, N, T(0), A.data(), k);      // A_t = J P_t, (N, k)
-      convert(Ad.data(), A.data(), A.size());
-      gemm('N', 'T', k, k, N, 1.0, Ad.data(), k, Ad.data(), k, 0.0, G.data(), k);   // G = AᵀA
+      gemm('N', 'N', k, N, N, T(1), Pt, ldp, Jn, N, T(0), Qt, ldq);          // A_t = J P_t, (N, k)
+      convert(Ad.data(), Qt, nk);
+      gemm('N', 'T', k, k, N, 1.0, Ad.data(), k, Ad.data(), k, 0.0, G.data(), k);   // G = AᵀA in float64
       int info = 0;
       dpotrf_("U", &k, G.data(), &k, &info);        // column-major upper R, G = RᵀR
       if (info != 0) return t;                      // not positive definite: the caller takes Householder
-      trsm('L', 'U', 'T', k, N, G.data(), k, Ad.data(), k);   // Rᵀ Qᵀ = Aᵀ: Q = A R⁻¹, row-major in Ad
-      for (int i = 0; i < N; ++i) convert(Qt + i * ldq, Ad.data() + i * k, k);
       T* R = rs + (static_cast<size_t>(j) * B + b) * k * k;
       double* d = dg + (static_cast<size_t>(j) * B + b) * k;
-      for (int r = 0; r < k; ++r) {
-        d[r] = G[r * k + r];
-        for (int c = 0; c < k; ++c) R[r * k + c] = c >= r ? static_cast<T>(G[r + c * k]) : T(0);
+      for (int c = 0; c < k; ++c) {                 // R column-major (row-major: Rᵀ), below the diagonal 0
+        d[c] = G[c + c * k];
+        convert(R + c * k, G.data() + c * k, c + 1);
+        std::fill(R + c * k + c + 1, R + (c + 1) * k, T(0));
       }
+      // Q = A R⁻¹ in the data's dtype (column-major: Rᵀ Qᵀ = Aᵀ): its rounding, cond(A) · eps, is the data's
+      // own; the Gram's float64 keeps the cond(A)² · eps part small
+      trsm('L', 'U', 'T', k, N, R, k, Qt, ldq);
       ++j;
     }
   }
@@ -131,7 +135,8 @@ void backward_impl(const at::Tensor& S, const at::Tensor& Jb, const at::Tensor& 
                    const at::Tensor& Rs, const at::Tensor& G, const std::vector<bool>& is_qr, at::Tensor& gS,
                    at::Tensor& gJ) {
   const int L = S.size(0), B = S.size(1), N = S.size(2), k = Qs.size(3), nq = Rs.size(0);
-  const int ldq = (L + 1) * k, ldp = L * k;
+  const int ldq = k, ldp = L * k;
+  const size_t nk = static_cast<size_t>(N) * k;
   const T* s = S.data_ptr<T>();
   const T* J = Jb.data_ptr<T>();
   const T* qs = Qs.data_ptr<T>();
@@ -144,12 +149,12 @@ void backward_impl(const at::Tensor& S, const at::Tensor& Jb, const at::Tensor& 
   std::vector<T> GA(static_cast<size_t>(N) * ldp);  // gA_t in slot t-1, (N, L, k): the weight gradient's operand
   for (int b = 0; b < B; ++b) {
     const T* Jn = J + static_cast<size_t>(b) * N * N;
-    const T* Q = qs + static_cast<size_t>(b) * N * ldq;
+    const T* Q = qs + static_cast<size_t>(b) * (L + 1) * nk;
     bool have_gQ = false;                           // Q_L feeds nothing but the logs
     int j = nq - 1;
     for (int t = L; t >= 1; --t) {
       T* gA = GA.data() + (t - 1) * k;              // row stride ldp
-      const T* Qt = Q + t * k;
+      const T* Qt = Q + t * nk;
       if (is_qr[t]) {
         const T* gj_ = g + (static_cast<size_t>(j) * B + b) * k;
         if (!have_gQ) {                             // X = Q diag(g)
@@ -164,13 +169,13 @@ void backward_impl(const at::Tensor& S, const at::Tensor& Jb, const at::Tensor& 
           gemm('N', 'N', k, N, k, T(-1), W.data(), k, Qt, ldq, T(1), gA, ldp);     // C symmetric
         }
         const T* R = rs + (static_cast<size_t>(j) * B + b) * k * k;
-        trsm('L', 'L', 'T', k, N, R, k, gA, ldp);   // gA Rᵀ = X  (column-major: R gAᵀ = Xᵀ)
+        trsm('L', 'U', 'N', k, N, R, k, gA, ldp);   // gA Rᵀ = X  (column-major: R gAᵀ = Xᵀ)
         --j;
       } else {
         for (int i = 0; i < N; ++i) std::copy_n(gQ.data() + i * k, k, gA + i * ldp);
       }
       gemm('N', 'T', k, N, N, T(1), gA, ldp, Jn, N, T(0), V.data(), k);            // V = Jᵀ gA
-      const T* Qp = Q + (t - 1) * k;
+      const T* Qp = Q + (t - 1) * nk;
       const T* st = s + (static_cast<size_t>(t - 1) * B + b) * N;
       T* gst = gs + (static_cast<size_t>(t - 1) * B + b) * N;
       for (int i = 0; i < N; ++i) {
@@ -202,7 +207,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, int64_t> window_forwa
   check(Jb, S, "Jb");
   check(Q0, S, "Q0");
   const int64_t L = S.size(0), B = S.size(1), N = S.size(2), k = Q0.size(2), nq = qr_steps.size();
-  auto Qs = at::empty({B, N, L + 1, k}, S.options());
+  auto Qs = at::empty({B, L + 1, N, k}, S.options());
   auto Ps = at::empty({B, N, L, k}, S.options());
   auto Rs = at::empty({nq, B, k, k}, S.options());
   auto diag = at::empty({nq, B, k}, S.options().dtype(at::kDouble));
