@@ -238,6 +238,18 @@ def test_compiled_window_equals_the_python_loop(monkeypatch, qr_steps, dtype, sh
 
 
 @needs_window
+@pytest.mark.parametrize("k", [16, 19])
+def test_compiled_window_with_a_blocked_gram_equals_the_python_loop(monkeypatch, k):
+    # from k = 16 on the compiled loop builds the Gram's upper triangle from two column blocks
+    X, J, Q0 = _inputs(F64, n=20, k=k, seed=11)
+    w = torch.randn(L, E, B, k, generator=torch.Generator().manual_seed(12), dtype=F64)
+    fast = _logs_and_grads(monkeypatch, True, X, J, Q0, SCHEDULES[0], w, refine=False)
+    slow = _logs_and_grads(monkeypatch, False, X, J, Q0, SCHEDULES[0], w, refine=False)
+    for a, b in zip(fast, slow):                 # one CholeskyQR pass each: cond(A)² · eps apart
+        assert float((a - b).abs().max() / b.abs().max()) < 1e-9
+
+
+@needs_window
 @pytest.mark.parametrize("qr_steps", SCHEDULES)
 def test_compiled_window_matches_autograd_through_householder(monkeypatch, qr_steps):
     X, J, Q0 = _inputs(F64, seed=9)

@@ -78,6 +78,16 @@ inline T dot(const T* __restrict__ x, const T* __restrict__ y, int n) {
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
 }
 
+// The upper triangle (column-major) of G = X Xᵀ, X (k x N) column-major, in three products of two column
+// blocks (BLAS has no syrk among the symbols torch exports): 3/4 of a full product's work
+inline void gram_upper(const double* X, double* G, int k, int N) {
+  const int k1 = k < 16 ? k : (k / 2 + 7) / 8 * 8, k2 = k - k1;
+  gemm('N', 'T', k1, k1, N, 1.0, X, k, X, k, 0.0, G, k);                     // G11
+  if (k2 == 0) return;
+  gemm('N', 'T', k1, k2, N, 1.0, X, k, X + k1, k, 0.0, G + k1 * k, k);       // G12
+  gemm('N', 'T', k2, k2, N, 1.0, X + k1, k, X + k1, k, 0.0, G + k1 * k + k1, k);   // G22
+}
+
 template <typename T>
 int64_t forward_impl(const at::Tensor& S, const at::Tensor& Jb, const at::Tensor& Q0, const std::vector<bool>& is_qr,
                      at::Tensor& Qs, at::Tensor& Ps, at::Tensor& Rs, at::Tensor& diag) {
@@ -110,7 +120,7 @@ int64_t forward_impl(const at::Tensor& S, const at::Tensor& Jb, const at::Tensor
       }
       gemm('N', 'N', k, N, N, T(1), Pt, ldp, Jn, N, T(0), Qt, ldq);          // A_t = J P_t, (N, k)
       convert(Ad.data(), Qt, nk);
-      gemm('N', 'T', k, k, N, 1.0, Ad.data(), k, Ad.data(), k, 0.0, G.data(), k);   // G = AᵀA in float64
+      gram_upper(Ad.data(), G.data(), k, N);       // G = AᵀA in float64, its upper triangle
       int info = 0;
       dpotrf_("U", &k, G.data(), &k, &info);        // column-major upper R, G = RᵀR
       if (info != 0) return t;                      // not positive definite: the caller takes Householder
@@ -145,43 +155,41 @@ void backward_impl(const at::Tensor& S, const at::Tensor& Jb, const at::Tensor& 
   const T* g = G.data_ptr<T>();
   T* gs = gS.data_ptr<T>();
   T* gj = gJ.data_ptr<T>();
-  std::vector<T> gQ(static_cast<size_t>(N) * k), V(static_cast<size_t>(N) * k), W(static_cast<size_t>(k) * k);
-  std::vector<T> GA(static_cast<size_t>(N) * ldp);  // gA_t in slot t-1, (N, L, k): the weight gradient's operand
+  std::vector<T> V(static_cast<size_t>(N) * k), W(static_cast<size_t>(k) * k);
+  // gA_t in slot t-1, (N, L, k): the weight gradient's operand. ∂/∂Q_{t-1} is written into slot t-2, where
+  // gA_{t-1} is then made from it in place
+  std::vector<T> GA(static_cast<size_t>(N) * ldp);
   for (int b = 0; b < B; ++b) {
     const T* Jn = J + static_cast<size_t>(b) * N * N;
     const T* Q = qs + static_cast<size_t>(b) * (L + 1) * nk;
     bool have_gQ = false;                           // Q_L feeds nothing but the logs
     int j = nq - 1;
     for (int t = L; t >= 1; --t) {
-      T* gA = GA.data() + (t - 1) * k;              // row stride ldp
+      T* gA = GA.data() + (t - 1) * k;              // row stride ldp; holds ∂/∂Q_t on entry (t < L)
       const T* Qt = Q + t * nk;
       if (is_qr[t]) {
         const T* gj_ = g + (static_cast<size_t>(j) * B + b) * k;
         if (!have_gQ) {                             // X = Q diag(g)
           for (int i = 0; i < N; ++i) mul_row(gA + i * ldp, Qt + i * ldq, gj_, k);
         } else {                                    // X = gQ - Q C, C = tril(W,-1) + tril(W,-1)ᵀ - diag(g - diag W)
-          gemm('N', 'T', k, k, N, T(1), Qt, ldq, gQ.data(), k, T(0), W.data(), k);   // W = gQᵀ Q, row-major
+          gemm('N', 'T', k, k, N, T(1), Qt, ldq, gA, ldp, T(0), W.data(), k);   // W = gQᵀ Q, row-major
           for (int a = 0; a < k; ++a) {
             W[a * k + a] = W[a * k + a] - gj_[a];   // C_aa = -(g_a - W_aa)
             for (int c = a + 1; c < k; ++c) W[a * k + c] = W[c * k + a];
           }
-          for (int i = 0; i < N; ++i) std::copy_n(gQ.data() + i * k, k, gA + i * ldp);
           gemm('N', 'N', k, N, k, T(-1), W.data(), k, Qt, ldq, T(1), gA, ldp);     // C symmetric
         }
         const T* R = rs + (static_cast<size_t>(j) * B + b) * k * k;
         trsm('L', 'U', 'N', k, N, R, k, gA, ldp);   // gA Rᵀ = X  (column-major: R gAᵀ = Xᵀ)
         --j;
-      } else {
-        for (int i = 0; i < N; ++i) std::copy_n(gQ.data() + i * k, k, gA + i * ldp);
-      }
+      }                                             // else gA_t = ∂/∂Q_t, already in place
       gemm('N', 'T', k, N, N, T(1), gA, ldp, Jn, N, T(0), V.data(), k);            // V = Jᵀ gA
       const T* Qp = Q + (t - 1) * nk;
       const T* st = s + (static_cast<size_t>(t - 1) * B + b) * N;
       T* gst = gs + (static_cast<size_t>(t - 1) * B + b) * N;
-      for (int i = 0; i < N; ++i) {
-        gst[i] = dot(V.data() + i * k, Qp + i * ldq, k);          // ∂/∂s_t
-        scale_row(gQ.data() + i * k, V.data() + i * k, st[i], k);  // ∂/∂Q_{t-1} = s ⊙ Jᵀ gA
-      }
+      for (int i = 0; i < N; ++i) gst[i] = dot(V.data() + i * k, Qp + i * ldq, k);   // ∂/∂s_t
+      if (t > 1)                                    // ∂/∂Q_{t-1} = s ⊙ Jᵀ gA, into slot t-2
+        for (int i = 0; i < N; ++i) scale_row(gA - k + i * ldp, V.data() + i * k, st[i], k);
       have_gQ = true;
     }
     // ∂J = Σ_t gA_t P_tᵀ: one gemm over the (N, L·k) blocks
