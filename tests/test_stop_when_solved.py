@@ -142,3 +142,20 @@ def test_stopped_at_is_stored_and_the_pages_and_report_label_accuracy_at_converg
                     + ["—"] * (len(records) - n_stopped))
             else:
                 assert "test acc" in table and "stopped at" not in table
+
+
+@pytest.mark.slow
+def test_paper_sized_networks_keep_the_full_runs_numbers():
+    # the paper's network (N = 80, T = 300, batch 16): larger matrices, the same identity (about a minute)
+    # the demo's comparison on 4 seeds: pre-flossed networks tend to solve early, unflossed ones not at all
+    spec = make_spec("paper", task="xor", delays=[20], seeds=4, steps=300, pre_steps=50, schedules=["none", "pre"])
+    full, stopped = _run(spec, stop=False), _run(spec, stop=True)
+    at = [r["final"]["stopped_at"] for r in stopped.values()]
+    if all(a is None for a in at) or None not in at:
+        pytest.skip(f"these networks did not split into early solvers and others here (stopped at {at})")
+    for key, r in full.items():
+        s = stopped[key]
+        assert (s["success"], s["convergence_step"]) == (r["success"], r["convergence_step"]), key
+        assert s["metrics"] == r["metrics"][:len(s["metrics"])], key
+        if s["final"]["stopped_at"] is None:
+            assert s["metrics"] == r["metrics"] and s["final"] == r["final"], key
