@@ -114,8 +114,8 @@ class _RNNTangentLogs(torch.autograd.Function):
         ctx.native = _native_window(Xprev, gram_dtype, refine)
         if ctx.native:
             S2 = S.squeeze(-1)
-            Qs, Ps, Rs, diag, failed = torch.ops.floss_window.window_forward(S2, Jb.contiguous(), Q.contiguous(),
-                                                                             list(qr_steps))
+            Qs, Rs, diag, failed = torch.ops.floss_window.window_forward(S2, Jb.contiguous(), Q.contiguous(),
+                                                                         list(qr_steps))
             ctx.native = not failed          # else a Gram that is not positive definite: the loop below
         if ctx.native:                       # (Householder for that step) runs the window again
             tiny = torch.finfo(dt).tiny
@@ -123,7 +123,7 @@ class _RNNTangentLogs(torch.autograd.Function):
                 _warn_if_collinear(diag, dt, L // len(qr_steps))
             logs = torch.log(diag.clamp_min(tiny)).to(dt)
             ctx.save_for_backward(T, S2, Jb.contiguous())
-            ctx.Qs, ctx.Ps, ctx.Rs, ctx.mask = Qs, Ps, Rs, diag > tiny
+            ctx.Qs, ctx.Rs, ctx.mask = Qs, Rs, diag > tiny
             ctx.shape, ctx.qr_steps, ctx.fallbacks = (L, E, b, N, k), list(qr_steps), 0
             return logs.view(len(qr_steps), E, b, k)
         Qs, Ps, Rs, diag = [Q], [], [], []                        # Q_0..Q_L, P_1..P_L, R and diag R at QR steps
@@ -207,7 +207,7 @@ class _RNNTangentLogs(torch.autograd.Function):
         T, S, Jb = ctx.saved_tensors
         L, E, b, N, k = ctx.shape
         g = (glogs.reshape(-1, E * b, k) * ctx.mask).contiguous()
-        gS, gJb = torch.ops.floss_window.window_backward(S, Jb, ctx.Qs, ctx.Ps, ctx.Rs, g, ctx.qr_steps)
+        gS, gJb = torch.ops.floss_window.window_backward(S, Jb, ctx.Qs, ctx.Rs, g, ctx.qr_steps)
         gX = gJ = None
         if ctx.needs_input_grad[0]:                               # ds/dx = -2 tanh(x) (1 - tanh²(x))
             gX = gS.mul_(T).mul_(S).mul_(-2.0).view(L, E, b, N)

@@ -10,8 +10,8 @@
 // is not positive definite. Loaded by native.py as torch.ops.floss_window.*.
 //
 // Layouts (row-major, contiguous): S (L, B, N) tanh'(x_{t-1}); Jb (B, N, N); Q0 (B, N, k);
-// Qs (B, L+1, N, k) with Q_t in slot t; Ps (B, N, L, k) with P_t = s_t ⊙ Q_{t-1} in slot t-1 (so the
-// weight gradient Σ_t gA_t P_tᵀ is one (N, L·k) product); Rs (nq, B, k, k) R column-major (row-major:
+// Qs (B, L+1, N, k) with Q_t in slot t (P_t = s_t ⊙ Q_{t-1} is not kept: the backward makes it again,
+// one network at a time, in the (N, L, k) layout where the weight gradient Σ_t gA_t P_tᵀ is one product); Rs (nq, B, k, k) R column-major (row-major:
 // Rᵀ) in the data's dtype; diag (nq, B, k) float64.
 #include <ATen/ATen.h>
 #include <torch/library.h>
@@ -90,7 +90,7 @@ inline void gram_upper(const double* X, double* G, int k, int N) {
 
 template <typename T>
 int64_t forward_impl(const at::Tensor& S, const at::Tensor& Jb, const at::Tensor& Q0, const std::vector<bool>& is_qr,
-                     at::Tensor& Qs, at::Tensor& Ps, at::Tensor& Rs, at::Tensor& diag) {
+                     at::Tensor& Qs, at::Tensor& Rs, at::Tensor& diag) {
   const int L = S.size(0), B = S.size(1), N = S.size(2), k = Q0.size(2);
   const int ldq = k, ldp = L * k;
   const size_t nk = static_cast<size_t>(N) * k;
@@ -98,27 +98,26 @@ int64_t forward_impl(const at::Tensor& S, const at::Tensor& Jb, const at::Tensor
   const T* J = Jb.data_ptr<T>();
   const T* q0 = Q0.data_ptr<T>();
   T* qs = Qs.data_ptr<T>();
-  T* ps = Ps.data_ptr<T>();
   T* rs = Rs.data_ptr<T>();
   double* dg = diag.data_ptr<double>();
   std::vector<double> Ad(static_cast<size_t>(N) * k), G(static_cast<size_t>(k) * k);
+  std::vector<T> Pn(static_cast<size_t>(N) * k);
   for (int b = 0; b < B; ++b) {                     // one network's J stays in cache for its whole window
     const T* Jn = J + static_cast<size_t>(b) * N * N;
     T* Q = qs + static_cast<size_t>(b) * (L + 1) * nk;
-    T* P = ps + static_cast<size_t>(b) * N * ldp;
     std::copy_n(q0 + b * nk, nk, Q);
     int j = 0;
     for (int t = 1; t <= L; ++t) {
       const T* st = s + (static_cast<size_t>(t - 1) * B + b) * N;
       const T* Qp = Q + (t - 1) * nk;
-      T* Pt = P + (t - 1) * k;
-      for (int i = 0; i < N; ++i) scale_row(Pt + i * ldp, Qp + i * ldq, st[i], k);   // P_t = s_t ⊙ Q_{t-1}
+      T* Pt = Pn.data();
+      for (int i = 0; i < N; ++i) scale_row(Pt + i * k, Qp + i * ldq, st[i], k);   // P_t = s_t ⊙ Q_{t-1}
       T* Qt = Q + t * nk;
       if (!is_qr[t]) {                              // Q_t = J P_t (row-major: Q_tᵀ = P_tᵀ Jᵀ)
-        gemm('N', 'N', k, N, N, T(1), Pt, ldp, Jn, N, T(0), Qt, ldq);
+        gemm('N', 'N', k, N, N, T(1), Pt, k, Jn, N, T(0), Qt, ldq);
         continue;
       }
-      gemm('N', 'N', k, N, N, T(1), Pt, ldp, Jn, N, T(0), Qt, ldq);          // A_t = J P_t, (N, k)
+      gemm('N', 'N', k, N, N, T(1), Pt, k, Jn, N, T(0), Qt, ldq);            // A_t = J P_t, (N, k)
       convert(Ad.data(), Qt, nk);
       gram_upper(Ad.data(), G.data(), k, N);       // G = AᵀA in float64, its upper triangle
       int info = 0;
@@ -141,8 +140,7 @@ int64_t forward_impl(const at::Tensor& S, const at::Tensor& Jb, const at::Tensor
 }
 
 template <typename T>
-void backward_impl(const at::Tensor& S, const at::Tensor& Jb, const at::Tensor& Qs, const at::Tensor& Ps,
-                   const at::Tensor& Rs, const at::Tensor& G, const std::vector<bool>& is_qr, at::Tensor& gS,
+void backward_impl(const at::Tensor& S, const at::Tensor& Jb, const at::Tensor& Qs, const at::Tensor& Rs, const at::Tensor& G, const std::vector<bool>& is_qr, at::Tensor& gS,
                    at::Tensor& gJ) {
   const int L = S.size(0), B = S.size(1), N = S.size(2), k = Qs.size(3), nq = Rs.size(0);
   const int ldq = k, ldp = L * k;
@@ -150,7 +148,6 @@ void backward_impl(const at::Tensor& S, const at::Tensor& Jb, const at::Tensor& 
   const T* s = S.data_ptr<T>();
   const T* J = Jb.data_ptr<T>();
   const T* qs = Qs.data_ptr<T>();
-  const T* ps = Ps.data_ptr<T>();
   const T* rs = Rs.data_ptr<T>();
   const T* g = G.data_ptr<T>();
   T* gs = gS.data_ptr<T>();
@@ -158,7 +155,7 @@ void backward_impl(const at::Tensor& S, const at::Tensor& Jb, const at::Tensor& 
   std::vector<T> V(static_cast<size_t>(N) * k), W(static_cast<size_t>(k) * k);
   // gA_t in slot t-1, (N, L, k): the weight gradient's operand. ∂/∂Q_{t-1} is written into slot t-2, where
   // gA_{t-1} is then made from it in place
-  std::vector<T> GA(static_cast<size_t>(N) * ldp);
+  std::vector<T> GA(static_cast<size_t>(N) * ldp), PP(static_cast<size_t>(N) * ldp);
   for (int b = 0; b < B; ++b) {
     const T* Jn = J + static_cast<size_t>(b) * N * N;
     const T* Q = qs + static_cast<size_t>(b) * (L + 1) * nk;
@@ -188,12 +185,13 @@ void backward_impl(const at::Tensor& S, const at::Tensor& Jb, const at::Tensor& 
       const T* st = s + (static_cast<size_t>(t - 1) * B + b) * N;
       T* gst = gs + (static_cast<size_t>(t - 1) * B + b) * N;
       for (int i = 0; i < N; ++i) gst[i] = dot(V.data() + i * k, Qp + i * ldq, k);   // ∂/∂s_t
+      for (int i = 0; i < N; ++i) scale_row(PP.data() + (t - 1) * k + i * ldp, Qp + i * ldq, st[i], k);   // P_t again
       if (t > 1)                                    // ∂/∂Q_{t-1} = s ⊙ Jᵀ gA, into slot t-2
         for (int i = 0; i < N; ++i) scale_row(gA - k + i * ldp, V.data() + i * k, st[i], k);
       have_gQ = true;
     }
     // ∂J = Σ_t gA_t P_tᵀ: one gemm over the (N, L·k) blocks
-    gemm('T', 'N', N, N, ldp, T(1), ps + static_cast<size_t>(b) * N * ldp, ldp, GA.data(), ldp, T(0),
+    gemm('T', 'N', N, N, ldp, T(1), PP.data(), ldp, GA.data(), ldp, T(0),
          gj + static_cast<size_t>(b) * N * N, N);
   }
 }
@@ -209,41 +207,40 @@ void check(const at::Tensor& x, const at::Tensor& like, const char* name) {
               " must be a contiguous CPU tensor of the data's dtype");
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, int64_t> window_forward(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, int64_t> window_forward(
     const at::Tensor& S, const at::Tensor& Jb, const at::Tensor& Q0, c10::IntArrayRef qr_steps) {
   check(S, S, "S");
   check(Jb, S, "Jb");
   check(Q0, S, "Q0");
   const int64_t L = S.size(0), B = S.size(1), N = S.size(2), k = Q0.size(2), nq = qr_steps.size();
   auto Qs = at::empty({B, L + 1, N, k}, S.options());
-  auto Ps = at::empty({B, N, L, k}, S.options());
   auto Rs = at::empty({nq, B, k, k}, S.options());
   auto diag = at::empty({nq, B, k}, S.options().dtype(at::kDouble));
   const auto m = qr_mask(L, qr_steps);
-  int64_t failed = S.scalar_type() == at::kFloat ? forward_impl<float>(S, Jb, Q0, m, Qs, Ps, Rs, diag)
-                                                 : forward_impl<double>(S, Jb, Q0, m, Qs, Ps, Rs, diag);
-  return {Qs, Ps, Rs, diag, failed};
+  int64_t failed = S.scalar_type() == at::kFloat ? forward_impl<float>(S, Jb, Q0, m, Qs, Rs, diag)
+                                                 : forward_impl<double>(S, Jb, Q0, m, Qs, Rs, diag);
+  return {Qs, Rs, diag, failed};
 }
 
 std::tuple<at::Tensor, at::Tensor> window_backward(const at::Tensor& S, const at::Tensor& Jb, const at::Tensor& Qs,
-                                                   const at::Tensor& Ps, const at::Tensor& Rs, const at::Tensor& g,
+                                                   const at::Tensor& Rs, const at::Tensor& g,
                                                    c10::IntArrayRef qr_steps) {
-  for (auto* x : {&Jb, &Qs, &Ps, &Rs, &g}) check(*x, S, "every operand");
+  for (auto* x : {&Jb, &Qs, &Rs, &g}) check(*x, S, "every operand");
   auto gS = at::empty_like(S);
   auto gJ = at::empty_like(Jb);
   const auto m = qr_mask(S.size(0), qr_steps);
   if (S.scalar_type() == at::kFloat)
-    backward_impl<float>(S, Jb, Qs, Ps, Rs, g, m, gS, gJ);
+    backward_impl<float>(S, Jb, Qs, Rs, g, m, gS, gJ);
   else
-    backward_impl<double>(S, Jb, Qs, Ps, Rs, g, m, gS, gJ);
+    backward_impl<double>(S, Jb, Qs, Rs, g, m, gS, gJ);
   return {gS, gJ};
 }
 
 }  // namespace
 
 TORCH_LIBRARY(floss_window, m) {
-  m.def("window_forward(Tensor S, Tensor Jb, Tensor Q0, int[] qr_steps) -> (Tensor, Tensor, Tensor, Tensor, int)",
+  m.def("window_forward(Tensor S, Tensor Jb, Tensor Q0, int[] qr_steps) -> (Tensor, Tensor, Tensor, int)",
         &window_forward);
-  m.def("window_backward(Tensor S, Tensor Jb, Tensor Qs, Tensor Ps, Tensor Rs, Tensor g, int[] qr_steps) "
+  m.def("window_backward(Tensor S, Tensor Jb, Tensor Qs, Tensor Rs, Tensor g, int[] qr_steps) "
         "-> (Tensor, Tensor)", &window_backward);
 }
