@@ -9,7 +9,12 @@ numbers (tests compare them with ``torch.equal``); it is built once per machine 
 ``TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``) and registered as ``torch.ops.floss_native``.
 Where it cannot be built, a warning says why and the Python loop runs.
 
-``FLOSS_NATIVE=0`` turns it off (``1``, the default, uses it when it can be built).
+The flossing window of ``fastqr._RNNTangentLogs`` has a compiled loop too (``csrc/window_qr.cpp``, its own
+library ``torch.ops.floss_window``, built and locked the same way, ``load_window`` / ``window_available``): it
+calls the BLAS / LAPACK routines torch's CPU library exports, so a torch built without them loses only it,
+not the training loop's. Its numbers equal the Python loop's to rounding, not bit for bit.
+
+``FLOSS_NATIVE=0`` turns both off (``1``, the default, uses them when they can be built).
 """
 from __future__ import annotations
 
