@@ -95,7 +95,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("FLOSS_NO_WORKER", False, _flag,
             "`1`: the dashboard queues experiments but starts no worker (start one with `python -m floss_core worker`)"),
     Setting("FLOSS_NATIVE", True, _flag,
-            "`0`: the training kernel's time loop runs in Python instead of the compiled loop (same numbers)"),
+            "`0`: the training kernel's time loop (same numbers) and the flossing window's loop (equal to rounding) "
+            "run in Python instead of compiled"),
     Setting("FLOSS_CHROMIUM", None, _text,
             "the Chromium binary for PDF reports; unset: `chromium` on PATH, else `/usr/bin/chromium`"),
 )}
