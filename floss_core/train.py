@@ -216,8 +216,17 @@ class _Run:
 
     def computed(self) -> list[int] | None:
         """The members a step computes: None while every member is active (the whole stacked ensemble),
-        else the active ones' indices (a slice of it; a frozen member is dropped from the batch)."""
-        return None if bool(self.active.all()) else self._alive(self.active)
+        else the active ones' indices (a slice of it; a frozen member is dropped from the batch). A lone
+        active member keeps one frozen companion (a stopped one first; its results are discarded): a batch of
+        one takes another arithmetic path (the compiled loop's backward differs in the last bit at E = 1),
+        and the survivor's numbers must stay those of the full run."""
+        if bool(self.active.all()):
+            return None
+        idx = self._alive(self.active)
+        if len(idx) == 1:
+            frozen = torch.nonzero(self.stopped).flatten().tolist() + torch.nonzero(~self.active).flatten().tolist()
+            idx = sorted(idx + frozen[:1])
+        return idx
 
     def _slice(self, idx: list[int] | None) -> dict:
         """The parameters of the members ``idx`` (None: all): a differentiable slice of the stacked ones."""
@@ -400,6 +409,7 @@ class _Run:
         a member whose schedule measures now (adaptive): the measurement it flosses by is its flossing time."""
         idx = self.computed()          # the active members (None: all of them); the others' rows are NaN
         who = range(len(self.members)) if idx is None else idx
+        alive = self._alive(self.active)   # who is charged (a lone member's companion is not)
         t0 = self._clock()
         batch = _to(T.make_test_batch(self.task, [self.g_test[i] for i in who], self.cfg.eval_batch), self.dev)
         params = self._slice(idx)
@@ -409,9 +419,9 @@ class _Run:
         lam = D.top_exponents(self.model, params, inputs, min(self.cfg.monitor_k, self.d),
                               transient=self.diag_transient)
         monitor = self._clock() - t1
-        for i in who:
+        for i in alive:
             own = S.measures_at(self.schedules[i], step)
-            self._charge("floss" if own else "diag", monitor / len(who), [i])
+            self._charge("floss" if own else "diag", monitor / len(alive), [i])
         t2 = self._clock()
         # the success rule is the task's (diagnostics.judge): bit tasks, the first evaluation at the accuracy
         # bar; csv, the final evaluation's skill over the better naive baseline on the same test windows
@@ -427,7 +437,7 @@ class _Run:
             m.final.update({"test_loss": float(loss[i]), **{k: float(v[i]) for k, v in {**logged, **recorded}.items()},
                             **facts})
             m.convergence_step = D.convergence_step(self.task, m.convergence_step, bool(passed[i]), step)
-        self._charge("eval", t1 - t0 + self._clock() - t2, who)
+        self._charge("eval", t1 - t0 + self._clock() - t2, alive)
         return lam
 
     def train_step(self, step: int) -> None:
@@ -438,12 +448,13 @@ class _Run:
         parameters with the task's, so its backward runs on its own); the rest as task training."""
         idx = self.computed()          # the active members (None: all); a frozen member's data stream stops
         who = range(len(self.members)) if idx is None else idx
+        alive = self._alive(self.active)   # who trains and is charged (a lone member's companion is not)
         t0, flossing = self._clock(), 0.0
         batch = _to(T.make_ensemble_batch(self.task, [self.g_train[i] for i in who], split="train"), self.dev)
         loss, *_ = task_forward(self.model, self._slice(idx), batch, self.kind)
         loss = self._scatter(loss, idx)
         total_loss, term = loss, None
-        now = [i for i in who if S.joint_at(self.schedules[i], step) and self.members[i].diverged_step is None]
+        now = [i for i in alive if S.joint_at(self.schedules[i], step)]
         if now:
             t1 = self._clock()
             idx = torch.tensor(now, device=self.dev)
@@ -469,7 +480,7 @@ class _Run:
         self.diverge(~torch.isfinite(gnorm), step, "gradient became non-finite")
         self.task_opt.step(self.active.clone())
         self.steps["train"] += self.active               # the members whose update was applied
-        self._charge("train", self._clock() - t0 - flossing, who)
+        self._charge("train", self._clock() - t0 - flossing, alive)
         if now:
             self._charge("floss", flossing, now)
         if step % self.cfg.log_every == 0:

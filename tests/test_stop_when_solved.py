@@ -159,3 +159,24 @@ def test_paper_sized_networks_keep_the_full_runs_numbers():
         assert s["metrics"] == r["metrics"][:len(s["metrics"])], key
         if s["final"]["stopped_at"] is None:
             assert s["metrics"] == r["metrics"] and s["final"] == r["final"], key
+
+
+def test_a_lone_survivor_keeps_the_full_runs_numbers():
+    # the paper's network, two members: a pre-flossed one that solves early and an unflossed one that does not,
+    # which then trains alone; a batch of one takes another arithmetic path (the compiled loop's backward
+    # differs in the last bit at E = 1), so it keeps a frozen companion and its numbers stay the full run's
+    from floss_core.train import train
+
+    spec = make_spec("paper", task="xor", delays=[20], seeds=1, steps=300, pre_steps=50, schedules=["pre", "none"])
+    task = replace(spec.task, delay=20)
+    pre, none = spec.schedules
+
+    def go(stop):
+        return train(spec.model, task, replace(spec.train, stop_when_solved=stop), spec.floss, [pre, none], [1, 0],
+                     members=True, device="cpu")
+
+    full, stopped = go(False), go(True)
+    if stopped[0]["final"]["stopped_at"] is None or stopped[1]["final"]["stopped_at"] is not None:
+        pytest.skip("the pre-flossed network did not solve before the other here: no lone survivor")
+    assert stopped[1]["metrics"] == full[1]["metrics"] and stopped[1]["final"] == {**full[1]["final"]}
+    assert stopped[1]["spectra"] == full[1]["spectra"]
