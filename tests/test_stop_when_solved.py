@@ -180,3 +180,31 @@ def test_a_lone_survivor_keeps_the_full_runs_numbers():
         pytest.skip("the pre-flossed network did not solve before the other here: no lone survivor")
     assert stopped[1]["metrics"] == full[1]["metrics"] and stopped[1]["final"] == {**full[1]["final"]}
     assert stopped[1]["spectra"] == full[1]["spectra"]
+
+
+def test_the_launch_pages_checkbox_sets_it(tmp_path, monkeypatch):
+    # the Launch page: a checkbox, on for the quick size and off for paper; unticked, the queued spec trains
+    # the whole budget
+    import sys
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from floss_core.store import Store
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root))
+    monkeypatch.setenv("FLOSS_NO_WORKER", "1")
+    monkeypatch.setenv("FLOSS_STORE", str(tmp_path / "floss.db"))
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/1_Launch.py").run()
+    assert at.checkbox(key="quick:stop_when_solved").value is True
+    at.checkbox(key="quick:stop_when_solved").uncheck().run()
+    next(b for b in at.button if b.label == "Launch").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    with Store(tmp_path / "floss.db") as s:
+        stored = s.experiments()["config"].iloc[0]
+    assert stored["train"]["stop_when_solved"] is False
+    at.radio[0].set_value("paper").run()
+    assert at.checkbox(key="paper:stop_when_solved").value is False
