@@ -137,6 +137,17 @@ def status() -> str:
     return "compiled" if load() else f"python ({_state['error']})"
 
 
+def window_status() -> str:
+    """Which flossing-window loop this process ran, stored with every run (it equals the Python loop to rounding,
+    not bit for bit): 'compiled', 'not used' (no CPU RNN window ran, so nothing was built),
+    'python (FLOSS_NATIVE=0)' or 'python (<why the build failed>)'."""
+    if not enabled():
+        return "python (FLOSS_NATIVE=0)"
+    if _window_state["loaded"] is None:
+        return "not used"
+    return "compiled" if _window_state["loaded"] else f"python ({_window_state['error']})"
+
+
 def rnn_forward_loop(H: torch.Tensor, Y: torch.Tensor, W2: torch.Tensor, n: int) -> None:
     """Fill Y[t] = H[:, t] @ W2 and H[:, t+1, :, :n] = tanh(Y[t, ..., :n]) for t = 0..T-1 (in place).
     H (E, T+1, B, n+a), Y (T, E, B, n+o), W2 (E, n+a, n+o)."""

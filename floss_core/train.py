@@ -532,8 +532,9 @@ class _Run:
 
 
 def versions() -> dict:
-    """What made a record: the versions of floss_core, torch, numpy and python, and which time loop ran
-    (``native.status()``)."""
+    """What made a record: the versions of floss_core, torch, numpy and python, which time loop ran
+    (``native.status()``) and which flossing-window loop (``native.window_status()``)."""
     import numpy
     return {"floss_core": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
-            "python": platform.python_version(), "time_loop": native.status()}
+            "python": platform.python_version(), "time_loop": native.status(),
+            "window_loop": native.window_status()}

@@ -32,6 +32,14 @@ def test_the_compiled_loop_builds_here():
 
 
 @needs_compiler
+def test_every_record_says_which_window_loop_ran(monkeypatch):
+    assert native.window_available(), native.window_status()
+    assert versions()["window_loop"] == "compiled"
+    monkeypatch.setenv("FLOSS_NATIVE", "0")
+    assert versions()["window_loop"] == "python (FLOSS_NATIVE=0)"
+
+
+@needs_compiler
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_compiled_and_python_loops_give_identical_numbers(monkeypatch, dtype):
     # the same ATen calls in the same order: bit for bit the same readouts and gradients
