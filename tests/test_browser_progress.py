@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow   # a real server, a real worker, a real browser
 
 # three ensembles (one per delay) of a few seconds each, trained one after another by the worker
 SPEC = make_spec("quick", name="progress", hidden=16, steps=1000, seeds=2, delays=[4, 6, 8], schedules=["none", "pre"],
-                 pre_steps=40, k=4, seq_len=20, floss_len=10, floss_transient=2, eval_every=50)
+                 pre_steps=40, k=4, seq_len=20, floss_len=10, floss_transient=2, eval_every=50,
+                 stop_when_solved=False)   # the whole budget: this test follows a run's progress to its end
 
 
 def seconds(eta: str) -> float | None:
