@@ -72,6 +72,21 @@ def _qr_step(A: torch.Tensor, gram_dtype: torch.dtype, refine: bool = False):
     return Q * sign.unsqueeze(-2), R * sign.unsqueeze(-1), True
 
 
+def _window_qr(X, gram_dtype, refine: bool, cpu: bool):
+    """One window step's QR of X (..., n, k) for the Python window loops: LAPACK's Householder in X's dtype
+    (``gram_dtype`` None), else CholeskyQR inline (``_qr_step``'s first pass), handing over to ``_qr_step``
+    (CholeskyQR2, or Householder where a Gram is singular) when asked to refine or when a Cholesky fails.
+    Returns (Q, R, the number of fallbacks: 0 or 1)."""
+    if gram_dtype is None:
+        Q, R = torch.linalg.qr(X)
+        return Q, R, 0
+    Xg = X.to(gram_dtype)
+    R, info = torch.linalg.cholesky_ex(torch.bmm(Xg.mT, Xg), upper=True)
+    if refine or (bool(info.numpy().any()) if cpu else bool(info.any())):
+        return _qr_step(X, gram_dtype, refine)
+    return torch.linalg.solve_triangular(R, Xg, upper=True, left=False), R, 0
+
+
 def _warn_if_collinear(diag: torch.Tensor, dtype: torch.dtype, every: int) -> None:
     """The fused kernel's version of lyapunov_spectrum's check: between two QRs the tangent columns align
     with the top direction; once diag(R)'s smallest entry relative to its largest falls to the rounding
@@ -301,22 +316,14 @@ class _LayeredTangentLogs(torch.autograd.Function):
         Q = Q0.expand(Bn, *Q0.shape[-2:])
         At = A.unbind(0)
         Qs, Rs, fallbacks = [Q], [], 0
-        bmm, chol, solve = torch.bmm, torch.linalg.cholesky_ex, torch.linalg.solve_triangular
+        bmm = torch.bmm
         cpu = Q.device.type == "cpu"
-        # the loop is written flat: at hidden 64 the interpreter's time per step is of the order of the
-        # arithmetic's (bench/RESULTS.md, "Flossing a user's module")
+        # the loop is written flat (one helper call per step): at hidden 64 the interpreter's time per step is
+        # of the order of the arithmetic's (bench/RESULTS.md, "Flossing a user's module")
         for t in range(T):
             X = bmm(At[t], Q)
-            if gram_dtype is None:                                # LAPACK's Householder in X's dtype
-                Q, R = torch.linalg.qr(X)
-            else:                                                 # CholeskyQR, inline (_qr_step's first pass)
-                Xg = X.to(gram_dtype)
-                R, info = chol(bmm(Xg.mT, Xg), upper=True)
-                if refine or (bool(info.numpy().any()) if cpu else bool(info.any())):
-                    Q, R, fell = _qr_step(X, gram_dtype, refine)  # CholeskyQR2, or Householder
-                    fallbacks += fell
-                else:
-                    Q = solve(R, Xg, upper=True, left=False)
+            Q, R, fell = _window_qr(X, gram_dtype, refine, cpu)
+            fallbacks += fell
             Q = Q.to(dt)
             Rs.append(R)
             Qs.append(Q)
@@ -395,7 +402,7 @@ class _StackedTangentLogs(torch.autograd.Function):
         Fv = [None] + [Xb[:, :, o:o + feed].unbind(0) for o in offs[:L - 1]]
         Qt, Xt = Qb.unbind(0), Xb.unbind(0)
         Rs, fallbacks = [], 0
-        bmm, chol, solve = torch.bmm, torch.linalg.cholesky_ex, torch.linalg.solve_triangular
+        bmm = torch.bmm
         cpu = Xb.device.type == "cpu"
         for t in range(T):
             for l in range(L):
@@ -406,16 +413,8 @@ class _StackedTangentLogs(torch.autograd.Function):
                 if l:
                     X.baddbmm_(Bt[l][t], Fv[l][t])
             A = Xt[t]
-            if gram_dtype is None:                                # LAPACK's Householder in A's dtype
-                Q, R = torch.linalg.qr(A)
-            else:                                                 # CholeskyQR, inline (_qr_step's first pass)
-                Ag = A.to(gram_dtype)
-                R, info = chol(bmm(Ag.mT, Ag), upper=True)
-                if refine or (bool(info.numpy().any()) if cpu else bool(info.any())):
-                    Q, R, fell = _qr_step(A, gram_dtype, refine)  # CholeskyQR2, or Householder
-                    fallbacks += fell
-                else:
-                    Q = solve(R, Ag, upper=True, left=False)
+            Q, R, fell = _window_qr(A, gram_dtype, refine, cpu)
+            fallbacks += fell
             Qt[t + 1].copy_(Q)
             Rs.append(R)
         tiny = torch.finfo(dt).tiny
