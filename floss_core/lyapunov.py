@@ -295,7 +295,7 @@ def _factor(orth, A: torch.Tensor):
 
 @torch.no_grad()
 def long_term_jacobian(step, state0: torch.Tensor, inputs, horizons, *, jacobian=None,
-                       k: int | None = None, qr: str = "householder") -> dict:
+                       k: int | None = None, qr: str = "householder", transient: int | None = None) -> dict:
     """Singular values of the long-term Jacobian T_t = D_t ⋯ D_1 = ∂state_t/∂state_0 at given horizons.
 
     Stable for long horizons: T_t is kept as Q · diag(e^logd) · U with Q orthonormal (a QR every
@@ -308,9 +308,14 @@ def long_term_jacobian(step, state0: torch.Tensor, inputs, horizons, *, jacobian
       k: also report the condition number of the top-k subspace, σ_1/σ_k (default D).
       qr: the re-orthonormalisation, as for ``lyapunov_spectrum`` (any QR with |R_ii| right will do:
         signs are absorbed into U).
+      transient: also return the full Lyapunov spectrum of the whole window from the same pass: the QRs
+        here are those of ``lyapunov_spectrum(..., k=D, Q0=I, transient=transient, qr=qr)`` step for step
+        (the same tangent map from the same identity), so its ``exponents`` are those numbers exactly, at
+        no extra cost (a snapshot needs both; computing them apart ran the window's tangent space twice).
     Returns dict of tensors (H = len(horizons), leading dims of state0 as "...") on the CPU, float64:
       ``horizons`` (H,), ``log_sv`` (H, ..., D) descending, ``log_kappa`` (H, ...) = log σ_1/σ_D,
-      ``log_kappa_k`` (H, ...) = log σ_1/σ_k.
+      ``log_kappa_k`` (H, ...) = log σ_1/σ_k; with ``transient``, ``exponents`` (..., D) descending, in
+      the dtype ``lyapunov_spectrum`` returns them.
     """
     steps = inputs if isinstance(inputs, int) else inputs.shape[0]
     horizons = sorted(int(h) for h in horizons)
@@ -322,10 +327,13 @@ def long_term_jacobian(step, state0: torch.Tensor, inputs, horizons, *, jacobian
         raise ValueError(f"k must be in 1..{d}, got {k}")
     if qr not in QR_METHODS:
         raise ValueError(f"unknown qr {qr!r}; choose one of {', '.join(QR_METHODS)}")
+    if transient is not None:
+        _check(d, d, steps, transient, 1)
     orth = QR_METHODS[qr]
     tangent = jacobian or jvp_tangent(step)
     batch = state0.shape[:-1]
     Q = torch.eye(d, dtype=state0.dtype, device=state0.device).expand(*batch, d, d)
+    logs = []                                    # log |R_ii| after the transient (``transient``)
     logd = torch.zeros(*batch, d, dtype=torch.float64)
     U = torch.eye(d, dtype=torch.float64).expand(*batch, d, d)
     state, out, want = state0, [], set(horizons)
@@ -336,6 +344,8 @@ def long_term_jacobian(step, state0: torch.Tensor, inputs, horizons, *, jacobian
         new = step(state, x)
         Q, R = _factor(orth, tangent(state, x, new, Q))
         state = new
+        if transient is not None and t > transient:
+            logs.append(_log_abs(R.diagonal(dim1=-2, dim2=-1).abs()))   # as lyapunov_spectrum logs them
         R = R.to(dtype=torch.float64, device="cpu")
         dead = torch.maximum(dead, (R.diagonal(dim1=-2, dim2=-1) == 0).sum(-1))
         # T_{t} = Q' R diag(d) U = Q' diag(d) (diag(d)⁻¹ R diag(d)) U; re-grade so U keeps a ±1 diagonal
@@ -349,15 +359,18 @@ def long_term_jacobian(step, state0: torch.Tensor, inputs, horizons, *, jacobian
         if t in want:
             out.append(_graded_log_svdvals(logd, U))
             dead_at.append(dead.clone())
-        if t >= horizons[-1]:
+        if t >= horizons[-1] and transient is None:
             break
     log_sv = torch.stack(out)
     # an exactly singular product has σ = 0 in the lost directions: -inf, so κ₂ = inf, never a big finite number
     lost = torch.arange(d) >= (d - torch.stack(dead_at))[..., None]   # per horizon: lost by then, not by the end
     log_sv = torch.where(lost, torch.tensor(-math.inf, dtype=log_sv.dtype), log_sv)
-    return {"horizons": torch.tensor(horizons), "log_sv": log_sv,
-            "log_kappa": log_sv[..., 0] - log_sv[..., -1],
-            "log_kappa_k": log_sv[..., 0] - log_sv[..., k - 1]}
+    out = {"horizons": torch.tensor(horizons), "log_sv": log_sv,
+           "log_kappa": log_sv[..., 0] - log_sv[..., -1],
+           "log_kappa_k": log_sv[..., 0] - log_sv[..., k - 1]}
+    if transient is not None:
+        out["exponents"] = torch.sort(ordered_sum(logs) / (steps - transient), dim=-1, descending=True).values
+    return out
 
 
 def gradient_vs_horizon(step, state0: torch.Tensor, inputs, *, loss=None,

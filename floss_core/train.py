@@ -202,6 +202,7 @@ class _Run:
         self.members = [_Member(s) for s in seeds]
         self.active = torch.ones(e, dtype=torch.bool, device=dev)
         self.stopped = torch.zeros(e, dtype=torch.bool, device=dev)   # solved and stopped (stop_when_solved)
+        self._snapshots: dict[int, tuple[list, dict]] = {}   # member -> (its weights, its last snapshot)
         self.seconds = {part: [0.0] * e for part in PARTS}
         self.steps = {"train": torch.zeros(e, dtype=torch.long, device=dev), "floss": [0] * e}
         self.done, self.total, self.on_progress, self.should_stop = 0, total, on_progress, should_stop
@@ -339,31 +340,52 @@ class _Run:
     def snapshot(self, step: int, phase: str, who: torch.Tensor) -> None:
         """Spectrum, λ_1, κ₂, singular values and gradient-vs-horizon of the active members in ``who`` (and
         of the stopped ones in it: the final snapshot, of their weights at convergence, at the step they
-        stopped at)."""
+        stopped at).
+
+        Only those members are computed, and only those whose weights changed since their last snapshot:
+        the others' numbers are that snapshot's (``_snapshots``), which is what computing them again would
+        give (a phase's "before" right after the initial snapshot, a stopped member's final one). A lone
+        member keeps a companion, as in ``computed`` (a batch of one takes another arithmetic path)."""
         if not self.cfg.diagnostics:
             return
         self.enter("diagnostics", who)
         t0 = self._clock()
-        snap = D.snapshot(self.model, self.params, self.diag_inputs, transient=self.diag_transient, k=self.fl.k,
-                          dtype=DIAG_DTYPES[self.cfg.diag_dtype])
-        lam = snap["exponents"]
-        for i in torch.nonzero(who & (self.active | self.stopped)).flatten().tolist():
-            m = self.members[i]
+        wanted = torch.nonzero(who & (self.active | self.stopped)).flatten().tolist()
+        weights = {i: [v[i].detach() for v in self.params.values()] for i in wanted}
+        need = [i for i in wanted if i not in self._snapshots
+                or not all(torch.equal(a, b) for a, b in zip(self._snapshots[i][0], weights[i]))]
+        if need:
+            idx = need if len(need) > 1 or len(self.members) == 1 else \
+                sorted(need + [next(j for j in range(len(self.members)) if j not in need)])
+            snap = D.snapshot(self.model, self._slice(idx), self.diag_inputs[:, idx], transient=self.diag_transient,
+                              k=self.fl.k, dtype=DIAG_DTYPES[self.cfg.diag_dtype])
+            for i in need:
+                j = idx.index(i)
+                self._snapshots[i] = ([w.clone() for w in weights[i]],
+                                      {"exponents": snap["exponents"][j], "horizons": snap["horizons"],
+                                       **{key: snap[key][:, j] for key in ("log_sv", "log_kappa", "log_kappa_k",
+                                                                          "grad_norm")}})
+        for i in wanted:
+            m, snap = self.members[i], self._snapshots[i][1]
+            lam = snap["exponents"]
             at = step if m.stopped_at is None else m.stopped_at
-            m.spectra.append({"step": at, "phase": phase, "exponents": lam[i].tolist()})
+            m.spectra.append({"step": at, "phase": phase, "exponents": lam.tolist()})
             for j, h in enumerate(snap["horizons"]):
                 m.jacobian.append({"step": at, "phase": phase, "horizon": h,
-                                   "log_sv": snap["log_sv"][j, i].tolist(),
-                                   "log_kappa": float(snap["log_kappa"][j, i]),
-                                   "log_kappa_k": float(snap["log_kappa_k"][j, i]),
-                                   "grad_norm": float(snap["grad_norm"][h, i])})
-            log10_kappa = float(snap["log_kappa"][-1, i]) / math.log(10)
-            m.final.setdefault("lambda1_before", float(lam[i, 0]))
+                                   "log_sv": snap["log_sv"][j].tolist(),
+                                   "log_kappa": float(snap["log_kappa"][j]),
+                                   "log_kappa_k": float(snap["log_kappa_k"][j]),
+                                   "grad_norm": float(snap["grad_norm"][h])})
+            log10_kappa = float(snap["log_kappa"][-1]) / math.log(10)
+            m.final.setdefault("lambda1_before", float(lam[0]))
             m.final.setdefault("log10_kappa_before", log10_kappa)
-            m.final["lambda1_after"], m.final["log10_kappa_after"] = float(lam[i, 0]), log10_kappa
+            m.final["lambda1_after"], m.final["log10_kappa_after"] = float(lam[0]), log10_kappa
             if phase.endswith("_after"):
-                m.final["lambda1_flossed"] = float(lam[i, 0])
-        self._charge("diag", self._clock() - t0)      # computed for the whole ensemble: everyone's share
+                m.final["lambda1_flossed"] = float(lam[0])
+        if need:
+            self._charge("diag", self._clock() - t0, need)   # the members computed share its time
+        elif wanted:
+            self._charge("diag", self._clock() - t0, wanted)
 
     def floss(self, phase: str, step: int, counts: list[int]) -> None:
         """The flossing phases of the members whose schedule asks for counts[i] > 0 steps now: members

@@ -320,6 +320,23 @@ def test_long_term_jacobian_equals_svd_of_the_explicit_jacobian_product(qr):
 
 
 @pytest.mark.parametrize("qr", ["householder", "cholesky64"])
+def test_long_term_jacobian_gives_the_full_spectrum_of_the_same_pass(qr):
+    # with a transient it returns lyapunov_spectrum(k = D, Q0 = I)'s numbers exactly (the same QRs), and
+    # the closed form on a linear map: x -> diag(a) x has exponents log|a| sorted
+    step, x0, _ = _tanh_rnn(6, gain=1.8, seed=40, batch=(3,))
+    u = 0.3 * torch.randn(40, 3, 6, generator=_gen(41), dtype=F64)
+    out = long_term_jacobian(step, x0, u, [1, 10, 40], qr=qr, transient=7)
+    want = lyapunov_spectrum(step, x0, u, 6, transient=7, Q0=torch.eye(6, dtype=F64), qr=qr)
+    assert torch.equal(out["exponents"], want)
+    assert "exponents" not in long_term_jacobian(step, x0, u, [1, 10], qr=qr)
+    a = torch.tensor([0.5, -2.0, 1.1], dtype=F64)
+    lin = long_term_jacobian(lambda s, x: s * a, torch.ones(3, dtype=F64), 50, [5], qr=qr, transient=10)
+    assert torch.allclose(lin["exponents"], torch.log(a.abs()).sort(descending=True).values, atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match="transient"):
+        long_term_jacobian(step, x0, u, [1, 10], qr=qr, transient=40)
+
+
+@pytest.mark.parametrize("qr", ["householder", "cholesky64"])
 def test_exactly_singular_long_term_jacobian_is_minus_inf_and_infinite_kappa(qr):
     # the second unit is wiped every step: T_t has rank 2 of 3 from t = 1 on
     mask = torch.tensor([1.0, 0.0, 1.0], dtype=F64)

@@ -90,6 +90,34 @@ def test_spectrum_snapshots_before_and_after_each_phase():
         assert r["final"]["lambda1_flossed"] == r["spectra"][-2]["exponents"][0]
 
 
+def test_a_snapshot_computes_only_members_whose_weights_changed(monkeypatch):
+    # init and pre_before see the same weights: pre_before is init's numbers, not a second computation; a
+    # phase's snapshots compute only its members; the numbers are those of snapshotting everyone every time
+    from floss_core import diagnostics as D
+    computed, real = [], D.snapshot
+
+    def counting(model, params, inputs, **kw):
+        computed.append(params["h0"].shape[0])
+        return real(model, params, inputs, **kw)
+
+    cfg = replace(TRAIN, diagnostics=True)
+    seeds = [0, 1, 2]
+    pre, none = Schedule(**{**SCHED, "name": "pre"}), Schedule(**{**SCHED, "name": "none"})
+    monkeypatch.setattr(TR.D, "snapshot", counting)
+    recs = train(MODEL, TASK, cfg, FLOSS, [pre, none, pre], seeds, members=True)
+    assert computed == [3, 2, 3]               # init (all), pre_after (the two pre members), final (all)
+    for r in recs:
+        by = {s["phase"]: s["exponents"] for s in r["spectra"]}
+        if r["schedule"] == "pre":
+            assert by["pre_before"] == by["init"] and by["pre_after"] != by["init"]
+    # each member's numbers equal a snapshot of the whole ensemble at those weights (here: the final one)
+    out = TR._Run(MODEL, TASK, cfg, FLOSS, [pre, none, pre], seeds, torch.device("cpu"), total=1, on_progress=None,
+                  should_stop=None)
+    whole = real(MODEL, out.params, out.diag_inputs, transient=out.diag_transient, k=FLOSS.k, dtype=torch.float64)
+    for i, r in enumerate(recs):
+        assert r["spectra"][0]["exponents"] == whole["exponents"][i].tolist()   # init: untrained weights
+
+
 def test_inter_phase_after_the_last_step_never_runs():
     recs = run("inter", inter_at=(2, 50))
     assert metric_steps(recs[0], "floss_loss_inter") == [2, 2]
