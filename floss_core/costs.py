@@ -46,7 +46,7 @@ from datetime import datetime, timezone
 
 from . import __version__
 
-TABLE_VERSION = 1
+TABLE_VERSION = 2                       # 2: snapshots of one pass, the compiled flossing window (issue 18)
 HIDDEN = (8, 32, 80)                    # the sizes' hidden units (tiny, quick, paper)
 ENSEMBLE = (1, 4, 16)                   # networks per ensemble, measured at every hidden size
 OPS = ("train", "eval", "exponents", "floss", "snapshot")
@@ -333,8 +333,8 @@ def _call(run, p: dict):
         return lambda: run.evaluate(1)
     if op == "floss":
         return lambda: run.floss("pre", 0, [1] * len(run.members))
-    if op == "snapshot":
-        return lambda: run.snapshot(0, "init", everyone)
+    if op == "snapshot":       # forget the last one: unchanged weights would reuse it (``_Run.snapshot``)
+        return lambda: (run._snapshots.clear(), run.snapshot(0, "init", everyone))
     if op == "exponents":
         window = _bits(run.g_check, p["L"], 1, run.n_in, run.dev)
         return lambda: top_exponents(run.model, run.params, window, p["k"], transient=p["L"] // 5)

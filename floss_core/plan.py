@@ -132,9 +132,10 @@ def _checks(floss, n: int) -> int:
 def job_work(spec: "ComparisonSpec", job: Job) -> list[tuple[str, str, dict, int]]:
     """What one job runs: (part, primitive, sizes, calls) for the cost model (``costs.CostModel``):
     training steps, evaluations, flossing steps and the stopping rule's checks per phase, the joint
-    term, diagnostics snapshots (the whole ensemble, before and after every phase, at the start and the
-    end)."""
+    term, diagnostics snapshots (the whole ensemble at the start and the end, a phase's members before and
+    after it)."""
     from . import models as M
+    from .train import _groups
 
     by_name = {s.name: s for s in spec.schedules}
     members = [(by_name[n], seed) for n, seed in job.member_list(spec)]
@@ -154,7 +155,13 @@ def job_work(spec: "ComparisonSpec", job: Job) -> list[tuple[str, str, dict, int
     if joint:
         work.append(("floss", "floss", dict(floss_sizes, E=len(joint)), len(range(0, tr.steps, joint[0].every))))
     if tr.diagnostics:
-        work.append(("diag", "snapshot", dict(E=e, N=n, k=max(1, min(fl.k, d)), L=window), 2 + 2 * len(phases)))
+        # the whole ensemble at the start and the end, a phase's members before and after it; a pre phase's
+        # "before" is the initial snapshot's numbers (the same weights: ``_Run.snapshot`` computes nothing)
+        snap = dict(N=n, k=max(1, min(fl.k, d)), L=window)
+        work.append(("diag", "snapshot", dict(snap, E=e), 2))
+        n_pre = len(_groups([S.pre_steps(s) for s, _ in members]))
+        for i, (_, m) in enumerate(phases):
+            work.append(("diag", "snapshot", dict(snap, E=m), 1 if i < n_pre else 2))
     return [w for w in work if w[3] > 0]
 
 

@@ -39,7 +39,11 @@ def print_summary(summary: list[dict], *, as_json: bool, extra: dict | None = No
             out["schedules"][key] = dict(row)   # a figure that does not exist is null (_print_json)
         _print_json(out)
         return
-    _print_table(summary, SUMMARY_COLUMNS)
+    columns = SUMMARY_COLUMNS
+    if any(row.get("stopped") for row in summary):   # stop_when_solved: say what the accuracy column holds
+        columns = [(k, "acc (at conv. if stopped)" if k == "final_acc" else v) for k, v in SUMMARY_COLUMNS]
+        columns.insert(columns.index(("final_acc", "acc (at conv. if stopped)")), ("stopped", "stopped"))
+    _print_table(summary, columns)
 
 
 def _add_compare(sub) -> None:
