@@ -1,0 +1,238 @@
+"""The schedule adviser's table and chart: its trials (``floss_core.advice``'s trial dicts) and recommendation
+(``advice.recommend``'s dict, or the same dict as the store keeps it, JSON) -> a DataFrame and a plotly
+figure, for the Advise page and the advice report alike. Pure pandas / plotly: no torch, no streamlit.
+
+A trial is named by its number (``trial``) wherever the recommendation points at one, so a recommendation read
+back from the store (copies of the trial dicts) highlights the same trial as one computed here.
+
+    rec = advice.recommend(trials, target)
+    table = trials_table(trials, rec)        # one row per trial, numbers: what the tests compare
+    shown = trials_display(table)            # the same rows as text, for a page or a report
+    fig = fig_advice(trials, rec)            # success rate (95 % Wilson) vs compute s per run, the front, the target
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from ..advice import is_baseline, pareto_front, recommend
+from ..stats import is_missing
+from .figures import _figure, color
+
+MISSING = "—"   # as views.frames: a value that does not exist
+FRONT_COLOR = "#111827"
+CHOICE_COLOR = "#16a34a"
+
+# (column of trials_table, header of trials_display), in the order shown
+DISPLAY = [("label", "Schedule tried"), ("schedule", "Schedule"), ("seeds_run", "Seeds run"),
+           ("success", "Success (95 % interval)"), ("compute_seconds", "Compute s / run"),
+           ("extra_seconds", "Extra vs no flossing"), ("median_convergence", "Median convergence step"),
+           ("on_front", "On the front"), ("first_rung_only", "Stopped after first rung"), ("role", "Verdict")]
+
+
+def trial_number(x) -> int | None:
+    """A trial dict's number (or a number itself); None for None (no choice, no runner-up, no baseline)."""
+    if x is None:
+        return None
+    return int(x["trial"]) if isinstance(x, dict) else int(x)
+
+
+def recommendation(trials: list[dict], target: float, stored: dict | None = None) -> dict:
+    """The recommendation to show: ``stored`` (the store's result, as the search wrote it) where it holds one,
+    else ``advice.recommend`` over the trials so far."""
+    if stored and stored.get("statement") and stored.get("status"):
+        return stored
+    return recommend(trials, target)
+
+
+def roles(rec: dict | None) -> dict[int, str]:
+    """trial number -> what the verdict makes of it: 'recommended' (or 'best found' where nothing reaches the
+    target), 'runner-up', 'no flossing'."""
+    out: dict[int, str] = {}
+    if not rec:
+        return out
+    base = trial_number(rec.get("baseline"))
+    if base is not None:
+        out[base] = "no flossing"
+    runner = trial_number(rec.get("runner_up"))
+    if runner is not None:
+        out[runner] = "runner-up"
+    choice = trial_number(rec.get("choice"))
+    if choice is not None:
+        out[choice] = "recommended" if rec.get("status") in ("recommended", "no_flossing") else "best found"
+    return out
+
+
+def _baseline(trials: list[dict], rec: dict | None) -> dict | None:
+    wanted = trial_number((rec or {}).get("baseline"))
+    done = [t for t in trials if is_baseline(t) and t["complete"]]
+    if wanted is not None:
+        done = [t for t in trials if t["trial"] == wanted] or done
+    return done[0] if done else None
+
+
+def trials_table(trials: list[dict], rec: dict | None = None) -> pd.DataFrame:
+    """One row per trial, cheapest first (ties: the trial number), the trial dicts' own numbers: trial, label,
+    schedule (its name), seeds_run, n, successes, success_rate, ci_low, ci_high, compute_seconds,
+    extra_seconds (compute against the no-flossing trial's; NaN without one), median_convergence,
+    on_front (on the Pareto front of complete trials), first_rung_only (stopped by successive halving after
+    the first rung: fewer seeds), role (``roles``: '' for the others)."""
+    front = {t["trial"] for t in pareto_front(trials)}
+    base = _baseline(trials, rec)
+    role = roles(rec)
+    rows = [{"trial": int(t["trial"]), "label": t["label"], "schedule": t["schedule"]["name"],
+             "seeds_run": len(t["seeds"]), "n": int(t["n"]), "successes": int(t["successes"]),
+             "success_rate": float(t["success_rate"]), "ci_low": float(t["ci_low"]), "ci_high": float(t["ci_high"]),
+             "compute_seconds": float(t["compute_seconds"]),
+             "extra_seconds": math.nan if base is None else float(t["compute_seconds"]) - float(base["compute_seconds"]),
+             "median_convergence": math.nan if is_missing(t.get("median_convergence")) else
+             float(t["median_convergence"]),
+             "on_front": t["trial"] in front, "first_rung_only": not t["complete"],
+             "role": role.get(int(t["trial"]), "")} for t in trials]
+    columns = ["trial", "label", "schedule", "seeds_run", "n", "successes", "success_rate", "ci_low", "ci_high",
+               "compute_seconds", "extra_seconds", "median_convergence", "on_front", "first_rung_only", "role"]
+    table = pd.DataFrame(rows, columns=columns)
+    return table.sort_values(["compute_seconds", "trial"], kind="stable").reset_index(drop=True)
+
+
+def success_text(successes: int, n: int, rate: float, lo: float, hi: float) -> str:
+    """'7 of 8 (88 %, 53–98 %)': solved seeds, the rate and its 95 % Wilson interval, as advice's statement."""
+    return f"{successes} of {n} ({100 * rate:.0f} %, {100 * lo:.0f}–{100 * hi:.0f} %)"
+
+
+def trials_display(table: pd.DataFrame) -> pd.DataFrame:
+    """A ``trials_table`` as text, headers as ``DISPLAY`` names them: no cell is None or NaN (a missing value
+    is '—'); seconds with one decimal as the statement writes them, the extra compute signed ('+2.3 s
+    (1.40×)'), the no-flossing row 'baseline'."""
+    base = table[table["role"] == "no flossing"]
+    base_s = float(base["compute_seconds"].iloc[0]) if len(base) else math.nan
+
+    def extra(r) -> str:
+        if r.role == "no flossing":
+            return "baseline"
+        if is_missing(r.extra_seconds):
+            return MISSING
+        ratio = f" ({r.compute_seconds / base_s:.2f}×)" if base_s > 0 else ""
+        return f"{r.extra_seconds:+.1f} s{ratio}"
+
+    rows = [(r.label, r.schedule, str(r.seeds_run),
+             success_text(r.successes, r.n, r.success_rate, r.ci_low, r.ci_high), f"{r.compute_seconds:.1f}",
+             extra(r), MISSING if is_missing(r.median_convergence) else f"{r.median_convergence:.0f}",
+             "yes" if r.on_front else "", "yes" if r.first_rung_only else "", r.role)
+            for r in table.itertuples()]
+    return pd.DataFrame(rows, columns=[h for _, h in DISPLAY])
+
+
+def _hover(t: dict) -> str:
+    conv = t.get("median_convergence")
+    conv = "nothing solved" if is_missing(conv) else f"median convergence step {conv:.0f}"
+    seeds = f"{len(t['seeds'])} seeds" + ("" if t["complete"] else " (stopped after the first rung)")
+    return (f"#{t['trial']} {t['label']}<br>{t['successes']} of {t['n']} solved ({100 * t['success_rate']:.0f} %, "
+            f"95 % interval {100 * t['ci_low']:.0f}–{100 * t['ci_high']:.0f} %)<br>"
+            f"{t['compute_seconds']:.1f} s of training + flossing per run; {conv}; {seeds}")
+
+
+def _points(trials: list[dict], *, name: str, marker: dict, opacity: float = 1.0, showlegend: bool = True,
+            text: list[str] | None = None, textposition: str = "top center", errors: bool = True,
+            group: str | None = None) -> dict:
+    """One scatter trace of trials: success rate (y, with its Wilson interval as error bars) against compute."""
+    trace = dict(type="scatter", x=[t["compute_seconds"] for t in trials], y=[t["success_rate"] for t in trials],
+                 mode="markers+text" if text else "markers", name=name, marker=marker, opacity=opacity,
+                 showlegend=showlegend, legendgroup=group or name,
+                 customdata=[[t["trial"], t["label"]] for t in trials],
+                 hovertext=[_hover(t) for t in trials], hovertemplate="%{hovertext}<extra></extra>")
+    if errors:
+        trace["error_y"] = dict(type="data", symmetric=False,
+                                array=[t["ci_high"] - t["success_rate"] for t in trials],
+                                arrayminus=[t["success_rate"] - t["ci_low"] for t in trials],
+                                color=marker.get("color"), thickness=1.2, width=3)
+    if text:
+        trace.update(text=text, textposition=textposition, textfont=dict(size=11, color=marker.get("color")))
+    return trace
+
+
+def _front_steps(front: list[dict]) -> tuple[list, list]:
+    """The front as a staircase: from each trial, level to the next one's compute, then up to its rate (spending
+    more buys the next trial's success)."""
+    xs, ys = [], []
+    for i, t in enumerate(front):
+        if i:
+            xs.append(t["compute_seconds"])
+            ys.append(front[i - 1]["success_rate"])
+        xs.append(t["compute_seconds"])
+        ys.append(t["success_rate"])
+    return xs, ys
+
+
+def fig_advice(trials: list[dict], rec: dict | None = None, *, target: float | None = None) -> go.Figure:
+    """Success rate (95 % Wilson interval as error bars) against training + flossing seconds per run: every trial
+    faint in its schedule's colour (one legend entry per schedule), the trials successive halving stopped after
+    the first rung as open crosses (not on the front: fewer seeds), the Pareto front as a staircase, the target
+    as a dashed line, and the recommendation (green star) and no flossing (grey diamond) drawn over them and
+    labelled. ``rec``: ``advice.recommend``'s dict (or the store's copy); ``target`` defaults to its own."""
+    target = (rec or {}).get("target") if target is None else target
+    by_trial = {int(t["trial"]): t for t in trials}
+    complete = [t for t in trials if t["complete"]]
+    stopped = [t for t in trials if not t["complete"]]
+    traces = []
+    for name in dict.fromkeys(t["schedule"]["name"] for t in complete):     # faint: every complete trial
+        traces.append(_points([t for t in complete if t["schedule"]["name"] == name], name=name, opacity=0.4,
+                              marker=dict(color=color(name), size=9, symbol="circle")))
+    if stopped:
+        traces.append(_points(stopped, name="stopped after the first rung (fewer seeds)", opacity=0.5, errors=False,
+                              marker=dict(color="#9ca3af", size=9, symbol="x-thin-open", line=dict(width=2))))
+    front = pareto_front(trials)
+    if front:
+        xs, ys = _front_steps(front)
+        traces.append(dict(type="scatter", x=xs, y=ys, mode="lines", name="Pareto front",
+                           line=dict(color=FRONT_COLOR, width=2), hoverinfo="skip",
+                           customdata=[[t["trial"]] for t in front]))
+    base = by_trial.get(trial_number((rec or {}).get("baseline"))) or _baseline(trials, None)
+    choice = by_trial.get(trial_number((rec or {}).get("choice")))
+    if base is not None and (choice is None or base["trial"] != choice["trial"]):
+        traces.append(_points([base], name="no flossing", text=["no flossing"], textposition="bottom center",
+                              marker=dict(color=color("none"), size=14, symbol="diamond",
+                                          line=dict(color="#ffffff", width=1))))
+    if choice is not None:
+        word = "recommended" if rec.get("status") in ("recommended", "no_flossing") else "best found"
+        traces.append(_points([choice], name=word, text=[f"{word}: {choice['label']}"],
+                              marker=dict(color=CHOICE_COLOR, size=18, symbol="star",
+                                          line=dict(color="#14532d", width=1))))
+    layout = {}
+    if target is not None:
+        layout = dict(shapes=[dict(type="line", xref="paper", x0=0, x1=1, y0=target, y1=target,
+                                   line=dict(color="#dc2626", width=1.5, dash="dash"))],
+                      annotations=[dict(xref="paper", x=0, xanchor="left", y=target, yanchor="bottom",
+                                        showarrow=False, text=f"target {100 * target:.0f} %",
+                                        font=dict(size=11, color="#dc2626"))])
+    xs = [t["compute_seconds"] for t in trials]
+    span = (max(xs) - min(xs)) if xs else 1.0
+    pad = 0.08 * (span or max(xs, default=1.0) or 1.0)
+    xaxis = dict(range=[max(0.0, min(xs) - pad), max(xs) + pad]) if xs else {}
+    return _figure(traces, "Success rate vs compute per run (95 % Wilson interval; line: the Pareto front)",
+                   "training + flossing seconds per run", "success rate",
+                   yaxis=dict(range=[-0.05, 1.08], tickformat=".0%"), xaxis=xaxis, hovermode="closest",
+                   legend=dict(title=dict(text="")), **layout)
+
+
+def headline(rec: dict) -> dict:
+    """The recommendation's key numbers for metrics: {'title', 'value', 'detail'} of its choice ('recommended',
+    'no flossing', 'best found', or None where nothing finished), the success with its interval, the extra
+    compute against no flossing ('+2.3 s per run (1.40×)', '' without a baseline)."""
+    choice = rec.get("choice")
+    if choice is None:
+        return {"title": None, "value": "nothing finished on every seed", "detail": "", "extra": ""}
+    title = {"recommended": "Recommended", "no_flossing": "No flossing reaches the target"}.get(rec["status"],
+                                                                                            "Best found")
+    extra = rec.get("extra_compute_seconds")
+    extra_text = "" if is_missing(extra) or rec.get("baseline") is None or \
+        trial_number(choice) == trial_number(rec.get("baseline")) else \
+        f"{extra:+.1f} s per run" + ("" if is_missing(rec.get("compute_ratio")) else f" ({rec['compute_ratio']:.2f}×)") \
+        + " against no flossing"
+    return {"title": title, "value": choice["label"],
+            "detail": success_text(choice["successes"], choice["n"], choice["success_rate"], choice["ci_low"],
+                                   choice["ci_high"]) + f" at {choice['compute_seconds']:.1f} s per run",
+            "extra": extra_text}
+
