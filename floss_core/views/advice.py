@@ -204,7 +204,7 @@ def fig_advice(trials: list[dict], rec: dict | None = None, *, target: float | N
     if target is not None:
         layout = dict(shapes=[dict(type="line", xref="paper", x0=0, x1=1, y0=target, y1=target,
                                    line=dict(color="#dc2626", width=1.5, dash="dash"))],
-                      annotations=[dict(xref="paper", x=0, xanchor="left", y=target, yanchor="bottom",
+                      annotations=[dict(xref="paper", x=1, xanchor="right", y=target, yanchor="bottom",
                                         showarrow=False, text=f"target {100 * target:.0f} %",
                                         font=dict(size=11, color="#dc2626"))])
     xs = [t["compute_seconds"] for t in trials]
