@@ -132,3 +132,28 @@ def test_recommendation_prefers_the_stored_result():
     assert V.recommendation(ts, TARGET, stored) is stored
     assert V.recommendation(ts, TARGET, None)["choice"]["trial"] == 1
     assert V.recommendation(ts, TARGET, {})["statement"] == advice.recommend(ts, TARGET)["statement"]
+
+
+def test_failed_and_refused_trials_are_shown_but_never_drawn_as_points_of_the_front():
+    from advice_trials import trial
+    from floss_core.advice import trial_numbers
+
+    refused = {"trial": 6, "label": "joint (refused: window too long)", "schedule": {"name": "joint"}, "floss": {},
+               "seeds": [], "complete": False, **trial_numbers([], planned=0), "experiment_id": None,
+               "error": "invalid candidate: window too long"}
+    broken = {**trial(7, "inter 5 steps", "inter", 1, 2.0, n=3, complete=False), "error": "job failed: OOM"}
+    ts = trials() + [refused, broken]
+    rec = advice.recommend(ts, TARGET)
+    assert rec["choice"]["trial"] == 1                         # neither changes the verdict
+    fig = V.fig_advice(ts, rec)
+    drawn = [c[0] for t in fig.data if t.name != "Pareto front" for c in t.customdata]
+    assert 6 not in drawn and drawn.count(7) == 1
+    assert [c[0] for c in traces(fig, "failed (a job failed: fewer runs)")[0].customdata] == [7]
+    assert [c[0] for c in traces(fig, "stopped after the first rung (fewer seeds)")[0].customdata] == [4]
+    table = V.trials_table(ts, rec).set_index("trial")
+    assert not table.loc[6, "first_rung_only"] and not table.loc[7, "first_rung_only"] and table.loc[4, "first_rung_only"]
+    assert table.loc[6, "note"] == "invalid candidate: window too long" and table.loc[7, "note"] == "job failed: OOM"
+    shown = V.trials_display(V.trials_table(ts, rec))
+    row = shown[shown["Schedule tried"] == refused["label"]].iloc[0]
+    assert row["Success (95 % interval)"] == "—" and row["Compute s / run"] == "—" and row["Extra vs no flossing"] == "—"
+    assert not shown.isna().any().any() and not shown.apply(lambda c: c.str.contains("nan")).any().any()

@@ -37,8 +37,9 @@ _NOTE = ("Compute: a run's training + flossing seconds (the mean over the seeds 
 def target_of(row: dict, rec: dict | None = None) -> float | None:
     """The advice's target success rate: its recommendation's, else its configuration's."""
     target = (rec or {}).get("target")
+    config = row.get("config") or {}
     if target is None:
-        target = (row.get("config") or {}).get("target")
+        target = (config.get("advise") or {}).get("target", config.get("target"))
     return None if target is None else float(target)
 
 
@@ -101,10 +102,12 @@ def advice_html(row: dict, trials: list[dict], *, generated: _dt.datetime | None
 def _meta(row: dict, trials: list[dict], rec: dict | None) -> str:
     """The title block: what was searched (the configuration's plain values), the target, the trials, status."""
     config = row.get("config") or {}
-    rows = [(str(k).replace("_", " ").capitalize(), ", ".join(map(str, v)) if isinstance(v, list) else str(v))
-            for k, v in config.items()
-            if k != "target" and (isinstance(v, (str, int, float, bool)) or
-                                  (isinstance(v, list) and all(isinstance(x, (str, int, float)) for x in v)))]
+    spec, search = config.get("spec"), config.get("advise")
+    if isinstance(spec, dict) and isinstance(search, dict):      # advise.advice_config: the base spec + the search
+        rows = _search_rows(spec, search)
+    else:                                                         # anything else: its plain values
+        rows = [(str(k).replace("_", " ").capitalize(), _plain(v)) for k, v in config.items()
+                if k != "target" and _plain(v) is not None]
     target = target_of(row, rec)
     if target is not None:
         rows.append(("Target", f"{100 * target:.0f} % success"))
@@ -113,11 +116,41 @@ def _meta(row: dict, trials: list[dict], rec: dict | None) -> str:
                            "after the first rung"))
     rows.append(("Status", str(row.get("status") or "")))
     created = row.get("created_at")
+    if isinstance(created, (int, float)):                         # the store's Unix seconds
+        created = _dt.datetime.fromtimestamp(created, _dt.timezone.utc)
     if isinstance(created, _dt.datetime):
         rows.append(("Date", f"created {created:%Y-%m-%d %H:%M} UTC"))
     rows.append(("Version", f"floss_core {__version__}"))
     return "<table class='meta'>" + "".join(
         f"<tr><th>{_html.escape(k)}</th><td>{_html.escape(v)}</td></tr>" for k, v in rows) + "</table>"
+
+
+def _plain(v) -> str | None:
+    """A configuration value as one cell ('4, 6' for a list of numbers); None for a nested one."""
+    if isinstance(v, (str, int, float, bool)):
+        return str(v)
+    if isinstance(v, (list, tuple)) and all(isinstance(x, (str, int, float)) for x in v):
+        return ", ".join(map(str, v))
+    return None
+
+
+def _search_rows(spec: dict, search: dict) -> list[tuple[str, str]]:
+    """The title block's rows of a search: the base comparison (task, delays, network, seeds, training) and the
+    search's own settings."""
+    task, model, train = spec.get("task", {}), spec.get("model", {}), spec.get("train", {})
+    seeds = spec.get("seeds", [])
+    rung = search.get("rung_seeds")
+    rows = [("Task", f"{task.get('name')}, sequence length {task.get('seq_len')}"),
+            ("Delays", _plain(spec.get("delays", [])) or ""),
+            ("Architecture", f"{model.get('arch')}, {model.get('hidden')} units"),
+            ("Seeds", f"{len(seeds)} per candidate; the first rung runs "
+                      + (f"{rung}" if rung is not None else "a third") + " of them"),
+            ("Training", f"{train.get('steps')} steps, preset {spec.get('preset')}"),
+            ("Candidates", f"{search.get('trials')} besides no flossing, {search.get('sampler')} sampler "
+                           f"(seed {search.get('sampler_seed')})"),
+            ("Schedules searched", _plain(search.get("schedules", [])) or ""),
+            ("Knobs", _plain(search.get("knobs", [])) or "")]
+    return rows
 
 
 def _caption(rec: dict | None) -> str:

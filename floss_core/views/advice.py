@@ -29,7 +29,8 @@ CHOICE_COLOR = "#16a34a"
 DISPLAY = [("label", "Schedule tried"), ("schedule", "Schedule"), ("seeds_run", "Seeds run"),
            ("success", "Success (95 % interval)"), ("compute_seconds", "Compute s / run"),
            ("extra_seconds", "Extra vs no flossing"), ("median_convergence", "Median convergence step"),
-           ("on_front", "On the front"), ("first_rung_only", "Stopped after first rung"), ("role", "Verdict")]
+           ("on_front", "On the front"), ("first_rung_only", "Stopped after first rung"), ("role", "Verdict"),
+           ("note", "Note")]
 
 
 def trial_number(x) -> int | None:
@@ -73,12 +74,37 @@ def _baseline(trials: list[dict], rec: dict | None) -> dict | None:
     return done[0] if done else None
 
 
+def failed(t: dict) -> bool:
+    """A trial whose job failed or whose candidate was refused (``error``): counted in no front."""
+    return bool(t.get("error"))
+
+
+def first_rung_only(t: dict) -> bool:
+    """A trial successive halving stopped after the first rung (fewer seeds than the search's), not a failed one."""
+    return not t["complete"] and not failed(t)
+
+
+def drawable(t: dict) -> bool:
+    """A trial with a success rate and a compute to draw (a refused candidate ran nothing)."""
+    return not (is_missing(t.get("success_rate")) or is_missing(t.get("compute_seconds")))
+
+
+def note(t: dict) -> str:
+    """Why a trial is not complete, in words: its error, or why it stopped after the first rung; '' otherwise."""
+    if failed(t):
+        return str(t["error"])
+    if not t["complete"]:
+        return str(t.get("stopped") or "stopped after the first rung")
+    return ""
+
+
 def trials_table(trials: list[dict], rec: dict | None = None) -> pd.DataFrame:
     """One row per trial, cheapest first (ties: the trial number), the trial dicts' own numbers: trial, label,
     schedule (its name), seeds_run, n, successes, success_rate, ci_low, ci_high, compute_seconds,
     extra_seconds (compute against the no-flossing trial's; NaN without one), median_convergence,
     on_front (on the Pareto front of complete trials), first_rung_only (stopped by successive halving after
-    the first rung: fewer seeds), role (``roles``: '' for the others)."""
+    the first rung: fewer seeds), role (``roles``: '' for the others), note (why a trial stopped or failed:
+    ``note``). A trial that ran nothing (a candidate the spec refused) has NaN numbers."""
     front = {t["trial"] for t in pareto_front(trials)}
     base = _baseline(trials, rec)
     role = roles(rec)
@@ -89,10 +115,11 @@ def trials_table(trials: list[dict], rec: dict | None = None) -> pd.DataFrame:
              "extra_seconds": math.nan if base is None else float(t["compute_seconds"]) - float(base["compute_seconds"]),
              "median_convergence": math.nan if is_missing(t.get("median_convergence")) else
              float(t["median_convergence"]),
-             "on_front": t["trial"] in front, "first_rung_only": not t["complete"],
-             "role": role.get(int(t["trial"]), "")} for t in trials]
+             "on_front": t["trial"] in front, "first_rung_only": first_rung_only(t),
+             "role": role.get(int(t["trial"]), ""), "note": note(t)} for t in trials]
     columns = ["trial", "label", "schedule", "seeds_run", "n", "successes", "success_rate", "ci_low", "ci_high",
-               "compute_seconds", "extra_seconds", "median_convergence", "on_front", "first_rung_only", "role"]
+               "compute_seconds", "extra_seconds", "median_convergence", "on_front", "first_rung_only", "role",
+               "note"]
     table = pd.DataFrame(rows, columns=columns)
     return table.sort_values(["compute_seconds", "trial"], kind="stable").reset_index(drop=True)
 
@@ -112,15 +139,17 @@ def trials_display(table: pd.DataFrame) -> pd.DataFrame:
     def extra(r) -> str:
         if r.role == "no flossing":
             return "baseline"
-        if is_missing(r.extra_seconds):
+        if is_missing(r.extra_seconds) or is_missing(r.compute_seconds):
             return MISSING
         ratio = f" ({r.compute_seconds / base_s:.2f}×)" if base_s > 0 else ""
         return f"{r.extra_seconds:+.1f} s{ratio}"
 
     rows = [(r.label, r.schedule, str(r.seeds_run),
-             success_text(r.successes, r.n, r.success_rate, r.ci_low, r.ci_high), f"{r.compute_seconds:.1f}",
+             MISSING if not r.n or is_missing(r.success_rate) else
+             success_text(r.successes, r.n, r.success_rate, r.ci_low, r.ci_high),
+             MISSING if is_missing(r.compute_seconds) else f"{r.compute_seconds:.1f}",
              extra(r), MISSING if is_missing(r.median_convergence) else f"{r.median_convergence:.0f}",
-             "yes" if r.on_front else "", "yes" if r.first_rung_only else "", r.role)
+             "yes" if r.on_front else "", "yes" if r.first_rung_only else "", r.role, r.note)
             for r in table.itertuples()]
     return pd.DataFrame(rows, columns=[h for _, h in DISPLAY])
 
@@ -128,7 +157,7 @@ def trials_display(table: pd.DataFrame) -> pd.DataFrame:
 def _hover(t: dict) -> str:
     conv = t.get("median_convergence")
     conv = "nothing solved" if is_missing(conv) else f"median convergence step {conv:.0f}"
-    seeds = f"{len(t['seeds'])} seeds" + ("" if t["complete"] else " (stopped after the first rung)")
+    seeds = f"{len(t['seeds'])} seeds" + (f" ({note(t)})" if note(t) else "")
     return (f"#{t['trial']} {t['label']}<br>{t['successes']} of {t['n']} solved ({100 * t['success_rate']:.0f} %, "
             f"95 % interval {100 * t['ci_low']:.0f}–{100 * t['ci_high']:.0f} %)<br>"
             f"{t['compute_seconds']:.1f} s of training + flossing per run; {conv}; {seeds}")
@@ -174,8 +203,10 @@ def fig_advice(trials: list[dict], rec: dict | None = None, *, target: float | N
     labelled. ``rec``: ``advice.recommend``'s dict (or the store's copy); ``target`` defaults to its own."""
     target = (rec or {}).get("target") if target is None else target
     by_trial = {int(t["trial"]): t for t in trials}
-    complete = [t for t in trials if t["complete"]]
-    stopped = [t for t in trials if not t["complete"]]
+    shown = [t for t in trials if drawable(t)]                 # a refused candidate ran nothing: no point
+    complete = [t for t in shown if t["complete"] and not failed(t)]
+    stopped = [t for t in shown if first_rung_only(t)]
+    broken = [t for t in shown if failed(t)]
     traces = []
     for name in dict.fromkeys(t["schedule"]["name"] for t in complete):     # faint: every complete trial
         traces.append(_points([t for t in complete if t["schedule"]["name"] == name], name=name, opacity=0.4,
@@ -183,7 +214,10 @@ def fig_advice(trials: list[dict], rec: dict | None = None, *, target: float | N
     if stopped:
         traces.append(_points(stopped, name="stopped after the first rung (fewer seeds)", opacity=0.5, errors=False,
                               marker=dict(color="#9ca3af", size=9, symbol="x-thin-open", line=dict(width=2))))
-    front = pareto_front(trials)
+    if broken:
+        traces.append(_points(broken, name="failed (a job failed: fewer runs)", opacity=0.5, errors=False,
+                              marker=dict(color="#dc2626", size=9, symbol="x-thin-open", line=dict(width=2))))
+    front = [t for t in pareto_front(trials) if drawable(t)]
     if front:
         xs, ys = _front_steps(front)
         traces.append(dict(type="scatter", x=xs, y=ys, mode="lines", name="Pareto front",
@@ -191,6 +225,7 @@ def fig_advice(trials: list[dict], rec: dict | None = None, *, target: float | N
                            customdata=[[t["trial"]] for t in front]))
     base = by_trial.get(trial_number((rec or {}).get("baseline"))) or _baseline(trials, None)
     choice = by_trial.get(trial_number((rec or {}).get("choice")))
+    base, choice = (t if t is not None and drawable(t) else None for t in (base, choice))
     if base is not None and (choice is None or base["trial"] != choice["trial"]):
         traces.append(_points([base], name="no flossing", text=["no flossing"], textposition="bottom center",
                               marker=dict(color=color("none"), size=14, symbol="diamond",
@@ -207,7 +242,7 @@ def fig_advice(trials: list[dict], rec: dict | None = None, *, target: float | N
                       annotations=[dict(xref="paper", x=1, xanchor="right", y=target, yanchor="bottom",
                                         showarrow=False, text=f"target {100 * target:.0f} %",
                                         font=dict(size=11, color="#dc2626"))])
-    xs = [t["compute_seconds"] for t in trials]
+    xs = [t["compute_seconds"] for t in shown]
     span = (max(xs) - min(xs)) if xs else 1.0
     pad = 0.08 * (span or max(xs, default=1.0) or 1.0)
     xaxis = dict(range=[max(0.0, min(xs) - pad), max(xs) + pad]) if xs else {}
