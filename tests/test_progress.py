@@ -69,7 +69,7 @@ def test_version_3_store_is_migrated_to_4_keeping_its_rows(tmp_path):
         runs = s.runs(1)
         assert runs.loc[0, "state"] is None and views.run_state_text(runs.iloc[0]) == "starting"
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "4"
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "5"
 
 
 def test_set_progress_keeps_one_fraction_and_the_running_runs_states(store):

@@ -116,7 +116,7 @@ def test_new_store_is_wal_versioned_and_sound(tmp_path):
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         meta = dict(conn.execute("SELECT key, value FROM meta"))
-    assert meta["app"] == "floss_core" and meta["schema_version"] == str(SCHEMA_VERSION) == "4"
+    assert meta["app"] == "floss_core" and meta["schema_version"] == str(SCHEMA_VERSION) == "5"
     with Store(path, create=False) as s:  # reopening an existing store works and keeps its id
         assert s.last_change()[0] == meta["store_id"]
 
@@ -156,7 +156,7 @@ def _newer_store(path):
     (_text_file, "is not a Gradient Flossing Lab store"),
     (_other_sqlite, "is not a Gradient Flossing Lab store"),
     (_other_app_meta, "is not a Gradient Flossing Lab store"),
-    (_newer_store, "schema version 99.*up to 4"),
+    (_newer_store, "schema version 99.*up to 5"),
 ])
 def test_foreign_files_refused_and_unchanged(tmp_path, make, message):
     path = tmp_path / "foreign.db"
@@ -309,7 +309,7 @@ def test_version_1_store_is_migrated_keeping_its_rows(tmp_path):
         assert s.integrity_check() == "ok" and s.last_change()[0] == "abc"
         runs = s.runs(1)
         assert list(runs["delay"]) == [40] and list(runs["status"]) == ["done"] and len(s.metrics(1)) == 1
-    assert count(path, "SELECT value FROM meta WHERE key = 'schema_version'") == "4"
+    assert count(path, "SELECT value FROM meta WHERE key = 'schema_version'") == "5"
     with sqlite3.connect(path) as conn:  # the rebuilt runs table is still the parent of metrics
         conn.execute("PRAGMA foreign_keys = ON")
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []

@@ -8,9 +8,11 @@ from one module per job:
 * ``codec``: Python values to column values and back (strict JSON, NaN as NULL);
 * ``connection``: opening a file, the connection, read and write transactions, migrating;
 * ``writes``: experiments and finished runs; ``queue``: the runner's primitives (claim, statuses,
-  progress, cancel, heartbeats, crash recovery); ``queries``: the dashboard's DataFrames.
+  progress, cancel, heartbeats, crash recovery); ``queries``: the dashboard's DataFrames; ``advice``: the
+  schedule adviser's searches and their trials (schema v5).
 """
 
+from .advice import _Advice
 from .connection import BUSY_TIMEOUT_S
 from .queries import _Queries, run_records
 from .queue import _Queue
@@ -19,7 +21,7 @@ from .schema import (APP, EXPERIMENT_STATUSES, FINAL_RUN_STATUSES, MIGRATIONS, R
 from .writes import _Writes
 
 
-class Store(_Writes, _Queue, _Queries):
+class Store(_Writes, _Queue, _Queries, _Advice):
     """An experiment store backed by one SQLite file.
 
     Args:

@@ -1,8 +1,8 @@
 """The store's schema: the statuses it knows, the SQL of every schema version, and its error type.
 
-Tables (schema version 4, see ``MIGRATIONS``): meta, experiments, runs (one per delay x schedule x seed),
+Tables (schema version 5, see ``MIGRATIONS``): meta, experiments, runs (one per delay x schedule x seed),
 metrics (long: one row per step x name), spectra (one Lyapunov spectrum per row), jacobian (one horizon
-per row), workers. Opening a file and running the migrations is ``connection``'s job.
+per row), workers, advice (one schedule search each) and advice_trials (one evaluated candidate each). Opening a file and running the migrations is ``connection``'s job.
 """
 
 from __future__ import annotations
@@ -160,6 +160,58 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN state_step INTEGER;
     ALTER TABLE runs ADD COLUMN state_steps INTEGER;
     ALTER TABLE experiments ADD COLUMN progress_fraction REAL;
+    """,
+    # v5: the schedule adviser (issue 19): a search over schedules is a kind of its own. An advice row is
+    # one search (its config: the base comparison spec, the search's settings, the package versions; its
+    # result: the recommendation with the Pareto front), queued, claimed and cancelled like an experiment;
+    # an advice_trials row is one candidate schedule evaluated (the numbers ``advice.recommend`` reads, as
+    # columns; the schedule, flossing overrides, seeds and sampler parameters as JSON), its runs held by
+    # the experiment(s) it names.
+    """
+    CREATE TABLE advice (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        name             TEXT NOT NULL,
+        config_json      TEXT NOT NULL,                      -- {"spec": ..., "advise": ..., "versions": ...}
+        status           TEXT NOT NULL DEFAULT 'queued'
+                         CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+        created_at       REAL NOT NULL,
+        updated_at       REAL NOT NULL,
+        trials_done      INTEGER NOT NULL DEFAULT 0,
+        trials_total     INTEGER,
+        experiment_id    INTEGER,                            -- the experiment the running trial trains now
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        result_json      TEXT,                               -- the recommendation (advice.recommend) once done
+        error            TEXT,
+        worker_id        TEXT,
+        attempts         INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX advice_status ON advice (status, id);
+
+    CREATE TABLE advice_trials (
+        advice_id          INTEGER NOT NULL REFERENCES advice (id) ON DELETE CASCADE,
+        trial              INTEGER NOT NULL,                 -- 0: the no-flossing baseline
+        label              TEXT NOT NULL,
+        schedule           TEXT NOT NULL,                    -- the schedule's name
+        complete           INTEGER NOT NULL,                 -- 1: ran every seed of the search
+        n                  INTEGER NOT NULL,
+        successes          INTEGER NOT NULL,
+        success_rate       REAL,
+        ci_low             REAL,
+        ci_high            REAL,
+        compute_seconds    REAL,                             -- mean training + flossing seconds per run
+        train_seconds      REAL,
+        floss_seconds      REAL,
+        median_convergence REAL,                             -- NULL: nothing solved
+        experiment_id      INTEGER REFERENCES experiments (id) ON DELETE SET NULL,
+        schedule_json      TEXT NOT NULL,
+        floss_json         TEXT NOT NULL,
+        seeds_json         TEXT NOT NULL,
+        params_json        TEXT NOT NULL,                    -- the sampler's parameters ({} for the baseline)
+        extra_json         TEXT NOT NULL DEFAULT '{}',       -- any further trial fields
+        created_at         REAL NOT NULL,
+        PRIMARY KEY (advice_id, trial)
+    );
+    CREATE INDEX advice_trials_experiment ON advice_trials (experiment_id);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS) - 1
