@@ -61,7 +61,7 @@ def home():
         h = views.roi_headline(views.roi_table(runs))   # the cost: flossing against task training
         st.markdown(views.frames.cost_sentence(h["delay"], h["floss_cost"], h["diag_s_per_run"], h["diag_share"]))
         st.plotly_chart(views.fig_success_vs_delay(success))
-    for col, (title, path) in zip(st.columns(4) * 2, ui.PAGES.items()):  # links that carry this experiment
+    for col, (title, path) in zip(st.columns(4) * 3, ui.PAGES.items()):  # links that carry this experiment
         col.page_link(path, label=title, icon=ui.ICONS.get(title), query_params={"experiment": experiment_id})
 
 

@@ -32,7 +32,7 @@ PAGES = {_title(p): f"pages/{p.name}" for p in sorted((Path(__file__).parent / "
 ICONS = {"Home": ":material/home:", "Launch": ":material/rocket_launch:", "Runs": ":material/list_alt:",
          "Lyapunov spectra": ":material/show_chart:", "Conditioning": ":material/functions:",
          "Outcomes": ":material/flag:", "ROI": ":material/payments:", "Report": ":material/description:",
-         "Your model": ":material/upload_file:"}
+         "Your model": ":material/upload_file:", "Advise": ":material/tune:"}
 
 
 def url_path(page: str) -> str:

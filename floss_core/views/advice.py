@@ -253,12 +253,13 @@ def fig_advice(trials: list[dict], rec: dict | None = None, *, target: float | N
 
 
 def headline(rec: dict) -> dict:
-    """The recommendation's key numbers for metrics: {'title', 'value', 'detail'} of its choice ('recommended',
-    'no flossing', 'best found', or None where nothing finished), the success with its interval, the extra
-    compute against no flossing ('+2.3 s per run (1.40×)', '' without a baseline)."""
+    """The recommendation's key numbers for metrics: 'title' (what its choice is: 'Recommended', 'No flossing
+    reaches the target', 'Best found', or None where nothing finished), 'value' (the choice's label), 'success'
+    (solved seeds with the interval), 'detail' (that at its compute per run), 'extra' (the extra compute against
+    no flossing, '+2.3 s per run (1.40×) against no flossing'; '' without a baseline or for no flossing)."""
     choice = rec.get("choice")
     if choice is None:
-        return {"title": None, "value": "nothing finished on every seed", "detail": "", "extra": ""}
+        return {"title": None, "value": "nothing finished on every seed", "success": "", "detail": "", "extra": ""}
     title = {"recommended": "Recommended", "no_flossing": "No flossing reaches the target"}.get(rec["status"],
                                                                                             "Best found")
     extra = rec.get("extra_compute_seconds")
@@ -266,8 +267,8 @@ def headline(rec: dict) -> dict:
         trial_number(choice) == trial_number(rec.get("baseline")) else \
         f"{extra:+.1f} s per run" + ("" if is_missing(rec.get("compute_ratio")) else f" ({rec['compute_ratio']:.2f}×)") \
         + " against no flossing"
-    return {"title": title, "value": choice["label"],
-            "detail": success_text(choice["successes"], choice["n"], choice["success_rate"], choice["ci_low"],
-                                   choice["ci_high"]) + f" at {choice['compute_seconds']:.1f} s per run",
-            "extra": extra_text}
+    success = success_text(choice["successes"], choice["n"], choice["success_rate"], choice["ci_low"],
+                           choice["ci_high"])
+    return {"title": title, "value": choice["label"], "success": success,
+            "detail": success + f" at {choice['compute_seconds']:.1f} s per run", "extra": extra_text}
 
