@@ -127,3 +127,37 @@ def statement(rec: dict, *, alpha: float = ALPHA) -> str:
     if runner is not None:
         text += f" Runner-up: {runner['label']}, {_rate(runner)} at {runner['compute_seconds']:.1f} s per run."
     return text
+
+
+def trial_numbers(records: list[dict], *, planned: int | None = None) -> dict:
+    """A trial's numbers from its stored run records (``runner.stored_records`` of its experiment(s)): ``n``
+    (``planned`` runs when given: a planned run with no record, e.g. its job failed, counts as a failure),
+    ``successes`` (a diverged run is a failure), ``success_rate`` with its 95 % Wilson interval ``ci_low`` /
+    ``ci_high``, ``compute_seconds`` (mean training + flossing seconds per run, over the runs that recorded
+    both, as the comparison's "train+floss s/run"), ``train_seconds``, ``floss_seconds`` (their means) and
+    ``median_convergence`` (median convergence step of the solved runs; NaN when none solved)."""
+    from .stats import mean, success_rate
+
+    n = len(records) if planned is None else int(planned)
+    wins = sum(bool(r.get("success")) for r in records)
+    rate, lo, hi = success_rate(wins, n)
+
+    def seconds(r, part):
+        v = r.get(f"{part}_seconds")
+        return math.nan if is_missing(v) else float(v)
+
+    pairs = [(seconds(r, "train"), seconds(r, "floss")) for r in records]
+    both = [t + f for t, f in pairs if not (math.isnan(t) or math.isnan(f))]
+    solved = sorted(float(r["convergence_step"]) for r in records
+                    if r.get("success") and not is_missing(r.get("convergence_step")))
+    return {"n": n, "successes": wins, "success_rate": rate, "ci_low": lo, "ci_high": hi,
+            "compute_seconds": sum(both) / len(both) if both else math.nan,
+            "train_seconds": mean(t for t, _ in pairs), "floss_seconds": mean(f for _, f in pairs),
+            "median_convergence": _median(solved)}
+
+
+def _median(xs: list[float]) -> float:
+    if not xs:
+        return math.nan
+    m = len(xs) // 2
+    return xs[m] if len(xs) % 2 else (xs[m - 1] + xs[m]) / 2

@@ -3,14 +3,14 @@
 Bad input gets one line on stderr naming the valid values, and exit code 2. Human-readable tables
 by default, one JSON object on stdout with ``--json``. The commands live by job: ``network`` (spectrum,
 floss, forecast: one freshly initialised network), ``comparison`` (compare, submit, worker, status,
-cancel, report), and what they share in ``common``. Importing this package loads no torch.
+cancel, report), ``advise`` (the schedule search), and what they share in ``common``. Importing this package loads no torch.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from . import comparison as _C, network as _N
+from . import advise as _A, comparison as _C, network as _N
 from .comparison import _add_comparison_args, spec_from_args   # the comparison's arguments (option table)
 from .network import DESIGN_CHOICES, STATE_GRAD_CHOICES        # tests: equal to the train registries
 
@@ -19,7 +19,7 @@ __all__ = ["COMMANDS", "DESIGN_CHOICES", "STATE_GRAD_CHOICES", "_Parser", "_add_
 
 
 # third-party packages outside the core install (pyproject.toml) -> the extra that brings them
-EXTRAS = {"pandas": "lab", "scipy": "lab", "tqdm": "lab", "dask": "dask", "distributed": "dask",
+EXTRAS = {"pandas": "lab", "scipy": "lab", "tqdm": "lab", "optuna": "lab", "dask": "dask", "distributed": "dask",
           "playwright": "dashboard", "plotly": "dashboard"}
 
 
@@ -35,7 +35,7 @@ COMMANDS = {"spectrum": (_N._add_spectrum, _N._cmd_spectrum), "floss": (_N._add_
             "compare": (_C._add_compare, _C._cmd_compare), "submit": (_C._add_submit, _C._cmd_submit),
             "worker": (_C._add_worker, _C._cmd_worker), "status": (_C._add_status, _C._cmd_status),
             "cancel": (_C._add_cancel, _C._cmd_cancel), "report": (_C._add_report, _C._cmd_report),
-            "forecast": (_N._add_forecast, _N._cmd_forecast)}
+            "forecast": (_N._add_forecast, _N._cmd_forecast), "advise": (_A._add_advise, _A._cmd_advise)}
 
 
 def main(argv=None) -> None:

@@ -87,6 +87,9 @@ def _registered(store: Store, worker_id: str, stale_s: float):
         requeued = store.requeue_stale(max_age_s=stale_s)
         if requeued:
             log.info("worker %s: re-queued experiments %s on the way out", worker_id, requeued)
+        requeued = store.requeue_stale_advice(max_age_s=stale_s)
+        if requeued:
+            log.info("worker %s: re-queued advice %s on the way out", worker_id, requeued)
 
 
 def worker_loop(store_path=None, *, worker_id: str | None = None, exit_when_idle: bool = False,
@@ -94,9 +97,11 @@ def worker_loop(store_path=None, *, worker_id: str | None = None, exit_when_idle
                 max_workers: int | None = None, stale_s: float | None = None) -> int:
     """Process queued experiments until stopped (or, with ``exit_when_idle``, until the queue is empty).
 
-    Heartbeats every few seconds from a background thread, re-queues experiments of dead workers (no
-    heartbeat for ``stale_s`` seconds, default ``stale_after()``) at start and periodically, claims the
-    oldest queued experiment and runs it with ``run_experiment``. Returns the number of experiments run.
+    Heartbeats every few seconds from a background thread, re-queues experiments (and schedule searches)
+    of dead workers (no heartbeat for ``stale_s`` seconds, default ``stale_after()``) at start and
+    periodically, claims the oldest queued experiment and runs it with ``run_experiment``; with none
+    queued, the oldest queued schedule search (``advise.run_advice``). Returns the number of experiments
+    and searches run.
 
     Raises:
         StoreError: the path is not a floss store (the file is left untouched).
@@ -117,7 +122,14 @@ def worker_loop(store_path=None, *, worker_id: str | None = None, exit_when_idle
                     requeued = store.requeue_stale(max_age_s=stale_s)
                     if requeued:
                         log.info("re-queued experiments %s of dead workers", requeued)
+                    requeued = store.requeue_stale_advice(max_age_s=stale_s)
+                    if requeued:
+                        log.info("re-queued advice %s of dead workers", requeued)
                 experiment_id = store.claim_next_experiment(worker_id)
+                if experiment_id is None and _run_queued_advice(store, worker_id, beat, executor=executor,
+                                                                scheduler=scheduler, max_workers=max_workers):
+                    ran += 1
+                    continue
                 if experiment_id is None:
                     if exit_when_idle:
                         return ran
@@ -138,6 +150,23 @@ def worker_loop(store_path=None, *, worker_id: str | None = None, exit_when_idle
                 beat.status = "idle"
     finally:
         store.close()
+
+
+def _run_queued_advice(store: Store, worker_id: str, beat: _Heartbeat, **options) -> bool:
+    """With no experiment queued: claim the oldest queued schedule search (``advise``) and run it to its
+    end (its trials are experiments held by this worker); False when none is queued."""
+    advice_id = store.claim_next_advice(worker_id)
+    if advice_id is None:
+        return False
+    from ..advise import run_advice
+
+    beat.status = "busy"
+    store.heartbeat(worker_id, os.getpid(), "busy")
+    try:
+        run_advice(store, advice_id, worker_id=worker_id, **options)   # a failure is the advice's, not ours
+    finally:
+        beat.status = "idle"
+    return True
 
 
 class _CostTable:
