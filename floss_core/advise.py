@@ -448,6 +448,8 @@ def _search(store, advice_id: int, config: dict, run: _Runner) -> str:
     stored = {t["trial"]: t for t in store.advice_trials(advice_id)}
     run.spec = spec
 
+    if store.advice_cancel_requested(advice_id):
+        raise _Stop
     if 0 not in stored:   # the baseline: no flossing, every seed at once
         trial = run.evaluate(0, replace(base_schedule(spec), name=A.NONE), {}, {}, rung=len(seeds),
                              target=cfg.target, complete=[])

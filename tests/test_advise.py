@@ -32,6 +32,11 @@ def tiny_args(spec) -> list[str]:
     return [a for option in command_options(spec_to_dict(spec)) if option[0] != "--schedules" for a in option]
 
 
+def same(a, b) -> bool:
+    """Equal, NaN equal to NaN (a number no solved run gave)."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
 def cli(*args, timeout=240):
     return subprocess.run([sys.executable, "-m", "floss_core", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
@@ -366,11 +371,40 @@ def test_advise_cancel_stops_a_queued_search(tmp_path):
     assert r.returncode == 2 and r.stderr.strip() == f"floss_core advise: error: no advice 99 in {path}"
 
 
+def test_a_cancelled_search_stops_before_its_next_trial(tmp_path):
+    spec = tiny_spec()
+    with Store(tmp_path / "s.db") as s:
+        advice_id = s.create_advice(AD.advice_config(spec, AD.AdviseConfig(trials=2)), "cancelled early")
+        assert s.request_cancel_advice(advice_id) == "running"
+        assert AD.run_advice(s, advice_id, max_workers=1) == "cancelled"
+        row = s.advice(advice_id)
+        assert row["status"] == "cancelled" and s.advice_trials(advice_id) == [] and s.experiments().empty
+
+
+def test_an_interrupted_search_resumes_after_its_stored_trials(tmp_path):
+    path = tmp_path / "s.db"
+    spec = tiny_spec(seeds=2)
+    with Store(path) as s:
+        advice_id = AD.advise(spec, AD.AdviseConfig(trials=1, rung_seeds=2), s, max_workers=1)
+        before = s.advice_trials(advice_id)
+        n_experiments = len(s.experiments())
+    # as if it had been stopped after two of its three trials: a bigger budget, back in the queue
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE advice SET status = 'queued', config_json = json_set(config_json, '$.advise.trials', 2) "
+                     "WHERE id = ?", (advice_id,))
+    with Store(path) as s:
+        assert AD.run_advice(s, advice_id, max_workers=1) == "done"
+        after = s.advice_trials(advice_id)
+        assert [t["trial"] for t in after] == [0, 1, 2] and same(after[:2], before)    # the stored trials kept as they were
+        assert len(s.experiments()) == n_experiments + 1                            # only the new trial trained
+        assert s.advice(advice_id)["result"]["statement"] == A.recommend(after, 0.8)["statement"]
+
+
 def test_a_queued_search_is_run_by_the_worker(tmp_path):
     from floss_core.runner import worker_loop
 
     path = tmp_path / "q.db"
-    spec = tiny_spec(seeds=2)
+    spec = tiny_spec(seeds=2, delays=[4, 6])   # two delays: a trial's runs are every seed at every delay
     r = cli("advise", *tiny_args(spec), "--trials", "1", "--store", str(path), "--queue", "--json")
     assert r.returncode == 0, r.stderr
     advice_id = json.loads(r.stdout)["advice_id"]
@@ -381,6 +415,10 @@ def test_a_queued_search_is_run_by_the_worker(tmp_path):
         row = s.advice(advice_id)
         assert row["status"] == "done" and row["trials_done"] == 2 and row["result"]["statement"]
         assert row["worker_id"] is not None
+        for t in s.advice_trials(advice_id):
+            assert t["n"] == len(t["seeds"]) * 2
+            runs = s.runs(t["experiment_ids"][0])
+            assert sorted(set(runs["delay"])) == [4, 6]
 
 
 @pytest.mark.parametrize("args, words", [
