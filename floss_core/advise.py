@@ -388,14 +388,20 @@ def run_advice(store, advice_id: int, *, executor: str = "local", scheduler: str
         with (_registered(store, worker_id, stale_after()) if own else contextlib.nullcontext()) as beat:
             if beat is not None:
                 beat.status = "busy"
+            status = store.hold_advice(advice_id, worker_id)   # held by a live worker: never re-queued meanwhile
+            if status != "running":
+                return status                                  # done or cancelled already: nothing to run
             run = _Runner(store, int(advice_id), executor, scheduler, max_workers, worker_id)
             run.on_trial = on_trial
             try:
                 return _search(store, int(advice_id), row["config"], run)
             except _Stop:
                 return _close(store, advice_id, "cancelled", None)
-            except KeyError:        # the advice was deleted meanwhile
-                return "deleted"
+            except KeyError as e:
+                if not _exists(store, advice_id):   # the advice was deleted meanwhile
+                    return "deleted"
+                log.exception("advice %s failed", advice_id)
+                return _close(store, advice_id, "failed", f"KeyError: {e}")
             except Exception as e:  # noqa: BLE001 - the search fails with the reason, the caller goes on
                 log.exception("advice %s failed", advice_id)
                 return _close(store, advice_id, "failed", f"{type(e).__name__}: {e}")
@@ -410,6 +416,14 @@ def run_advice(store, advice_id: int, *, executor: str = "local", scheduler: str
                     else:   # a worker leaving: back to the queue; the next worker resumes after the stored trials
                         store.finish_advice(advice_id, "queued", None)
                 raise
+
+
+def _exists(store, advice_id: int) -> bool:
+    try:
+        store.advice(advice_id)
+        return True
+    except KeyError:
+        return False
 
 
 def _close(store, advice_id: int, status: str, error: str | None) -> str:

@@ -243,6 +243,14 @@ def test_advice_rows_and_trials_round_trip(tmp_path):
         assert s.cancel_requested(eid) and s.advice_cancel_requested(queued)
         # its worker is gone: back to the queue? no, a cancel was pending: cancelled
         assert s.requeue_stale_advice(max_age_s=0.0) == [] and s.advice(queued)["status"] == "cancelled"
+        # a search held by a worker that died goes back to the queue; one no worker holds yet stays
+        held = s.create_advice({"spec": {}}, "held")
+        assert s.hold_advice(held, "gone-worker") == "running" and s.hold_advice(queued, "w") == "cancelled"
+        s.heartbeat("gone-worker", 2 ** 22 + 12345)   # a pid that does not exist here: dead at once
+        assert s.requeue_stale_advice(max_age_s=60) == [held] and s.advice(held)["status"] == "queued"
+        assert s.advice(running)["status"] == "done" and s.advice(held)["attempts"] == 1
+        fresh = s.create_advice({"spec": {}}, "not held yet")
+        assert s.requeue_stale_advice(max_age_s=0.0) == [] and s.advice(fresh)["status"] == "running"
         with pytest.raises(KeyError):
             s.advice(999)
 

@@ -104,6 +104,19 @@ class _Advice(_Connection):
                          "WHERE id = ?", (worker_id, time.time(), row[0]))
             return row[0]
 
+    def hold_advice(self, advice_id: int, worker_id: str) -> str:
+        """Mark a search 'running' by ``worker_id`` (the process about to run it, which heartbeats) unless it
+        is done or cancelled already; returns its status afterwards (KeyError if absent). A failed one may
+        run again: it resumes after its stored trials."""
+        advice_id = int(advice_id)
+        with self._write() as conn:
+            status = _require_advice(conn, advice_id)
+            if status in ("done", "cancelled"):
+                return status
+            conn.execute("UPDATE advice SET status = 'running', worker_id = ?, error = NULL, updated_at = ? "
+                         "WHERE id = ?", (worker_id, time.time(), advice_id))
+            return "running"
+
     def request_cancel_advice(self, advice_id: int) -> str:
         """Ask a search to stop; returns its status afterwards. A queued one is cancelled at once; a running
         one stops within seconds: the experiment its current trial trains is asked to stop too."""
@@ -130,7 +143,8 @@ class _Advice(_Connection):
     def requeue_stale_advice(self, max_age_s: float = 15) -> list[int]:
         """Put running searches whose worker died (no heartbeat for ``max_age_s``, or marked dead) back in
         the queue, their finished trials kept (``advise.run_advice`` resumes after them); a stale search with
-        a pending cancel is cancelled. Returns the re-queued ids."""
+        a pending cancel is cancelled. A running search no worker holds yet (``create_advice`` before its
+        ``hold_advice``) is left alone. Returns the re-queued ids."""
         from .queue import DEAD_WORKER
 
         self.workers(max_age_s)   # marks dead workers
@@ -138,7 +152,8 @@ class _Advice(_Connection):
         with self._write() as conn:
             stale = conn.execute(
                 "SELECT a.id, a.cancel_requested FROM advice a LEFT JOIN workers w ON w.worker_id = a.worker_id "
-                "WHERE a.status = 'running' AND (w.heartbeat_at IS NULL OR w.heartbeat_at < ? OR w.status = ?) "
+                "WHERE a.status = 'running' AND a.worker_id IS NOT NULL "
+                "AND (w.heartbeat_at IS NULL OR w.heartbeat_at < ? OR w.status = ?) "
                 "ORDER BY a.id", (now - max_age_s, DEAD_WORKER)).fetchall()
             requeued = []
             for advice_id, cancel in stale:
