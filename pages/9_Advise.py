@@ -92,9 +92,8 @@ ids = [int(i) for i in searches["id"]]
 wanted = st.query_params.get("advice", st.session_state.get("advice"))
 wanted = int(wanted) if str(wanted).isdigit() and int(wanted) in ids else ids[-1]
 names = dict(zip(ids, searches["name"]))
-statuses = dict(zip(ids, searches["status"]))
-advice_id = st.selectbox("Search", ids, index=ids.index(wanted), format_func=lambda i: f"#{i} {names[i]} "
-                         f"({statuses[i]})", key="advice:pick")
+advice_id = st.selectbox("Search", ids, index=ids.index(wanted), format_func=lambda i: f"#{i} {names[i]}",
+                         key="advice:pick", help="every search stored, newest last; its status is shown below")
 st.session_state["advice"] = advice_id
 st.query_params["advice"] = str(advice_id)
 
@@ -112,7 +111,7 @@ def show(row: dict) -> None:
     if row["status"] == "failed":
         st.error(f"The search failed: {row.get('error') or 'no reason recorded'}")
     rec = advice_report.recommendation_of(row, trials)
-    if rec is None:
+    if rec is None or (active and not trials):    # nothing to say before the first trial
         return
     words = ("**So far** " + f"({done} of {total} trials): " if active else "**Verdict.** ") + rec["statement"]
     if rec["status"] == "recommended" and not active:
@@ -123,13 +122,15 @@ def show(row: dict) -> None:
         st.info(words)
     h = views.headline(rec)
     if h["title"]:
-        cols = st.columns(3)
-        cols[0].metric(h["title"], h["value"])
-        cols[1].metric("Success of its seeds (95 % interval)", h["success"])
-        cols[2].metric("Compute per run (training + flossing)", f"{rec['choice']['compute_seconds']:.1f} s",
-                       delta=h["extra"] or None, delta_color="off",
+        choice = rec["choice"]
+        cols = st.columns([2, 1, 1])
+        cols[0].markdown(f"{h['title']}  \n**{h['value']}**")        # a label too long for a metric
+        cols[1].metric("Success", f"{100 * choice['success_rate']:.0f} %", help="solved seeds (95 % Wilson interval)")
+        cols[1].caption(h["success"])
+        cols[2].metric("Compute per run", ui.duration(choice["compute_seconds"]),
                        help="the mean training + flossing seconds per run; evaluation and the lab's diagnostics "
                             "are measurement, not counted")
+        cols[2].caption(h["extra"])
     if trials:
         st.plotly_chart(views.fig_advice(trials, rec), key=f"advice_fig:{row['id']}")
         st.caption("Each point is one schedule tried (bars: 95 % Wilson interval). Line: the Pareto front, the "

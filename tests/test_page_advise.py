@@ -118,8 +118,9 @@ def test_a_finished_search_shows_its_statement_chart_and_trials(store):
     assert statement.startswith("Recommended: pre 50 steps")
     assert [m.value for m in at.success] == [f"**Verdict.** {statement}"]
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Recommended"] == "pre 50 steps · k 4 · window 20"
-    assert metrics["Compute per run (training + flossing)"] == "1.4 s"
+    assert "Recommended  \n**pre 50 steps · k 4 · window 20**" in [m.value for m in at.markdown]
+    assert metrics["Success"] == "75 %" and metrics["Compute per run"] == "1.4 s"
+    assert "+0.4 s per run (1.40×) against no flossing" in [c.value for c in at.caption]
     (chart,) = at.get("plotly_chart")
     fig = json.loads(chart.proto.spec)
     star = next(t for t in fig["data"] if t.get("name") == "recommended")

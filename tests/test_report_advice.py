@@ -101,7 +101,7 @@ def test_the_report_holds_the_statement_the_chart_and_every_trial():
     assert set(parsed.rows) == {t["trial"] for t in trials()}
     assert parsed.rows[1]["role"] == "recommended" and parsed.rows[2]["role"] == "runner-up"
     assert parsed.rows[4]["first_rung_only"] == "yes" and parsed.rows[4].get("on_front", "") == ""
-    assert parsed.rows[1]["compute_seconds"] == "1.4" and parsed.rows[1]["extra_seconds"] == "+0.4 s (1.40×)"
+    assert parsed.rows[1]["compute_seconds"] == "1.4 s" and parsed.rows[1]["extra_seconds"] == "+0.4 s (1.40×)"
     assert "Runner-up: pre 100 steps · k 4 · window 20, 7 of 8 seeds" in parsed.head
     assert "75 % success" in page and "6 evaluated, 5 on every seed, 1 stopped after the first rung" in page
 

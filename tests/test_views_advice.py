@@ -85,7 +85,7 @@ def test_the_table_shows_the_trial_dicts_numbers():
     assert row["Schedule tried"] == "pre 50 steps · k 4 · window 20"
     lo, hi = round(100 * by[1]["ci_low"]), round(100 * by[1]["ci_high"])
     assert row["Success (95 % interval)"] == f"6 of 8 (75 %, {lo}–{hi} %)"
-    assert row["Compute s / run"] == "1.4" and row["Extra vs no flossing"] == "+0.4 s (1.40×)"
+    assert row["Compute per run"] == "1.4 s" and row["Extra vs no flossing"] == "+0.4 s (1.40×)"
     assert row["Median convergence step"] == "180" and row["On the front"] == "yes" and row["Verdict"] == "recommended"
     first_rung = shown.iloc[1].to_dict()
     assert first_rung["Stopped after first rung"] == "yes" and first_rung["Median convergence step"] == "—"
@@ -100,7 +100,8 @@ def test_the_headline_quotes_the_recommendation():
     h = V.headline(rec)
     assert h["title"] == "Recommended" and h["value"] == ts[1]["label"]
     assert h["detail"].startswith("6 of 8 (75 %") and h["detail"].endswith("at 1.4 s per run")
-    assert h["extra"] == f"{rec['extra_compute_seconds']:+.1f} s per run ({rec['compute_ratio']:.2f}×) against no flossing"
+    assert h["extra"] == f"+0.4 s per run ({rec['compute_ratio']:.2f}×) against no flossing"
+    assert V.signed_seconds(-75.0) == "−75 s" and V.signed_seconds(0.04) == "+0.04 s"
 
 
 def test_when_no_flossing_reaches_the_target_it_is_the_highlighted_choice():
@@ -109,6 +110,8 @@ def test_when_no_flossing_reaches_the_target_it_is_the_highlighted_choice():
     assert rec["status"] == "no_flossing"
     fig = V.fig_advice(ts, rec)
     assert traces(fig, "recommended")[0].customdata[0][0] == 0
+    shown = V.trials_display(V.trials_table(ts, rec))
+    assert shown.iloc[0]["Verdict"] == "recommended" and shown.iloc[0]["Extra vs no flossing"] == "baseline"
     assert not traces(fig, "no flossing")             # one marker, not two on the same point
     assert V.headline(rec)["title"] == "No flossing reaches the target" and V.headline(rec)["extra"] == ""
 
@@ -151,9 +154,9 @@ def test_failed_and_refused_trials_are_shown_but_never_drawn_as_points_of_the_fr
     assert [c[0] for c in traces(fig, "failed (a job failed: fewer runs)")[0].customdata] == [7]
     assert [c[0] for c in traces(fig, "stopped after the first rung (fewer seeds)")[0].customdata] == [4]
     table = V.trials_table(ts, rec).set_index("trial")
-    assert not table.loc[6, "first_rung_only"] and not table.loc[7, "first_rung_only"] and table.loc[4, "first_rung_only"]
+    assert list(table.loc[[4, 6, 7], "first_rung_only"]) == [True, False, False]
     assert table.loc[6, "note"] == "invalid candidate: window too long" and table.loc[7, "note"] == "job failed: OOM"
     shown = V.trials_display(V.trials_table(ts, rec))
     row = shown[shown["Schedule tried"] == refused["label"]].iloc[0]
-    assert row["Success (95 % interval)"] == "—" and row["Compute s / run"] == "—" and row["Extra vs no flossing"] == "—"
+    assert [row[c] for c in ("Success (95 % interval)", "Compute per run", "Extra vs no flossing")] == ["—"] * 3
     assert not shown.isna().any().any() and not shown.apply(lambda c: c.str.contains("nan")).any().any()

@@ -18,6 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..advice import is_baseline, pareto_front, recommend
+from ..fmt import duration
 from ..stats import is_missing
 from .figures import _figure, color
 
@@ -27,7 +28,7 @@ CHOICE_COLOR = "#16a34a"
 
 # (column of trials_table, header of trials_display), in the order shown
 DISPLAY = [("label", "Schedule tried"), ("schedule", "Schedule"), ("seeds_run", "Seeds run"),
-           ("success", "Success (95 % interval)"), ("compute_seconds", "Compute s / run"),
+           ("success", "Success (95 % interval)"), ("compute_seconds", "Compute per run"),
            ("extra_seconds", "Extra vs no flossing"), ("median_convergence", "Median convergence step"),
            ("on_front", "On the front"), ("first_rung_only", "Stopped after first rung"), ("role", "Verdict"),
            ("note", "Note")]
@@ -104,7 +105,8 @@ def trials_table(trials: list[dict], rec: dict | None = None) -> pd.DataFrame:
     extra_seconds (compute against the no-flossing trial's; NaN without one), median_convergence,
     on_front (on the Pareto front of complete trials), first_rung_only (stopped by successive halving after
     the first rung: fewer seeds), role (``roles``: '' for the others), note (why a trial stopped or failed:
-    ``note``). A trial that ran nothing (a candidate the spec refused) has NaN numbers."""
+    ``note``), baseline (the no-flossing trial the extra compute is measured against). A trial that ran
+    nothing (a candidate the spec refused) has NaN numbers."""
     front = {t["trial"] for t in pareto_front(trials)}
     base = _baseline(trials, rec)
     role = roles(rec)
@@ -112,16 +114,23 @@ def trials_table(trials: list[dict], rec: dict | None = None) -> pd.DataFrame:
              "seeds_run": len(t["seeds"]), "n": int(t["n"]), "successes": int(t["successes"]),
              "success_rate": float(t["success_rate"]), "ci_low": float(t["ci_low"]), "ci_high": float(t["ci_high"]),
              "compute_seconds": float(t["compute_seconds"]),
-             "extra_seconds": math.nan if base is None else float(t["compute_seconds"]) - float(base["compute_seconds"]),
+             "extra_seconds": math.nan if base is None else
+             float(t["compute_seconds"]) - float(base["compute_seconds"]),
              "median_convergence": math.nan if is_missing(t.get("median_convergence")) else
              float(t["median_convergence"]),
              "on_front": t["trial"] in front, "first_rung_only": first_rung_only(t),
-             "role": role.get(int(t["trial"]), ""), "note": note(t)} for t in trials]
+             "role": role.get(int(t["trial"]), ""), "note": note(t),
+             "baseline": base is not None and t["trial"] == base["trial"]} for t in trials]
     columns = ["trial", "label", "schedule", "seeds_run", "n", "successes", "success_rate", "ci_low", "ci_high",
                "compute_seconds", "extra_seconds", "median_convergence", "on_front", "first_rung_only", "role",
-               "note"]
+               "note", "baseline"]
     table = pd.DataFrame(rows, columns=columns)
     return table.sort_values(["compute_seconds", "trial"], kind="stable").reset_index(drop=True)
+
+
+def signed_seconds(x: float) -> str:
+    """'+0.4 s', '−1.2 min' (``fmt.duration`` with its sign): an extra compute."""
+    return ("+" if x >= 0 else "−") + duration(abs(x))
 
 
 def success_text(successes: int, n: int, rate: float, lo: float, hi: float) -> str:
@@ -131,23 +140,23 @@ def success_text(successes: int, n: int, rate: float, lo: float, hi: float) -> s
 
 def trials_display(table: pd.DataFrame) -> pd.DataFrame:
     """A ``trials_table`` as text, headers as ``DISPLAY`` names them: no cell is None or NaN (a missing value
-    is '—'); seconds with one decimal as the statement writes them, the extra compute signed ('+2.3 s
-    (1.40×)'), the no-flossing row 'baseline'."""
-    base = table[table["role"] == "no flossing"]
+    is '—'); seconds as ``fmt.duration`` writes them (0.04 s, 1.4 s, 3.5 min), the extra compute signed
+    ('+0.4 s (1.40×)'), the no-flossing row 'baseline'."""
+    base = table[table["baseline"]]
     base_s = float(base["compute_seconds"].iloc[0]) if len(base) else math.nan
 
     def extra(r) -> str:
-        if r.role == "no flossing":
+        if r.baseline:
             return "baseline"
         if is_missing(r.extra_seconds) or is_missing(r.compute_seconds):
             return MISSING
         ratio = f" ({r.compute_seconds / base_s:.2f}×)" if base_s > 0 else ""
-        return f"{r.extra_seconds:+.1f} s{ratio}"
+        return f"{signed_seconds(r.extra_seconds)}{ratio}"
 
     rows = [(r.label, r.schedule, str(r.seeds_run),
              MISSING if not r.n or is_missing(r.success_rate) else
              success_text(r.successes, r.n, r.success_rate, r.ci_low, r.ci_high),
-             MISSING if is_missing(r.compute_seconds) else f"{r.compute_seconds:.1f}",
+             MISSING if is_missing(r.compute_seconds) else duration(r.compute_seconds),
              extra(r), MISSING if is_missing(r.median_convergence) else f"{r.median_convergence:.0f}",
              "yes" if r.on_front else "", "yes" if r.first_rung_only else "", r.role, r.note)
             for r in table.itertuples()]
@@ -160,7 +169,7 @@ def _hover(t: dict) -> str:
     seeds = f"{len(t['seeds'])} seeds" + (f" ({note(t)})" if note(t) else "")
     return (f"#{t['trial']} {t['label']}<br>{t['successes']} of {t['n']} solved ({100 * t['success_rate']:.0f} %, "
             f"95 % interval {100 * t['ci_low']:.0f}–{100 * t['ci_high']:.0f} %)<br>"
-            f"{t['compute_seconds']:.1f} s of training + flossing per run; {conv}; {seeds}")
+            f"{duration(t['compute_seconds'])} of training + flossing per run; {conv}; {seeds}")
 
 
 def _points(trials: list[dict], *, name: str, marker: dict, opacity: float = 1.0, showlegend: bool = True,
@@ -178,7 +187,8 @@ def _points(trials: list[dict], *, name: str, marker: dict, opacity: float = 1.0
                                 arrayminus=[t["success_rate"] - t["ci_low"] for t in trials],
                                 color=marker.get("color"), thickness=1.2, width=3)
     if text:
-        trace.update(text=text, textposition=textposition, textfont=dict(size=11, color=marker.get("color")))
+        trace.update(text=text, textposition=textposition, textfont=dict(size=11, color=marker.get("color")),
+                     cliponaxis=False)    # a label near the axis is drawn whole
     return trace
 
 
@@ -244,8 +254,7 @@ def fig_advice(trials: list[dict], rec: dict | None = None, *, target: float | N
                                         font=dict(size=11, color="#dc2626"))])
     xs = [t["compute_seconds"] for t in shown]
     span = (max(xs) - min(xs)) if xs else 1.0
-    pad = 0.08 * (span or max(xs, default=1.0) or 1.0)
-    xaxis = dict(range=[max(0.0, min(xs) - pad), max(xs) + pad]) if xs else {}
+    xaxis = dict(range=[0, max(xs) + 0.12 * (span or max(xs) or 1.0)]) if xs else {}   # from zero: ratios read true
     return _figure(traces, "Success rate vs compute per run (95 % Wilson interval; line: the Pareto front)",
                    "training + flossing seconds per run", "success rate",
                    yaxis=dict(range=[-0.05, 1.08], tickformat=".0%"), xaxis=xaxis, hovermode="closest",
@@ -263,12 +272,12 @@ def headline(rec: dict) -> dict:
     title = {"recommended": "Recommended", "no_flossing": "No flossing reaches the target"}.get(rec["status"],
                                                                                             "Best found")
     extra = rec.get("extra_compute_seconds")
+    ratio = rec.get("compute_ratio")
     extra_text = "" if is_missing(extra) or rec.get("baseline") is None or \
         trial_number(choice) == trial_number(rec.get("baseline")) else \
-        f"{extra:+.1f} s per run" + ("" if is_missing(rec.get("compute_ratio")) else f" ({rec['compute_ratio']:.2f}×)") \
-        + " against no flossing"
+        f"{signed_seconds(extra)} per run" + ("" if is_missing(ratio) else f" ({ratio:.2f}×)") + " against no flossing"
     success = success_text(choice["successes"], choice["n"], choice["success_rate"], choice["ci_low"],
                            choice["ci_high"])
     return {"title": title, "value": choice["label"], "success": success,
-            "detail": success + f" at {choice['compute_seconds']:.1f} s per run", "extra": extra_text}
+            "detail": success + f" at {duration(choice['compute_seconds'])} per run", "extra": extra_text}
 
