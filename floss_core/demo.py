@@ -18,7 +18,8 @@ SIZES: dict[str, tuple[str, dict]] = {
     "paper": ("paper", {}),
     "tiny": ("quick", dict(hidden=8, steps=30, seeds=2, delays=[4, 6], k=4, seq_len=20, floss_len=20,
                            floss_transient=5, eval_every=10, pre_steps=5, inter_steps=5, inter_at=[10, 20],
-                           every=10, adaptive_k=4, adaptive_steps=5, success_acc=0.55)),
+                           every=10, adaptive_k=4, adaptive_steps=5, success_acc=0.55, diag_len=40,
+                           diag_transient=10)),   # a 40-step diagnostics window: twice the sequence, as quick's
 }
 
 # The one-click demo: the paper's network (N = 80, T = 300, batch 16) on delayed XOR at d = 20, no flossing

@@ -393,6 +393,8 @@ def gradient_vs_horizon(step, state0: torch.Tensor, inputs, *, loss=None,
             state = step(state, None if isinstance(inputs, int) else inputs[t])
             states.append(state)
         grads = torch.autograd.grad(loss(state).sum(), states, allow_unused=True)
+    if all(g is not None for g in grads):       # one norm over the stacked gradients, not T + 1 small ones
+        return torch.stack(grads[::-1]).detach().norm(dim=-1)
     norms = [torch.zeros(state0.shape[:-1], device=state0.device) if g is None else g.detach().norm(dim=-1)
              for g in grads]
     return torch.stack(norms[::-1])
