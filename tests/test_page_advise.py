@@ -17,9 +17,6 @@ from advice_trials import TARGET, trials  # noqa: E402
 from floss_core import advice, report  # noqa: E402
 from floss_core.store import Store  # noqa: E402
 
-if not hasattr(Store, "queue_advice"):    # part A of issue 19 adds the adviser's tables to the store
-    pytest.skip("the store has no adviser tables yet (Store.queue_advice)", allow_module_level=True)
-
 TIMEOUT = 120
 PAGE = "pages/9_Advise.py"
 
@@ -145,19 +142,20 @@ def test_a_queued_search_shows_its_progress(store):
 
 
 def test_end_to_end_a_tiny_search_queued_on_the_page_is_run_and_shown(store):
-    """The page queues a tiny search; the worker's own call (advise.run_advice) runs it here; the page then shows
-    the stored recommendation, its chart and its trials (no flossing and one candidate on 2 seeds)."""
-    from floss_core.advise import run_advice
+    """The page queues a tiny search; the background worker's loop (here, in this process, until the queue is
+    empty) runs it; the page then shows the stored recommendation, its chart and its trials (no flossing and one
+    candidate on 2 seeds) and the report quotes the same statement."""
+    from floss_core.runner import worker_loop
 
     at = advise_page(size="tiny")
     at.number_input(key="tiny:a:trials").set_value(1)
     at.number_input(key="tiny:a:target").set_value(50.0)
     submit(at)
     (row,) = queued(store)
+    assert worker_loop(store, exit_when_idle=True, max_workers=1) == 1
     with Store(store) as s:
-        assert s.claim_next_advice("test-worker") == row["id"]
-        assert run_advice(s, row["id"]) == "done"
         done, stored = s.advice(row["id"]), s.advice_trials(row["id"])
+    assert done["status"] == "done"
     assert [t["trial"] for t in stored] == [0, 1] and stored[0]["schedule"]["name"] == "none"
     at = advise_page(advice=row["id"])
     assert not at.error, [e.value for e in at.error]
