@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 
+from .fmt import duration
 from .stats import ALPHA, fisher_exact, is_missing
 
 NONE = "none"   # the schedule that does not floss: the baseline every recommendation is measured against
@@ -106,7 +107,7 @@ def statement(rec: dict, *, alpha: float = ALPHA) -> str:
     target, choice, base, runner = rec["target"], rec["choice"], rec["baseline"], rec["runner_up"]
     want = f"the target of {100 * target:.0f} % success"
     if rec["status"] == "no_flossing":
-        return (f"No flossing already reaches {want}: it solved {_rate(choice)} at {choice['compute_seconds']:.1f} s "
+        return (f"No flossing already reaches {want}: it solved {_rate(choice)} at {duration(choice['compute_seconds'])} "
                 f"of compute per run. Nothing beats it; flossing would only add cost here.")
     if rec["status"] == "none_reaches":
         if choice is None:
@@ -115,17 +116,18 @@ def statement(rec: dict, *, alpha: float = ALPHA) -> str:
         if base is not None and choice is not base:
             best += f", against no flossing's {_rate(base)}"
         return f"No schedule tried reaches {want}. {best}. Try more trials, a longer budget or a lower target."
-    text = (f"Recommended: {choice['label']}. It solved {_rate(choice)} at {choice['compute_seconds']:.1f} s of "
+    text = (f"Recommended: {choice['label']}. It solved {_rate(choice)} at {duration(choice['compute_seconds'])} of "
             f"compute per run")
     if base is not None:
         extra = rec["extra_compute_seconds"]
-        text += (f", {extra:+.1f} s ({rec['compute_ratio']:.2f}×) against no flossing, which solved {_rate(base)}")
+        text += (f", {'+' if extra >= 0 else '−'}{duration(abs(extra))} ({rec['compute_ratio']:.2f}×) against no "
+                 f"flossing, which solved {_rate(base)}")
         p = rec["p_vs_baseline"]
         text += (f"; the difference in success is significant (Fisher p = {p:.3g})" if p < alpha else
                  f"; the difference in success is not significant at these seeds (Fisher p = {p:.2g})")
     text += "."
     if runner is not None:
-        text += f" Runner-up: {runner['label']}, {_rate(runner)} at {runner['compute_seconds']:.1f} s per run."
+        text += f" Runner-up: {runner['label']}, {_rate(runner)} at {duration(runner['compute_seconds'])} per run."
     return text
 
 
