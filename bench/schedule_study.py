@@ -11,7 +11,8 @@ tests/test_stop_when_solved.py) and the flossing steps per run.
     OMP_NUM_THREADS=1 python bench/schedule_study.py --delays 20,40,60 --seeds 9 --out bench/schedule_study.jsonl
 
 ``--out`` keeps one JSON line per cell; a rerun skips the cells already there. ``--variants`` adds
-adaptive variants (threshold/steps/every) for choosing the adaptive defaults.
+adaptive variants (threshold/steps/every) for choosing the adaptive defaults, ``--proxies`` pre-flossing's cheap
+proxies (k 16, a 28-step window, QR every 2 or 5 steps).
 """
 from __future__ import annotations
 
@@ -26,12 +27,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-VARIANTS = {   # label -> schedule overrides (the adaptive schedule's knobs)
-    "adaptive": {},
-    "adaptive t0.05": dict(threshold=0.05),
-    "adaptive t0.2": dict(threshold=0.2),
-    "adaptive 50 steps": dict(adaptive_steps=50),
-    "adaptive every 200": dict(every=200),
+VARIANTS = {   # label -> (schedule, make_spec overrides): the adaptive schedule's knobs
+    "adaptive t0.05": ("adaptive", dict(threshold=0.05)),
+    "adaptive t0.2": ("adaptive", dict(threshold=0.2)),
+    "adaptive 50 steps": ("adaptive", dict(adaptive_steps=50)),
+    "adaptive every 200": ("adaptive", dict(every=200)),
+}
+PROXIES = {    # label -> (schedule, overrides): the cheap proxies of pre-flossing (fewer exponents, a shorter
+    #            window, a longer QR interval), the adviser's search space's members
+    "pre k 16": ("pre", dict(k=16)),
+    "pre window 28": ("pre", dict(floss_len=28, floss_transient=8)),
+    "pre QR every 2": ("pre", dict(qr_every=2)),
+    "pre QR every 5": ("pre", dict(qr_every=5)),
 }
 
 
@@ -78,13 +85,16 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=9)
     ap.add_argument("--schedules", default="none,pre,pre+inter,adaptive")
     ap.add_argument("--variants", action="store_true", help="also the adaptive variants (VARIANTS)")
+    ap.add_argument("--proxies", action="store_true", help="also pre-flossing's cheap proxies (PROXIES)")
     ap.add_argument("--no-stop-when-solved", dest="stop", action="store_false")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", default=None, help="JSON lines, one per cell; cells already there are skipped")
     a = ap.parse_args()
     cells = [(s, s, {}) for s in a.schedules.split(",")]
     if a.variants:
-        cells += [(label, "adaptive", o) for label, o in VARIANTS.items() if o]
+        cells += [(label, sched, o) for label, (sched, o) in VARIANTS.items()]
+    if a.proxies:
+        cells += [(label, sched, o) for label, (sched, o) in PROXIES.items()]
     done = []
     if a.out and Path(a.out).exists():
         done = [json.loads(line) for line in Path(a.out).read_text().splitlines() if line.strip()]

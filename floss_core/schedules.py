@@ -29,6 +29,8 @@ class Schedule:
     inter_at: tuple[int, ...] = (100, 200)  # inter, pre+inter: training steps before which a phase runs
     every: int = 100                        # adaptive: measure every M steps; joint: add the term every M steps
     threshold: float = 0.1                  # adaptive: floss while max |λ_i| of the top exponents exceeds it
+    #                                         (0.1 / every 100 / 100 steps: the best of the variants measured
+    #                                         on the paper's task, bench/schedule_study.py, README)
     adaptive_k: int = 8                     # adaptive: exponents in the cheap measurement
     adaptive_steps: int = 100               # adaptive: flossing steps per triggered phase
     weight: float = 1.0                     # joint: loss = task + weight * flossing_loss

@@ -122,6 +122,23 @@ def test_the_base_specs_own_schedule_is_the_first_candidate_and_unsearched_knobs
     assert schedule.name == "joint" and schedule.weight == 0.5 and floss == {}
 
 
+def test_every_searched_schedule_is_tried_at_its_defaults_before_the_sampler_proposes():
+    # the base's own schedule first, then each other searched schedule at the base's values, once each
+    spec = tiny_spec()
+    cfg = AD.AdviseConfig()
+    space = AD.search_space(spec, cfg)
+    starts = AD.starting_points(spec, cfg, space)
+    assert starts[0] == AD.default_params(spec, cfg, space)
+    assert [p["schedule"] for p in starts] == ["pre"] + [n for n in AD.FLOSSING if n != "pre"]
+    for p in starts:
+        schedule, _ = AD.candidate(p, spec, cfg)
+        assert schedule == replace(spec.schedules[1], name=p["schedule"])   # the preset's values, that schedule
+    only = AD.AdviseConfig(schedules=("adaptive", "joint"))
+    assert [p["schedule"] for p in AD.starting_points(spec, only, AD.search_space(spec, only))] == ["adaptive", "joint"]
+    fixed = AD.AdviseConfig(knobs=("pre_steps",))          # the schedule not searched: only the base's
+    assert len(AD.starting_points(spec, fixed, AD.search_space(spec, fixed))) == 1
+
+
 # ------------------------------------------------------------------------------------ successive halving
 def _partial(successes, n, compute=1.0):
     return {"successes": successes, "n": n, "compute_seconds": compute}
