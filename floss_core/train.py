@@ -125,6 +125,8 @@ def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, flos
     run.snapshot(0, "init", everyone)
     run.floss("pre", 0, [S.pre_steps(s) for s in member_schedules])
     for step in range(train_cfg.steps):
+        if not bool(run.active.any()):
+            break                                      # every member diverged (or stopped): nothing left to train
         run.floss("inter", step, [S.inter_steps(s, step) for s in member_schedules])
         if step % train_cfg.eval_every == 0:
             lam = run.evaluate(step).tolist()          # the cheap monitor: each member's top exponents
@@ -137,8 +139,8 @@ def train(model: M.ModelConfig, task: T.TaskConfig, train_cfg: TrainConfig, flos
     if (train_cfg.steps - 1) % train_cfg.eval_every and bool(run.active.any()):
         run.evaluate(train_cfg.steps - 1)
     run.snapshot(train_cfg.steps, "final", run.active | run.stopped)   # a stopped member: its weights at convergence
-    if run.done < run.total:                           # the work a stop made unnecessary, as done
-        run.tick(run.total - run.done, "solved")
+    if run.done < run.total:                           # the work a stop or divergence made unnecessary, as done
+        run.tick(run.total - run.done, "solved" if bool(run.stopped.any()) else "done")
     run.report_state(done=True)
     return run.records()
 

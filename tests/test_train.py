@@ -230,6 +230,16 @@ def test_a_diverging_member_is_frozen_and_the_other_finishes_alone(monkeypatch, 
     assert all(m["step"] <= bad["diverged_step"] for m in bad["metrics"])
 
 
+@pytest.mark.parametrize("schedule", ["none", "pre"])
+def test_every_member_diverging_is_an_outcome_not_a_crash(monkeypatch, schedule):
+    # a lone network whose flossing (or training) goes non-finite: the run ends, recorded as diverged (the
+    # training loop used to go on with an empty ensemble and fail drawing a test batch for nobody)
+    _poisoned_init(monkeypatch, 0, "J", float("nan"))
+    recs = run(schedule, seeds=(0,), train_cfg=replace(TRAIN, diagnostics=True))
+    assert [r["status"] for r in recs] == ["diverged"] and recs[0]["success"] is False
+    assert recs[0]["final"]["train_steps"] == 0
+
+
 def test_huge_weights_diverge_in_training(monkeypatch):
     _poisoned_init(monkeypatch, 0, "W_in", float("inf"))
     recs = run("none", seeds=(0, 1))
