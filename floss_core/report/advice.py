@@ -20,7 +20,7 @@ from .. import __version__
 from ..store import Store
 from ..views import advice as views
 from .figures import _for_print
-from .formats import safe_name
+from .formats import safe_name, write_export
 from .html import _CSS, _json
 from .pdf import html_to_pdf
 
@@ -196,12 +196,7 @@ def write_advice_report(store: Store, advice_id: int, fmt: str = "html",
                         out: str | os.PathLike | None = None) -> Path:
     """Write the advice report. ``out``: a file path, an existing directory (the sanitised name goes inside), or
     None (that name in the current directory). Returns the path."""
-    name, blob = export_advice(store, advice_id, fmt)
-    path = Path(out) if out is not None else Path(name)
-    if path.is_dir():
-        path = path / name
-    path.write_bytes(blob)
-    return path
+    return write_export(*export_advice(store, advice_id, fmt), out)
 
 
 __all__ = ["FORMATS", "advice_filename", "advice_html", "advice_report", "export_advice", "recommendation_of",

@@ -42,7 +42,12 @@ def export(store: Store, experiment_ids, fmt: str) -> tuple[str, bytes]:
 def write_report(store: Store, experiment_ids, fmt: str, out: str | os.PathLike | None = None) -> Path:
     """Write one format of the report. ``out``: a file path, an existing directory (the derived file
     name goes inside), or None (the derived name in the current directory). Returns the path."""
-    name, blob = export(store, experiment_ids, fmt)
+    return write_export(*export(store, experiment_ids, fmt), out)
+
+
+def write_export(name: str, blob: bytes, out: str | os.PathLike | None = None) -> Path:
+    """Write an exported ``blob`` to ``out``: a file path, an existing directory (``name``, already sanitised,
+    goes inside), or None (``name`` in the current directory). Returns the path."""
     path = Path(out) if out is not None else Path(name)
     if path.is_dir():
         path = path / name
