@@ -1,7 +1,13 @@
-"""The schedule adviser's verdict: the Pareto front of success against compute over evaluated trials, and
-the recommendation a manager reads (the cheapest schedule on the front that reaches the target success
-rate, its runner-up, its extra compute against no flossing, or the statement that nothing beats no
-flossing).
+"""The schedule adviser's verdict: the Pareto front over evaluated trials (success rate up, time to solution
+down, compute down), and the recommendation a manager reads (the cheapest schedule on the front that reaches
+the target success rate, its time to solution, its runner-up, its extra compute against no flossing, or the
+statement that nothing beats no flossing).
+
+Time to solution is a trial's median convergence step over its solved runs (training steps until the
+success criterion); a trial that solved nothing has none, the worst value. A trial that costs more but solves
+sooner than every cheaper one is on the front: a user who pays for wall time to a solution may want it. The
+recommendation still picks by compute among the front's trials that reach the target (the cheapest trial
+that reaches it is always on the front), and says how soon it solves.
 
 Pure functions of plain trial dicts (no torch, no store): the search that produces the trials
 (``advise``), the store that keeps them, the CLI, the page and the report all read these, so the numbers a
@@ -36,18 +42,27 @@ def is_baseline(trial: dict) -> bool:
     return trial["schedule"]["name"] == NONE
 
 
-def dominates(a: dict, b: dict) -> bool:
-    """``a`` is at least as good as ``b`` in success rate (higher) and compute (lower), better in one."""
-    ge = a["success_rate"] >= b["success_rate"] and a["compute_seconds"] <= b["compute_seconds"]
-    gt = a["success_rate"] > b["success_rate"] or a["compute_seconds"] < b["compute_seconds"]
-    return ge and gt
+def time_to_solution(trial: dict) -> float:
+    """The trial's median convergence step over its solved runs; infinity where it solved nothing (or the
+    number is missing), so that any trial that solves something is sooner."""
+    v = trial.get("median_convergence")
+    return math.inf if is_missing(v) else float(v)
 
 
-def pareto_front(trials: list[dict]) -> list[dict]:
+def dominates(a: dict, b: dict, *, time: bool = True) -> bool:
+    """``a`` is at least as good as ``b`` in success rate (higher), time to solution (lower; ``time=False``
+    leaves it out) and compute (lower), and better in one of them."""
+    ka = (-a["success_rate"], time_to_solution(a) if time else 0.0, a["compute_seconds"])
+    kb = (-b["success_rate"], time_to_solution(b) if time else 0.0, b["compute_seconds"])
+    return all(x <= y for x, y in zip(ka, kb)) and any(x < y for x, y in zip(ka, kb))
+
+
+def pareto_front(trials: list[dict], *, time: bool = True) -> list[dict]:
     """The complete trials no other complete trial dominates, cheapest first (ties: the lower trial
-    number). Trials stopped after the first rung are not on it: they ran fewer seeds."""
+    number). Trials stopped after the first rung are not on it: they ran fewer seeds. ``time=False``: the
+    front of success against compute alone (the staircase the chart draws), a subset of the full front."""
     done = [t for t in trials if t["complete"] and not is_missing(t["success_rate"])]
-    front = [t for t in done if not any(dominates(o, t) for o in done if o is not t)]
+    front = [t for t in done if not any(dominates(o, t, time=time) for o in done if o is not t)]
     return sorted(front, key=lambda t: (t["compute_seconds"], t["trial"]))
 
 
@@ -102,13 +117,19 @@ def _rate(t: dict) -> str:
             f"{100 * t['ci_low']:.0f}–{100 * t['ci_high']:.0f} %)")
 
 
+def _soon(t: dict) -> str:
+    """', solving in a median 300 training steps' (its time to solution), or '' where it solved nothing."""
+    steps = time_to_solution(t)
+    return "" if math.isinf(steps) else f", solving in a median {steps:.0f} training steps"
+
+
 def statement(rec: dict, *, alpha: float = ALPHA) -> str:
     """The recommendation in words (what the CLI prints and the report's verdict says)."""
     target, choice, base, runner = rec["target"], rec["choice"], rec["baseline"], rec["runner_up"]
     want = f"the target of {100 * target:.0f} % success"
     if rec["status"] == "no_flossing":
         return (f"No flossing already reaches {want}: it solved {_rate(choice)} at {duration(choice['compute_seconds'])} "
-                f"of compute per run. Nothing beats it; flossing would only add cost here.")
+                f"of compute per run{_soon(choice)}. Nothing beats it; flossing would only add cost here.")
     if rec["status"] == "none_reaches":
         if choice is None:
             return f"No trial finished on every seed, so nothing can be recommended for {want}."
@@ -117,17 +138,18 @@ def statement(rec: dict, *, alpha: float = ALPHA) -> str:
             best += f", against no flossing's {_rate(base)}"
         return f"No schedule tried reaches {want}. {best}. Try more trials, a longer budget or a lower target."
     text = (f"Recommended: {choice['label']}. It solved {_rate(choice)} at {duration(choice['compute_seconds'])} of "
-            f"compute per run")
+            f"compute per run{_soon(choice)}")
     if base is not None:
         extra = rec["extra_compute_seconds"]
-        text += (f", {'+' if extra >= 0 else '−'}{duration(abs(extra))} ({rec['compute_ratio']:.2f}×) against no "
-                 f"flossing, which solved {_rate(base)}")
+        text += (f"; {'+' if extra >= 0 else '−'}{duration(abs(extra))} ({rec['compute_ratio']:.2f}×) against no "
+                 f"flossing, which solved {_rate(base)}{_soon(base)}")
         p = rec["p_vs_baseline"]
         text += (f"; the difference in success is significant (Fisher p = {p:.3g})" if p < alpha else
                  f"; the difference in success is not significant at these seeds (Fisher p = {p:.2g})")
     text += "."
     if runner is not None:
-        text += f" Runner-up: {runner['label']}, {_rate(runner)} at {duration(runner['compute_seconds'])} per run."
+        text += (f" Runner-up: {runner['label']}, {_rate(runner)} at {duration(runner['compute_seconds'])} per run"
+                 f"{_soon(runner)}.")
     return text
 
 
@@ -155,10 +177,11 @@ def trial_numbers(records: list[dict], *, planned: int | None = None) -> dict:
     return {"n": n, "successes": wins, "success_rate": rate, "ci_low": lo, "ci_high": hi,
             "compute_seconds": sum(both) / len(both) if both else math.nan,
             "train_seconds": mean(t for t, _ in pairs), "floss_seconds": mean(f for _, f in pairs),
-            "median_convergence": _median(solved)}
+            "median_convergence": median(solved)}
 
 
-def _median(xs: list[float]) -> float:
+def median(xs: list[float]) -> float:
+    """The median of sorted numbers; NaN for none."""
     if not xs:
         return math.nan
     m = len(xs) // 2

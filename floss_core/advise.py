@@ -9,8 +9,9 @@ own seeds:
 * trial 0 is always no flossing, on every seed: the baseline every recommendation is measured against;
 * trial 1 is the base spec's own flossing schedule (make_spec's default: ``pre`` with the preset's
   values), then every other searched schedule at the preset's values (``starting_points``), enqueued into
-  the study; then Optuna's multi-objective sampler (TPE, multivariate, or NSGA-II;
-  directions: maximise success rate, minimise compute) proposes the rest through its ask/tell interface;
+  the study; then Optuna's multi-objective sampler (TPE, multivariate, or NSGA-II; directions: maximise
+  success rate, minimise time to solution and compute, ``objectives``) proposes the rest through its
+  ask/tell interface;
   Optuna's storage is in memory, the lab's store is the record of every trial;
 * the search space (``search_space``): the schedule (pre, inter, pre+inter, adaptive, joint), pre-flossing
   steps, an inter phase's length and when the first one runs, adaptive's threshold, interval and steps,
@@ -24,8 +25,9 @@ own seeds:
 * compute = mean training + flossing seconds per run (the lab's diagnostics and evaluation excluded);
   divergence is an outcome (a diverged run is a failure), a job that fails is a failed trial, never a
   crash of the search;
-* the verdict is ``floss_core.advice`` (``recommend``: the cheapest schedule on the Pareto front that
-  reaches the target, its runner-up, its extra compute against no flossing), over the stored trials.
+* the verdict is ``floss_core.advice`` (``recommend``: the cheapest schedule on the Pareto front of success,
+  time to solution and compute that reaches the target, its runner-up, its extra compute against no
+  flossing), over the stored trials.
 
 ``run_advice`` runs a stored advice to its end (the CLI's ``advise``, the worker for a queued one);
 ``advise`` creates one and runs it here. Torch and Optuna load inside the functions that need them.
@@ -344,13 +346,17 @@ def label(schedule: S.Schedule, floss: dict) -> str:
 
 
 # ------------------------------------------------------------------------------------ successive halving
-def stops_after_rung(partial: dict, n_total: int, target: float, complete: list[dict]) -> str | None:
+def stops_after_rung(partial: dict, n_total: int, target: float, complete: list[dict], *,
+                     solved_steps: list[float] = ()) -> str | None:
     """Why a candidate stops after its first rung, or None when it goes on to the remaining seeds.
 
     ``partial``: its first-rung numbers (``advice.trial_numbers``: n, successes, compute_seconds);
-    ``n_total``: the runs of a complete trial; ``complete``: the complete trials so far. It stops when even
-    if every remaining run succeeded its success rate would stay below ``target``, or when a complete
-    trial dominates that best case at the first rung's compute per run."""
+    ``n_total``: the runs of a complete trial; ``complete``: the complete trials so far; ``solved_steps``:
+    the convergence steps of its solved first-rung runs. It stops when even if every remaining run
+    succeeded its success rate would stay below ``target``, or when a complete trial dominates that best
+    case (``advice.dominates``: success, time to solution and compute) at the first rung's compute per run.
+    The best case's time to solution counts every remaining run as solved at step 0, the earliest
+    evaluation: a candidate that might still solve sooner than the others is not stopped for being slow."""
     remaining = max(0, n_total - partial["n"])
     if remaining == 0:
         return None
@@ -358,11 +364,13 @@ def stops_after_rung(partial: dict, n_total: int, target: float, complete: list[
     if best < target - _EPS:
         return (f"cannot reach the target: {partial['successes']} of {partial['n']} first-rung runs solved, "
                 f"at best {100 * best:.0f} % < {100 * target:.0f} %")
-    optimistic = {"success_rate": best, "compute_seconds": partial["compute_seconds"]}
+    soonest = sorted([0.0] * remaining + [float(s) for s in solved_steps])
+    optimistic = {"success_rate": best, "compute_seconds": partial["compute_seconds"],
+                  "median_convergence": A.median(soonest)}
     for other in complete:
         if not is_missing_number(other.get("compute_seconds")) and A.dominates(other, optimistic):
             return (f"dominated by trial {other['trial']} ({other['label']}) even if every remaining run "
-                    f"succeeded")
+                    f"succeeded at once")
     return None
 
 
@@ -494,13 +502,13 @@ def _search(store, advice_id: int, config: dict, run: _Runner) -> str:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study = optuna.create_study(directions=["maximize", "minimize"], sampler=_sampler(cfg))
+        study = optuna.create_study(directions=list(DIRECTIONS), sampler=_sampler(cfg))
         for number in sorted(n for n in stored if n > 0):   # resuming: the study learns the stored trials
             t = stored[number]
             ok = not any(is_missing_number(t[k]) for k in ("success_rate", "compute_seconds"))
             study.add_trial(create_trial(
                 params=t["params"], distributions={p: space[p] for p in t["params"] if p in space},
-                values=[t["success_rate"], t["compute_seconds"]] if ok else None,
+                values=objectives(t, spec) if ok else None,
                 state=TrialState.COMPLETE if ok else TrialState.FAIL))
         if not any(n > 0 for n in stored):
             for first in starting_points(spec, cfg, space)[:cfg.trials]:
@@ -525,13 +533,25 @@ def _search(store, advice_id: int, config: dict, run: _Runner) -> str:
             if trial.get("error") or any(is_missing_number(trial[k]) for k in ("success_rate", "compute_seconds")):
                 study.tell(asked, state=TrialState.FAIL)
             else:
-                study.tell(asked, [trial["success_rate"], trial["compute_seconds"]])
+                study.tell(asked, objectives(trial, spec))
             log.info("advice %s trial %s: %s: %d of %d solved, %.3f s/run%s", advice_id, number, trial["label"],
                      trial["successes"], trial["n"], trial["compute_seconds"],
                      "" if trial["complete"] else f" (stopped: {trial.get('stopped')})")
     trials = store.advice_trials(advice_id)   # the verdict quotes the stored numbers
     store.finish_advice(advice_id, "done", _result(trials, cfg.target))
     return "done"
+
+
+DIRECTIONS = ("maximize", "minimize", "minimize")   # success rate, time to solution, compute: advice's front
+
+
+def objectives(trial: dict, spec: ComparisonSpec) -> list[float]:
+    """What the sampler optimises for a trial, in ``DIRECTIONS``' order: its success rate, its time to solution
+    (median convergence step of its solved runs; one step past the training budget where it solved nothing,
+    a finite worst value the samplers can rank) and its compute per run."""
+    steps = A.time_to_solution(trial)
+    return [float(trial["success_rate"]), float(spec.train.steps + 1) if math.isinf(steps) else steps,
+            float(trial["compute_seconds"])]
 
 
 def _refused(number: int, params: dict, error: str) -> dict:
@@ -606,8 +626,10 @@ class _Runner:
             if error is not None:
                 break
             if part == " · rung 1":
+                solved = [r["convergence_step"] for r in records
+                          if r.get("success") and not is_missing_number(r.get("convergence_step"))]
                 stopped = stops_after_rung(A.trial_numbers(records, planned=len(ran) * delays), len(seeds) * delays,
-                                           target, complete)
+                                           target, complete, solved_steps=solved)
                 if stopped:
                     break
         trial = {"trial": number, "label": text, "schedule": asdict(schedule), "floss": dict(floss),

@@ -133,10 +133,9 @@ def show(row: dict) -> None:
         cols[2].caption(h["extra"])
     if trials:
         st.plotly_chart(views.fig_advice(trials, rec), key=f"advice_fig:{row['id']}")
-        st.caption("Each point is one schedule tried (bars: 95 % Wilson interval). Line: the Pareto front, the "
-                   "schedules no other beats in both success and compute; dashed: the target; star: the "
-                   "recommendation; diamond: no flossing; crosses: stopped after the first rung of seeds (a hopeless "
-                   "candidate; fewer seeds, not on the front).")
+        st.caption(views.front_caption(rec))
+        st.plotly_chart(views.fig_time_to_solution(trials, rec), key=f"advice_time:{row['id']}")
+        st.caption(views.time_caption(trials))
         st.dataframe(views.trials_display(views.trials_table(trials, rec)), hide_index=True,
                      key=f"advice_table:{row['id']}")
 

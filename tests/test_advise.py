@@ -157,13 +157,33 @@ def test_a_candidate_that_cannot_reach_the_target_stops_after_the_first_rung():
 
 
 def test_a_candidate_dominated_already_stops_after_the_first_rung():
-    cheap_perfect = {"trial": 0, "label": "no flossing", "success_rate": 1.0, "compute_seconds": 0.5}
-    why = AD.stops_after_rung(_partial(2, 3, compute=1.0), 9, 0.5, [cheap_perfect])
+    # 3 of 3 first-rung runs solved (steps 200, 300, 400), one run left: at best 4 of 4, and the best
+    # conceivable time to solution is the median of 0 (the last run solving at once), 200, 300, 400 = 250
+    fast_perfect = {"trial": 0, "label": "no flossing", "success_rate": 1.0, "compute_seconds": 0.5,
+                    "median_convergence": 100.0}
+    steps = [200, 300, 400]
+    why = AD.stops_after_rung(_partial(3, 3, compute=1.0), 4, 0.5, [fast_perfect], solved_steps=steps)
     assert why and "dominated by trial 0" in why
-    # not dominated when it is cheaper, or could be better
-    assert AD.stops_after_rung(_partial(2, 3, compute=0.1), 9, 0.5, [cheap_perfect]) is None
-    worse = {**cheap_perfect, "success_rate": 0.5}
-    assert AD.stops_after_rung(_partial(2, 3, compute=1.0), 9, 0.5, [worse]) is None
+    # not dominated when it is cheaper, could be more successful, or could solve sooner
+    assert AD.stops_after_rung(_partial(3, 3, compute=0.1), 4, 0.5, [fast_perfect], solved_steps=steps) is None
+    worse = {**fast_perfect, "success_rate": 0.5}
+    assert AD.stops_after_rung(_partial(3, 3, compute=1.0), 4, 0.5, [worse], solved_steps=steps) is None
+    slower = {**fast_perfect, "median_convergence": 260.0}
+    assert AD.stops_after_rung(_partial(3, 3, compute=1.0), 4, 0.5, [slower], solved_steps=steps) is None
+    unsolved_time = {**fast_perfect, "median_convergence": math.nan}   # no time to solution: the worst
+    assert AD.stops_after_rung(_partial(3, 3, compute=1.0), 4, 0.5, [unsolved_time], solved_steps=steps) is None
+    # six runs left of nine: they might all solve at step 0, so the best case's median is 0 and no
+    # complete trial (whose runs solve at some evaluation after training) is sooner
+    assert AD.stops_after_rung(_partial(2, 3, compute=1.0), 9, 0.5, [fast_perfect], solved_steps=[200, 300]) is None
+
+
+def test_the_search_tells_the_sampler_success_time_to_solution_and_compute():
+    spec = tiny_spec()
+    solved = {"success_rate": 0.5, "compute_seconds": 1.5, "median_convergence": 40.0}
+    assert AD.objectives(solved, spec) == [0.5, 40.0, 1.5]
+    nothing = {"success_rate": 0.0, "compute_seconds": 1.0, "median_convergence": math.nan}
+    assert AD.objectives(nothing, spec) == [0.0, spec.train.steps + 1, 1.0]   # finite, worse than any solve
+    assert AD.DIRECTIONS == ("maximize", "minimize", "minimize")
 
 
 def test_a_candidate_that_goes_on_runs_the_remaining_seeds_as_a_second_experiment(tmp_path):

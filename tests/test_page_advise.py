@@ -118,10 +118,13 @@ def test_a_finished_search_shows_its_statement_chart_and_trials(store):
     assert "Recommended  \n**pre 50 steps · k 4 · window 20**" in [m.value for m in at.markdown]
     assert metrics["Success"] == "75 %" and metrics["Compute per run"] == "1.4 s"
     assert "+0.4 s per run (1.40×) against no flossing" in [c.value for c in at.caption]
-    (chart,) = at.get("plotly_chart")
+    chart, time_chart = at.get("plotly_chart")   # success vs compute, then time to solution vs compute
     fig = json.loads(chart.proto.spec)
     star = next(t for t in fig["data"] if t.get("name") == "recommended")
     assert star["customdata"][0][0] == 1 and star["x"] == [1.4]
+    star = next(t for t in json.loads(time_chart.proto.spec)["data"] if t.get("name") == "recommended")
+    assert star["customdata"][0][0] == 1 and star["x"] == [1.4] and star["y"] == [180.0]
+    assert "solved nothing" not in " ".join(c.value for c in at.caption)   # every complete trial solved some
     table = at.dataframe[0].value
     assert len(table) == len(trials()) and list(table["Verdict"]).count("recommended") == 1
     assert at.get("download_button")
@@ -161,7 +164,7 @@ def test_end_to_end_a_tiny_search_queued_on_the_page_is_run_and_shown(store):
     assert not at.error, [e.value for e in at.error]
     shown = [m.value for kind in (at.success, at.info, at.warning) for m in kind]
     assert f"**Verdict.** {done['result']['statement']}" in shown
-    assert len(at.get("plotly_chart")) == 1 and len(at.dataframe[0].value) == 2
+    assert len(at.get("plotly_chart")) == 2 and len(at.dataframe[0].value) == 2
     with Store(store) as s:
         name, blob = report.export_advice(s, row["id"], "html")
     assert name.startswith("advice-") and name.endswith(f"-{row['id']}.html") and "/" not in name

@@ -94,7 +94,8 @@ def test_the_report_holds_the_statement_the_chart_and_every_trial():
     parsed.feed(page)
     assert parsed.head == row["result"]["statement"]                  # the verdict: the stored recommendation
     assert parsed.head.startswith("Recommended: pre 50 steps")
-    assert page.count('class="plotly-graph-div"') == 1 and "Pareto front" in page   # the front as a chart
+    # the front as charts: success against compute, and time to solution against compute
+    assert page.count('class="plotly-graph-div"') == 2 and "Pareto front" in page and "Time to solution" in page
     scripts = [a for t, a in Tags.of(page) if t == "script"]                # self-contained: plotly.js inline
     assert scripts and not [a for a in scripts if a.get("src")] and len(page) > 3_000_000
     assert not [t for t, a in Tags.of(page) if t == "link"]

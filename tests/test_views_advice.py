@@ -160,3 +160,34 @@ def test_failed_and_refused_trials_are_shown_but_never_drawn_as_points_of_the_fr
     row = shown[shown["Schedule tried"] == refused["label"]].iloc[0]
     assert [row[c] for c in ("Success (95 % interval)", "Compute per run", "Extra vs no flossing")] == ["—"] * 3
     assert not shown.isna().any().any() and not shown.apply(lambda c: c.str.contains("nan")).any().any()
+
+
+def test_a_dearer_trial_that_solves_sooner_is_on_the_front_and_ringed_but_not_chosen():
+    from advice_trials import trial
+    # pre 400 steps: 6 of 8 at 2.0 s is beaten in success and compute by pre 100 steps (7 of 8 at 1.9 s), but its
+    # runs solve at a median step 60 against 150: on the front of success, time to solution and compute
+    ts = trials() + [trial(6, "pre 400 steps · k 4 · window 20", "pre", 6, 2.0, convergence=60.0)]
+    assert advice.dominates(ts[2], ts[6], time=False) and not advice.dominates(ts[2], ts[6])
+    assert [t["trial"] for t in advice.pareto_front(ts)] == [0, 1, 2, 6, 5]
+    assert [t["trial"] for t in advice.pareto_front(ts, time=False)] == [0, 1, 2, 5]
+    # solving nothing is the worst time to solution: a solved trial beats it there
+    unsolved = trial(7, "joint weight 1 · k 4", "joint", 0, 0.9)
+    assert advice.time_to_solution(unsolved) == math.inf and advice.time_to_solution(ts[0]) == 240.0
+    rec = advice.recommend(ts, TARGET)
+    assert rec["choice"]["trial"] == 1 and rec["runner_up"]["trial"] == 2   # still the cheapest that reaches it
+    assert "solving in a median 180 training steps" in rec["statement"]
+    assert "which solved 2 of 8 seeds (25 %, 95 % interval 7–59 %), solving in a median 240" in rec["statement"]
+    fig = V.fig_advice(ts, rec)
+    assert [c[0] for c in traces(fig, "Pareto front")[0].customdata] == [0, 1, 2, 5]   # the staircase
+    (ring,) = traces(fig, V.SOONER)
+    assert [c[0] for c in ring.customdata] == [6]
+    assert V.trials_table(ts, rec).set_index("trial").loc[6, "on_front"]
+    # the time chart: every complete trial that solved something, at (compute, median step); the front ringed
+    t_fig = V.fig_time_to_solution(ts + [unsolved], rec)
+    drawn = {c[0]: (x, y) for t in t_fig.data if t.name in ("none", "pre", "inter", "joint")
+             for c, x, y in zip(t.customdata, t.x, t.y)}
+    assert drawn == {0: (1.0, 240.0), 1: (1.4, 180.0), 2: (1.9, 150.0), 3: (2.5, 200.0), 5: (3.25, 120.0),
+                     6: (2.0, 60.0)}                        # not 4 (first rung only) nor 7 (solved nothing)
+    assert sorted(c[0] for c in traces(t_fig, "on the Pareto front")[0].customdata) == [0, 1, 2, 5, 6]
+    assert traces(t_fig, "recommended")[0].customdata[0][0] == 1
+    assert "1 complete trial solved nothing" in V.time_caption(ts + [unsolved])

@@ -1,5 +1,5 @@
 """``advise``: the schedule search (``floss_core.advise``) on the comparison's task, model and seeds, stored in
-the store like an experiment: the trials, the Pareto front of success against compute, and the
+the store like an experiment: the trials, the Pareto front of success, time to solution and compute, and the
 recommendation (``floss_core.advice``). ``--queue`` hands it to the background worker instead;
 ``--cancel ID`` asks a running or queued search to stop.
 
@@ -125,7 +125,8 @@ def _print_report(advice_id: int, trials: list[dict], result: dict | None) -> No
     _print_table(_rows(trials), TRIAL_COLUMNS)
     if result is None:
         return
-    print("\nPareto front (success rate against train+floss compute, complete trials, cheapest first)")
+    print("\nPareto front (success rate, median convergence step and train+floss compute; complete trials, "
+          "cheapest first)")
     _print_table(_rows(result["front"]), TRIAL_COLUMNS)
     print()
     print(result["statement"])

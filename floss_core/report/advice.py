@@ -30,7 +30,7 @@ FINAL = ("done", "failed", "cancelled")
 _NOTE = ("Compute: a run's training + flossing seconds (the mean over the seeds it ran; evaluation and the lab's "
          "diagnostics are measurement, not counted). Every schedule ran the same seeds; one stopped after the first "
          "rung (successive halving) ran only the first few, so it is not on the front. The front: the complete "
-         "trials no other trial beats in both success and compute. Success: solved seeds with the 95 % Wilson "
+         "trials no other trial beats in success, time to solution (median convergence step) and compute at once. Success: solved seeds with the 95 % Wilson "
          "interval; the difference from no flossing is Fisher's exact test, two-sided.")
 
 
@@ -86,8 +86,12 @@ def advice_html(row: dict, trials: list[dict], *, generated: _dt.datetime | None
         fig.update_layout(height=420)
         config = {"displaylogo": False, "responsive": False, "staticPlot": False}
         div = fig.to_html(include_plotlyjs=False, full_html=False, config=config, div_id="fig1")
-        body.append("<section class='charts'><h2>The front: success against compute</h2>"
-                    f"<div class='chart'>{div}<p>{e(_caption(rec))}</p></div></section>")
+        time_fig = _for_print(views.fig_time_to_solution(trials, rec))
+        time_fig.update_layout(height=380)
+        time_div = time_fig.to_html(include_plotlyjs=False, full_html=False, config=config, div_id="fig2")
+        body.append("<section class='charts'><h2>The front: success, time to solution and compute</h2>"
+                    f"<div class='chart'>{div}<p>{e(views.front_caption(rec))}</p></div>"
+                    f"<div class='chart'>{time_div}<p>{e(views.time_caption(trials))}</p></div></section>")
     body.append("<section class='results'><h2>Every trial</h2>" + _table(trials, rec)
                 + f"<p class='note'>{e(_NOTE)}</p></section>")
     body.append("<section class='reproduce'><h2>Configuration</h2>"
@@ -151,13 +155,6 @@ def _search_rows(spec: dict, search: dict) -> list[tuple[str, str]]:
             ("Schedules searched", _plain(search.get("schedules", [])) or ""),
             ("Knobs", _plain(search.get("knobs", [])) or "")]
     return rows
-
-
-def _caption(rec: dict | None) -> str:
-    target = "" if rec is None else f"; dashed: the target of {100 * rec['target']:.0f} %"
-    return ("Each point is one schedule tried, at its training + flossing seconds per run and its success rate "
-            "(bars: 95 % Wilson interval). Line: the Pareto front" + target + "; star: the recommendation; "
-            "diamond: no flossing; crosses: stopped after the first rung (fewer seeds, not on the front).")
 
 
 def _table(trials: list[dict], rec: dict | None) -> str:

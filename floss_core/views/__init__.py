@@ -26,5 +26,5 @@ from .frames import eta_text, progress_text, run_state_text, run_states, runs_su
 __all__ += ["eta_text", "progress_text", "run_state_text", "run_states", "runs_summary"]
 from .frames import STATE_HELP
 __all__ += ["STATE_HELP"]
-from .advice import fig_advice   # the schedule adviser's chart; its table: views.advice.trials_table / trials_display
-__all__ += ["fig_advice"]
+from .advice import fig_advice, fig_time_to_solution   # the adviser's charts; its table: views.advice.trials_table
+__all__ += ["fig_advice", "fig_time_to_solution"]

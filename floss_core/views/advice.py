@@ -9,6 +9,7 @@ back from the store (copies of the trial dicts) highlights the same trial as one
     table = trials_table(trials, rec)        # one row per trial, numbers: what the tests compare
     shown = trials_display(table)            # the same rows as text, for a page or a report
     fig = fig_advice(trials, rec)            # success rate (95 % Wilson) vs compute s per run, the front, the target
+    fig = fig_time_to_solution(trials, rec)  # median convergence step vs compute s per run, the front ringed
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from .figures import _figure, color
 
 MISSING = "—"   # as views.frames: a value that does not exist
 FRONT_COLOR = "#111827"
+SOONER = "on the front by time to solution"   # the legend entry of full-front trials off the staircase
 CHOICE_COLOR = "#16a34a"
 
 # (column of trials_table, header of trials_display), in the order shown
@@ -103,7 +105,7 @@ def trials_table(trials: list[dict], rec: dict | None = None) -> pd.DataFrame:
     """One row per trial, cheapest first (ties: the trial number), the trial dicts' own numbers: trial, label,
     schedule (its name), seeds_run, n, successes, success_rate, ci_low, ci_high, compute_seconds,
     extra_seconds (compute against the no-flossing trial's; NaN without one), median_convergence,
-    on_front (on the Pareto front of complete trials), first_rung_only (stopped by successive halving after
+    on_front (on the Pareto front of complete trials: success, time to solution, compute), first_rung_only (stopped by successive halving after
     the first rung: fewer seeds), role (``roles``: '' for the others), note (why a trial stopped or failed:
     ``note``), baseline (the no-flossing trial the extra compute is measured against). A trial that ran
     nothing (a candidate the spec refused) has NaN numbers."""
@@ -227,12 +229,18 @@ def fig_advice(trials: list[dict], rec: dict | None = None, *, target: float | N
     if broken:
         traces.append(_points(broken, name="failed (a job failed: fewer runs)", opacity=0.5, errors=False,
                               marker=dict(color="#dc2626", size=9, symbol="x-thin-open", line=dict(width=2))))
-    front = [t for t in pareto_front(trials) if drawable(t)]
+    front = [t for t in pareto_front(trials, time=False) if drawable(t)]
     if front:
         xs, ys = _front_steps(front)
         traces.append(dict(type="scatter", x=xs, y=ys, mode="lines", name="Pareto front",
                            line=dict(color=FRONT_COLOR, width=2), hoverinfo="skip",
                            customdata=[[t["trial"]] for t in front]))
+    on_staircase = {t["trial"] for t in front}
+    sooner = [t for t in pareto_front(trials) if drawable(t) and t["trial"] not in on_staircase]
+    if sooner:   # on the full front only by their time to solution: dearer or less sure, but they solve sooner
+        traces.append(_points(sooner, name=SOONER, errors=False,
+                              marker=dict(color="rgba(0,0,0,0)", size=16, symbol="circle-open",
+                                          line=dict(color=FRONT_COLOR, width=2))))
     base = by_trial.get(trial_number((rec or {}).get("baseline"))) or _baseline(trials, None)
     choice = by_trial.get(trial_number((rec or {}).get("choice")))
     base, choice = (t if t is not None and drawable(t) else None for t in (base, choice))
@@ -255,10 +263,86 @@ def fig_advice(trials: list[dict], rec: dict | None = None, *, target: float | N
     xs = [t["compute_seconds"] for t in shown]
     span = (max(xs) - min(xs)) if xs else 1.0
     xaxis = dict(range=[0, max(xs) + 0.12 * (span or max(xs) or 1.0)]) if xs else {}   # from zero: ratios read true
-    return _figure(traces, "Success rate vs compute per run (95 % Wilson interval; line: the Pareto front)",
+    return _figure(traces, "Success rate vs compute per run (95 % Wilson interval; line: the front of success against "
+                   "compute; rings: on the front because they solve sooner)",
                    "training + flossing seconds per run", "success rate",
                    yaxis=dict(range=[-0.05, 1.08], tickformat=".0%"), xaxis=xaxis, hovermode="closest",
                    legend=dict(title=dict(text="")), **layout)
+
+
+def fig_time_to_solution(trials: list[dict], rec: dict | None = None) -> go.Figure:
+    """Time to solution (median convergence step of the solved runs) against training + flossing seconds per run,
+    for the complete trials that solved something, in their schedule's colour, sized by their success rate; the
+    trials on the Pareto front (success, time to solution, compute) ringed, the recommendation a green star and
+    no flossing a grey diamond. A trial that solved nothing has no time to solution and is not drawn (the
+    caption says how many)."""
+    by_trial = {int(t["trial"]): t for t in trials}
+    solved = [t for t in trials if drawable(t) and t["complete"] and not failed(t)
+              and not is_missing(t.get("median_convergence"))]
+    front = {t["trial"] for t in pareto_front(trials)}
+
+    def points(ts, *, name, marker, text=None, showlegend=True):
+        return dict(type="scatter", x=[t["compute_seconds"] for t in ts],
+                    y=[float(t["median_convergence"]) for t in ts], mode="markers+text" if text else "markers",
+                    name=name, marker=marker, showlegend=showlegend, customdata=[[t["trial"], t["label"]] for t in ts],
+                    hovertext=[_hover(t) for t in ts], hovertemplate="%{hovertext}<extra></extra>",
+                    **(dict(text=text, textposition="top center", cliponaxis=False,
+                            textfont=dict(size=11, color=marker.get("color"))) if text else {}))
+
+    traces = []
+    for name in dict.fromkeys(t["schedule"]["name"] for t in solved):
+        ts = [t for t in solved if t["schedule"]["name"] == name]
+        traces.append(points(ts, name=name, marker=dict(color=color(name), opacity=0.55,
+                                                        size=[8 + 10 * t["success_rate"] for t in ts])))
+    ringed = [t for t in solved if t["trial"] in front]
+    if ringed:
+        traces.append(points(ringed, name="on the Pareto front", marker=dict(
+            color="rgba(0,0,0,0)", size=[14 + 10 * t["success_rate"] for t in ringed], symbol="circle-open",
+            line=dict(color=FRONT_COLOR, width=2))))
+    choice = by_trial.get(trial_number((rec or {}).get("choice")))
+    base = by_trial.get(trial_number((rec or {}).get("baseline"))) or _baseline(trials, None)
+    numbers = {t["trial"] for t in solved}
+    if base is not None and base["trial"] in numbers and (choice is None or base["trial"] != choice["trial"]):
+        traces.append(points([base], name="no flossing", text=["no flossing"],
+                             marker=dict(color=color("none"), size=14, symbol="diamond",
+                                         line=dict(color="#ffffff", width=1))))
+    if choice is not None and choice["trial"] in numbers:
+        word = "recommended" if rec.get("status") in ("recommended", "no_flossing") else "best found"
+        traces.append(points([choice], name=word, text=[word], marker=dict(
+            color=CHOICE_COLOR, size=18, symbol="star", line=dict(color="#14532d", width=1))))
+    xs = [t["compute_seconds"] for t in solved]
+    xaxis = dict(range=[0, max(xs) * 1.12]) if xs else {}
+    return _figure(traces, "Time to solution vs compute per run (marker size: success rate; ringed: on the front)",
+                   "training + flossing seconds per run", "median convergence step (solved runs)",
+                   xaxis=xaxis, yaxis=dict(rangemode="tozero"), hovermode="closest", legend=dict(title=dict(text="")))
+
+
+def front_caption(rec: dict | None) -> str:
+    """What ``fig_advice`` draws, in words (the page's caption and the report's)."""
+    target = "" if rec is None else f"; dashed: the target of {100 * rec['target']:.0f} %"
+    return ("Each point is one schedule tried, at its training + flossing seconds per run and its success rate "
+            "(bars: 95 % Wilson interval). Line: the schedules no other beats in both success and compute"
+            + target + "; rings: schedules on the Pareto front only because they solve sooner (a lower median "
+            "convergence step) than every cheaper, as successful one; star: the recommendation; diamond: no "
+            "flossing; crosses: stopped after the first rung of seeds (a hopeless candidate: fewer seeds, not on "
+            "the front).")
+
+
+def time_caption(trials: list[dict]) -> str:
+    """What ``fig_time_to_solution`` draws, in words, with the trials it cannot draw."""
+    unsolved = unsolved_count(trials)
+    left = "" if not unsolved else (f" {unsolved} complete trial{'s' if unsolved != 1 else ''} solved nothing and "
+                                    f"{'have' if unsolved != 1 else 'has'} no time to solution, so "
+                                    f"{'they are' if unsolved != 1 else 'it is'} not drawn.")
+    return ("Time to solution: the median training step at which a trial's solved runs first met the success "
+            "criterion, against its compute per run; marker size: its success rate; rings: the Pareto front over "
+            "success, time to solution and compute (lower and further left is better)." + left)
+
+
+def unsolved_count(trials: list[dict]) -> int:
+    """Complete trials that solved nothing: no time to solution, so not on ``fig_time_to_solution``."""
+    return sum(1 for t in trials if drawable(t) and t["complete"] and not failed(t)
+               and is_missing(t.get("median_convergence")))
 
 
 def headline(rec: dict) -> dict:
