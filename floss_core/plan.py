@@ -99,6 +99,8 @@ class Estimate:
     start_seconds: float            # starting the processes
     parts: dict                     # seconds of work by part (PARTS), summed over jobs, one process alone
     bound: bool                     # flossing counted at its budget where it can stop early (adaptive, stopping rule)
+    solved_stop: bool = False       # training counted at its budget though solved networks stop (stop_when_solved):
+                                    # the estimate is then an upper bound (when a network solves is not known)
 
 
 def _phases(spec: "ComparisonSpec", members) -> list[tuple[int, int]]:
@@ -229,7 +231,8 @@ def estimate(spec: "ComparisonSpec", table: dict, *, workers: int = 1) -> Estima
     bound = (spec.floss.stop_tol > 0 and any(S.planned_floss_steps(s, spec.train.steps) for s in spec.schedules)) \
         or any(s.name == "adaptive" for s in spec.schedules)
     return Estimate(seconds=wall, workers=max(1, int(workers)), processes=processes, jobs=len(jobs),
-                    start_seconds=start if processes > 1 else 0.0, parts=parts, bound=bound)
+                    start_seconds=start if processes > 1 else 0.0, parts=parts, bound=bound,
+                    solved_stop=bool(spec.train.stop_when_solved) and T.task_entry(spec.task.name).judged == "first")
 
 
 _measured: dict = {}   # tables measured on demand in this process, by what they cover

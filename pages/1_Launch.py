@@ -100,14 +100,17 @@ def show_estimate(got: dict) -> None:
                   on_click=st.session_state.update, kwargs={"measure_here": True})
     else:
         procs = f"{e.processes} worker process{'es' if e.processes != 1 else ''}"
-        st.metric("Estimated time", ui.duration(e.seconds),
+        st.metric("Estimated time, at most" if e.solved_stop else "Estimated time", ui.duration(e.seconds),
                   help="this machine's measured cost of each training, flossing, evaluation and diagnostics "
                        "step, times how many of each the comparison runs")
         st.caption(f"Assumes {got['workers']} worker process{'es' if got['workers'] != 1 else ''} "
                    f"(FLOSS_WORKERS, else one per core): {e.jobs} ensemble{'s' if e.jobs != 1 else ''} on "
                    f"{procs}" + (f", {ui.duration(e.start_seconds)} to start them" if e.start_seconds else "")
                    + (". Flossing counted at its full budget: the stopping rule or an adaptive schedule may "
-                      "end it sooner." if e.bound else "."))
+                      "end it sooner." if e.bound else ".")
+                   + (" Training counted at its full budget too: each network stops when it solves (stop when "
+                      "solved), and when that happens is not known in advance, so the run usually ends sooner."
+                      if e.solved_stop else ""))
 
 
 @st.fragment(run_every=2)

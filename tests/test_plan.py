@@ -132,3 +132,12 @@ def test_plan_cuts_runs_into_even_parts_with_each_schedule_spread():
     assert len(plan(spec, shards=50)) == 36                   # never more parts than runs
     assert shards_for(spec, 2) == 1 and shards_for(spec, 4) == 2 and shards_for(spec, 5) == 3
     assert jobs[1].label == "d=10 none+pre seeds 4-8 (9 runs)" and jobs[1].seeds_of("pre", spec) == (4, 5, 6, 7, 8)
+
+
+def test_the_estimate_says_when_stop_when_solved_makes_it_an_upper_bound():
+    table = synthetic_table(lambda op, p: CONSTANT[op])
+    on = make_spec("quick", **SMALL, steps=30, eval_every=10, schedules="none,pre", stop_when_solved=True)
+    off = replace(on, train=replace(on.train, stop_when_solved=False))
+    assert estimate(on, table).solved_stop and not estimate(off, table).solved_stop
+    # the same work is counted either way: the whole budget (when a network solves is not known in advance)
+    assert estimate(on, table).seconds == estimate(off, table).seconds
