@@ -110,6 +110,20 @@ def test_fraction_and_eta_are_shown_only_where_they_mean_something():
     assert views.eta_text("running", 0.2) == "finishing…"
     assert views.eta_text("running", 42.0) == "42 s" and views.eta_text("running", 160.0) == "2.7 min"
     assert views.eta_text("done", math.nan) == views.eta_text("queued", 3.0) == "—"
+    # an upper bound (stop when solved): said so where there is a time, and only there
+    assert views.eta_text("running", 42.0, at_most=True) == "at most 42 s"
+    assert views.eta_text("running", math.nan, at_most=True) == "estimating…"
+    assert views.eta_text("running", 0.2, at_most=True) == "finishing…"
+
+
+def test_the_eta_is_an_upper_bound_exactly_when_solved_networks_stop():
+    from floss_core.experiment import make_spec, spec_to_dict
+
+    on = spec_to_dict(make_spec("quick", stop_when_solved=True))
+    off = spec_to_dict(make_spec("quick", stop_when_solved=False))
+    assert views.eta_is_bound({"config": on}) and not views.eta_is_bound({"config": off})
+    csv = {**on, "task": {**on["task"], "name": "csv"}}   # judged at the final evaluation: trains the whole budget
+    assert not views.eta_is_bound({"config": csv}) and not views.eta_is_bound({"config": None})
 
 
 def test_counts_say_how_many_finished_and_how_many_were_cancelled(store):

@@ -207,11 +207,12 @@ def _headlines(runs) -> dict:
 def _experiment_row(e: dict, headline: dict) -> dict:
     """An experiment for ``status``: its progress and ETA are the store's (the dashboard shows the same);
     finished counts the runs trained to the end (done or diverged), cancelled and failed the others."""
-    from ..views import runs_summary
+    from ..views import eta_is_bound, runs_summary
 
     return {"id": int(e["id"]), "name": e["name"], "status": e["status"],
             "progress": None if is_missing(e["fraction"]) else float(e["fraction"]),
             "eta_seconds": None if is_missing(e["eta_seconds"]) else float(e["eta_seconds"]),
+            "eta_is_upper_bound": eta_is_bound(e),   # stop-when-solved: the ETA counts the whole budget
             "runs": int(e["n_runs"]), "finished": int(e["n_finished"]), "cancelled": int(e["n_cancelled"]),
             "failed": int(e["n_failed"]), "summary": runs_summary(e), "error": e["error"],
             "created_at": e["created_at"].isoformat(), "headline": headline}
@@ -243,7 +244,7 @@ def _cmd_status(a) -> None:
             print("no experiments yet")
         for r in rows:
             r["progress_text"] = "-" if r["progress"] is None else f"{100 * r['progress']:.0f}%"
-            r["eta_text"] = eta_text(r["status"], r["eta_seconds"])
+            r["eta_text"] = eta_text(r["status"], r["eta_seconds"], at_most=r["eta_is_upper_bound"])
             r["headline_text"] = "  ".join(f"{k} {v['successes']}/{v['finished']}" for k, v in r["headline"].items()
                                            if v["finished"]) or (r["error"] or "-")
         if rows:
@@ -263,7 +264,7 @@ def _cmd_status(a) -> None:
         return
     e = rows[0]
     progress = "-" if e["progress"] is None else f"{100 * e['progress']:.0f}%"
-    print(f"experiment {e['id']} {e['name']!r}: {e['summary']}, {progress}, ETA {eta_text(e['status'], e['eta_seconds'])}"
+    print(f"experiment {e['id']} {e['name']!r}: {e['summary']}, {progress}, ETA {eta_text(e['status'], e['eta_seconds'], at_most=e['eta_is_upper_bound'])}"
           + (f", error: {e['error']}" if e["error"] else ""))
     _print_table(run_rows, [("delay", "delay"), ("schedule", "schedule"), ("seed", "seed"), ("state", "status"),
                             ("success", "solved"), ("convergence_step", "conv step"), ("wall_seconds", "wall s")])

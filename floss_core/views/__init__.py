@@ -22,8 +22,8 @@ __all__ += ["conditioning_headline", "fig_survival", "flossed_k", "paired_solves
             "survival_display", "survival_table", "training_budget"]
 __all__ += ["ExperimentSet", "paired_display", "pool_refusal", "roi_display", "series_names", "set_labels",
             "settings_table", "success_thresholds", "with_labels"]
-from .frames import eta_text, progress_text, run_state_text, run_states, runs_summary
-__all__ += ["eta_text", "progress_text", "run_state_text", "run_states", "runs_summary"]
+from .frames import eta_is_bound, eta_text, progress_text, run_state_text, run_states, runs_summary
+__all__ += ["eta_is_bound", "eta_text", "progress_text", "run_state_text", "run_states", "runs_summary"]
 from .frames import STATE_HELP
 __all__ += ["STATE_HELP"]
 from .advice import fig_advice, fig_time_to_solution   # the adviser's charts; its table: views.advice.trials_table

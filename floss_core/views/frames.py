@@ -167,15 +167,28 @@ def runs_summary(e) -> str:
     return f"{status}, {done} of {_count(n, 'run')} finished"
 
 
-def eta_text(status: str, eta) -> str:
-    """The time left as every display shows it: '42 s' / '3.5 min' while running, 'estimating…' before
-    the runner has measured enough, 'finishing…' once only the last records are left, '—' otherwise
-    (queued, done, cancelled: no time left to show). ``eta``: ``Store.experiments()``'s eta_seconds."""
+def eta_text(status: str, eta, *, at_most: bool = False) -> str:
+    """The time left as every display shows it: '42 s' / '3.5 min' while running ('at most 42 s' with
+    ``at_most``: ``eta_is_bound``), 'estimating…' before the runner has measured enough, 'finishing…' once
+    only the last records are left, '—' otherwise (queued, done, cancelled: no time left to show).
+    ``eta``: ``Store.experiments()``'s eta_seconds."""
     if status != "running":
         return "—"
     if eta is None or not isinstance(eta, (int, float)) or math.isnan(eta):
         return "estimating…"
-    return "finishing…" if eta < 0.5 else duration(eta)
+    return "finishing…" if eta < 0.5 else ("at most " if at_most else "") + duration(eta)
+
+
+def eta_is_bound(e) -> bool:
+    """Whether an experiment's ETA is an upper bound: its networks stop when solved (``stop_when_solved`` in
+    its stored config, on a task judged at the first evaluation that passes), and the ETA counts the whole
+    training budget because when a network will solve is not known in advance."""
+    config = e.get("config") if hasattr(e, "get") else None
+    if not isinstance(config, dict):
+        return False
+    task = (config.get("task") or {}).get("name")
+    return bool((config.get("train") or {}).get("stop_when_solved")) and task in TASKS and \
+        TASKS[task].judged == "first"
 
 
 def progress_text(e) -> str:
@@ -183,7 +196,7 @@ def progress_text(e) -> str:
     ETA 35 s' (the fraction and ETA of the store's experiments row: the table shows the same)."""
     fraction = e["fraction"]
     percent = "" if fraction is None or math.isnan(fraction) else f" · {100 * fraction:.0f} %"
-    eta = eta_text(e["status"], e["eta_seconds"])
+    eta = eta_text(e["status"], e["eta_seconds"], at_most=eta_is_bound(e))
     return f"#{e['id']} {e['name']}: {runs_summary(e)}{percent}" + ("" if eta == "—" else f" · ETA {eta}")
 
 
@@ -205,7 +218,7 @@ def experiments_table(experiments: pd.DataFrame) -> pd.DataFrame:
                          "progress": e["fraction"].astype(float).fillna(0.0).to_numpy(),
                          "runs": [runs(r) for r in rows],
                          "created": e["created_at"].dt.strftime("%Y-%m-%d %H:%M"),
-                         "ETA": [eta_text(r["status"], r["eta_seconds"]) for r in rows]})
+                         "ETA": [eta_text(r["status"], r["eta_seconds"], at_most=eta_is_bound(r)) for r in rows]})
 
 
 def filter_runs(runs: pd.DataFrame, *, task=(), delay=(), schedule=(), status=()) -> pd.DataFrame:
