@@ -393,6 +393,27 @@ def test_the_recommendations_numbers_match_the_stored_runs(searched):
     assert f"{choice['successes']} of {choice['n']} seeds" in result["statement"]
 
 
+def test_the_report_is_exported_from_the_command_line(searched, tmp_path):
+    path, _, out = searched
+    r = cli("advise", "--report", str(out["advice_id"]), "--store", str(path), "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    written = Path(r.stdout.strip())
+    assert written.parent == tmp_path and written.suffix == ".html"
+    page = written.read_text()
+    with Store(path, create=False) as s:
+        statement = s.advice(out["advice_id"])["result"]["statement"]
+    import html
+    assert html.escape(statement, quote=False) in page or html.escape(statement) in page   # the stored verdict
+    assert page.count('class="plotly-graph-div"') == 2
+    # a search that is not there, and a directory that is not there: one line, exit 2, nothing written
+    for args, words in ((["--report", "99"], "no advice 99"),
+                        (["--report", str(out["advice_id"]), "--out", str(tmp_path / "no" / "such.html")],
+                         "cannot write")):
+        r = cli("advise", *args, "--store", str(path))
+        assert r.returncode == 2 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [written.name]
+
+
 def test_the_human_output_prints_the_trials_the_front_and_the_statement(tmp_path):
     spec = tiny_spec(seeds=2)
     r = cli("advise", *tiny_args(spec), "--trials", "1", "--target", "1", "--rung-seeds", "2",

@@ -42,6 +42,13 @@ def _add_advise(sub) -> None:
     _add_executor_args(p)
     p.add_argument("--queue", action="store_true", help="queue the search for the background worker; prints its id")
     p.add_argument("--cancel", type=_int, default=None, metavar="ID", help="ask search ID to stop, and exit")
+    p.add_argument("--report", type=_int, default=None, metavar="ID",
+                   help="export search ID's report (the recommendation as the verdict, the front charts, every "
+                        "trial) as --format to --out, print its path, and exit")
+    p.add_argument("--format", choices=["html", "pdf"], default="html", help="the report's format (default html)")
+    p.add_argument("--out", default=None,
+                   help="the report's file or an existing directory (default: a name derived from the search, in "
+                        "the current directory)")
     p.add_argument("--json", action="store_true")
 
 
@@ -60,6 +67,8 @@ def _config(a):
 def _cmd_advise(a) -> None:
     if a.cancel is not None:
         return _cancel(a)
+    if a.report is not None:
+        return _report(a)
     if a.schedules is not None:
         _fail("advise", "advise searches the schedules itself: drop --schedules (--search-schedules limits the "
                         "schedules it tries)")
@@ -142,3 +151,24 @@ def _cancel(a) -> None:
     finally:
         store.close()
     _print_json({"advice_id": a.cancel, "status": status}) if a.json else print(status)
+
+
+def _report(a) -> None:
+    from ..report import ChromiumMissing
+    from ..report.advice import write_advice_report
+
+    store = _open_store("advise", a.store, create=False, write=False)
+    try:
+        try:
+            store.advice(a.report)
+        except KeyError:
+            _fail("advise", f"no advice {a.report} in {store.path}")
+        try:
+            path = write_advice_report(store, a.report, a.format, a.out)
+        except (ValueError, ChromiumMissing) as e:
+            _fail("advise", str(e))
+        except OSError as e:
+            _fail("advise", f"cannot write {a.out}: {e.strerror or e}")
+    finally:
+        store.close()
+    print(path)
