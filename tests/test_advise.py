@@ -414,6 +414,23 @@ def test_the_report_is_exported_from_the_command_line(searched, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [written.name]
 
 
+def test_status_lists_the_searches_with_their_verdicts(searched):
+    path, _, out = searched
+    r = cli("status", "--store", str(path), "--json")
+    assert r.returncode == 0, r.stderr
+    (search,) = json.loads(r.stdout)["searches"]
+    with Store(path, create=False) as s:
+        row = s.advice(out["advice_id"])
+    result = row["result"]
+    assert (search["id"], search["status"], search["trials_done"], search["trials_total"]) == \
+        (out["advice_id"], "done", 4, 4)
+    assert search["statement"] == result["statement"]
+    assert search["verdict"].startswith({"recommended": "recommended", "no_flossing": "no flossing",
+                                         "none_reaches": "nothing reaches"}[result["status"]])
+    human = cli("status", "--store", str(path))
+    assert human.returncode == 0 and "schedule searches" in human.stdout and "4 / 4" in human.stdout
+
+
 def test_the_human_output_prints_the_trials_the_front_and_the_statement(tmp_path):
     spec = tiny_spec(seeds=2)
     r = cli("advise", *tiny_args(spec), "--trials", "1", "--target", "1", "--rung-seeds", "2",

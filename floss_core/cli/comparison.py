@@ -218,6 +218,21 @@ def _experiment_row(e: dict, headline: dict) -> dict:
             "created_at": e["created_at"].isoformat(), "headline": headline}
 
 
+def _search_row(r: dict) -> dict:
+    """A schedule search for ``status``: its progress in trials and its verdict (the recommended schedule, or
+    what the recommendation says instead) once it has one."""
+    result = r["result"] if isinstance(r.get("result"), dict) else {}
+    choice = result.get("choice") if isinstance(result.get("choice"), dict) else None
+    words = {"recommended": "recommended", "no_flossing": "no flossing reaches the target",
+             "none_reaches": "nothing reaches the target; best found"}.get(result.get("status"))
+    verdict = "-" if words is None else words + (f": {choice['label']}" if choice and result["status"] != "no_flossing"
+                                                 else "")
+    total = None if is_missing(r["trials_total"]) else int(r["trials_total"])
+    return {"id": int(r["id"]), "name": r["name"], "status": r["status"], "trials_done": int(r["trials_done"] or 0),
+            "trials_total": total, "verdict": verdict, "statement": result.get("statement"), "error": r["error"],
+            "trials_text": f"{int(r['trials_done'] or 0)} / {'?' if total is None else total}"}
+
+
 def _cmd_status(a) -> None:
     from ..views import eta_text, run_state_text
 
@@ -226,6 +241,7 @@ def _cmd_status(a) -> None:
         if a.experiment_id is None:
             experiments = store.experiments().to_dict("records")
             runs = store.runs()
+            searches = [_search_row(r) for r in store.advice_list().to_dict("records")]
         else:
             try:
                 experiments = [store.experiment(a.experiment_id)]
@@ -238,7 +254,7 @@ def _cmd_status(a) -> None:
     rows = [_experiment_row(e, heads.get(int(e["id"]), {})) for e in experiments]
     if a.experiment_id is None:
         if a.json:
-            _print_json({"experiments": rows})
+            _print_json({"experiments": rows, "searches": searches})
             return
         if not rows:
             print("no experiments yet")
@@ -251,6 +267,10 @@ def _cmd_status(a) -> None:
             _print_table(rows, [("id", "id"), ("name", "name"), ("status", "status"), ("progress_text", "progress"),
                                 ("eta_text", "ETA"), ("summary", "runs"),
                                 ("headline_text", "solved / finished per schedule")])
+        if searches:   # the adviser's searches (advise): their trials are among the experiments above
+            print("\nschedule searches (advise; `advise --report ID` exports one)")
+            _print_table(searches, [("id", "id"), ("name", "name"), ("status", "status"), ("trials_text", "trials"),
+                                    ("verdict", "verdict")])
         return
     run_rows = [{"run_id": int(r["run_id"]), "delay": int(r["delay"]), "schedule": r["schedule"],
                  "seed": int(r["seed"]), "status": r["status"], "state": run_state_text(r),
