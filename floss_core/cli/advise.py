@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 
 from ..options import _finite_float, _int
-from .common import (_add_executor_args, _add_store_arg, _executor_options, _fail, _fmt, _open_store, _print_json,
-                     _print_table)
+from .common import (_add_executor_args, _add_store_arg, _executor_options, _export, _fail, _fmt, _open_store,
+                     _print_json, _print_table)
 from .comparison import _add_comparison_args, spec_from_args
 
 TRIAL_COLUMNS = [("trial", "trial"), ("label", "schedule"), ("successes", "solved"), ("n", "of"),
@@ -154,21 +154,6 @@ def _cancel(a) -> None:
 
 
 def _report(a) -> None:
-    from ..report import ChromiumMissing
     from ..report.advice import write_advice_report
 
-    store = _open_store("advise", a.store, create=False, write=False)
-    try:
-        try:
-            store.advice(a.report)
-        except KeyError:
-            _fail("advise", f"no advice {a.report} in {store.path}")
-        try:
-            path = write_advice_report(store, a.report, a.format, a.out)
-        except (ValueError, ChromiumMissing) as e:
-            _fail("advise", str(e))
-        except OSError as e:
-            _fail("advise", f"cannot write {a.out}: {e.strerror or e}")
-    finally:
-        store.close()
-    print(path)
+    _export("advise", a.store, a.out, lambda store: write_advice_report(store, a.report, a.format, a.out))

@@ -97,3 +97,23 @@ def _executor_options(prog: str, a) -> dict:
         _fail(prog, "executor dask needs --scheduler tcp://HOST:8786 (or FLOSS_SCHEDULER)")
     a.workers = workers
     return {"executor": a.executor, "scheduler": a.scheduler, "max_workers": workers}
+
+
+def _export(prog: str, store_path, out, write) -> None:
+    """Export a report: ``write(store)`` writes it from the store at ``store_path`` (opened read-only where it
+    must be) to ``out`` and returns the path, printed; a missing id (KeyError), bad input (ValueError), no
+    Chromium for a PDF or a path that cannot be written is one line on stderr and exit 2."""
+    from ..report import ChromiumMissing
+
+    store = _open_store(prog, store_path, create=False, write=False)
+    try:
+        path = write(store)
+    except KeyError as e:
+        _fail(prog, str(e.args[0]) if e.args else "not found")
+    except (ValueError, ChromiumMissing) as e:
+        _fail(prog, str(e))
+    except OSError as e:
+        _fail(prog, f"cannot write {out}: {e.strerror or e}")
+    finally:
+        store.close()
+    print(path)

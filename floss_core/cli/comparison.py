@@ -13,7 +13,7 @@ import time
 from .. import options as O
 from ..options import _finite_float, _int
 from ..stats import is_missing
-from .common import (_add_executor_args, _add_store_arg, _executor_options, _fail, _open_store, _print_json,
+from .common import (_add_executor_args, _add_store_arg, _executor_options, _export, _fail, _open_store, _print_json,
                      _print_table)
 
 _add_comparison_args = O.add_arguments   # the comparison's arguments: generated from the option table
@@ -328,15 +328,6 @@ def _add_report(sub) -> None:
 
 
 def _cmd_report(a) -> None:
-    from ..report import ChromiumMissing, write_report
+    from ..report import write_report
 
-    store = _open_store("report", a.store, create=False, write=False)
-    try:
-        path = write_report(store, a.experiment_id, a.format, a.out)
-    except (ValueError, ChromiumMissing) as e:
-        _fail("report", str(e))
-    except OSError as e:
-        _fail("report", f"cannot write {a.out}: {e.strerror or e}")
-    finally:
-        store.close()
-    print(path)
+    _export("report", a.store, a.out, lambda store: write_report(store, a.experiment_id, a.format, a.out))
